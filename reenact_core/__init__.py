@@ -1,0 +1,1 @@
+"""Latent Reenact core library."""
