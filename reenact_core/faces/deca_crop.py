@@ -31,7 +31,7 @@ def deca_crop_theta(kpt68: torch.Tensor) -> torch.Tensor:
         (B, 2, 3) float32 ``theta`` on the landmarks' device.
     """
     if not isinstance(kpt68, torch.Tensor) or kpt68.ndim != 3 or kpt68.shape[1:] != (68, 2):
-        raise InputError(f"kpt68 must be a (B, 68, 2) tensor, got {getattr(kpt68, 'shape', type(kpt68))}")
+        raise InputError(f"kpt68 must be a (B, 68, 2) tensor, got {getattr(kpt68, 'shape', type(kpt68).__name__)}")
     kpt = kpt68.detach().to("cpu", torch.float64)
     lo, hi = kpt.amin(1), kpt.amax(1)
     extent = hi - lo

@@ -65,8 +65,9 @@ class CropTransform:
 
 
 def _apply_affine(matrix: np.ndarray, points):
-    """``points @ M[:, :2].T + M[:, 2]`` for a scale-and-shift matrix, keeping numpy or torch."""
+    """``points @ M[:, :2].T + M[:, 2]`` for a scale-and-shift matrix, keeping numpy or torch (float)."""
     if isinstance(points, torch.Tensor):
+        points = points if points.is_floating_point() else points.double()
         m = points.new_tensor(matrix)
         return points * m.diagonal() + m[:, 2]
     return np.asarray(points, dtype=np.float64) * matrix.diagonal() + matrix[:, 2]
@@ -88,7 +89,9 @@ def crop_box(landmarks: np.ndarray) -> tuple[int, int, int, int]:
     return int(cx - size), int(cy - size), int(cx + size), int(cy + size)
 
 
-def crop_using_landmarks(image: np.ndarray, landmarks: np.ndarray, size: int = CROP_SIZE) -> tuple[np.ndarray, CropTransform]:
+def crop_using_landmarks(
+    image: np.ndarray, landmarks: np.ndarray, size: int = CROP_SIZE
+) -> tuple[np.ndarray, CropTransform]:
     """The reference face crop, bit-exact with the official ``crop_using_landmarks``.
 
     Args:
@@ -102,7 +105,7 @@ def crop_using_landmarks(image: np.ndarray, landmarks: np.ndarray, size: int = C
     image = _check_image(image)
     box = crop_box(landmarks)
     square = _square_from_frame(image, box)
-    crop = np.asarray(Image.fromarray(square).resize((size, size), Image.BICUBIC))
+    crop = np.array(Image.fromarray(square).resize((size, size), Image.BICUBIC))
     return crop, CropTransform(box=box, frame_hw=image.shape[:2], size=size)
 
 
@@ -132,7 +135,8 @@ def _feather_padding(padded: np.ndarray, pad: tuple[int, int, int, int]) -> np.n
     mask = np.maximum(1.0 - np.minimum(np.float32(x) / p[0], np.float32(w - 1 - x) / p[2]),
                       1.0 - np.minimum(np.float32(y) / p[1], np.float32(h - 1 - y) / p[3]))
     img = padded.astype(np.float32)
-    blurred = scipy.ndimage.gaussian_filter(img, [_FEATHER_BLUR_SIGMA, _FEATHER_BLUR_SIGMA, 0], mode="reflect", truncate=4.0)
+    sigma = [_FEATHER_BLUR_SIGMA, _FEATHER_BLUR_SIGMA, 0]
+    blurred = scipy.ndimage.gaussian_filter(img, sigma, mode="reflect", truncate=4.0)
     img += (blurred - img) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
     img += (np.median(img, axis=(0, 1)) - img) * np.clip(mask, 0.0, 1.0)
     return img

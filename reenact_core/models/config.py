@@ -1,4 +1,7 @@
-"""What every model config shares: a JSON round trip and the key/shape checks used to read a state dict."""
+"""What every model config shares: a JSON round trip, and the key/shape reads that infer it from a state dict.
+
+Inference reads only the keys it needs; the complete key and shape check of a file is the loader's.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import torch
-from torch import nn
 
 from reenact_core.errors import WeightsError
 
@@ -36,7 +38,7 @@ class ModelConfig:
 def shape_of(state_dict: Mapping[str, torch.Tensor], key: str, model: str) -> tuple[int, ...]:
     """Shape of ``state_dict[key]``; raises WeightsError naming the model if the key is missing."""
     if key not in state_dict:
-        raise WeightsError(f"{model} weights lack the key '{key}': not a {model} state dict, or a truncated one")
+        raise WeightsError(f"{model} weights lack the key '{key}': another kind of file, or a truncated one")
     return tuple(state_dict[key].shape)
 
 
@@ -53,14 +55,3 @@ def check(condition: bool, model: str, message: str) -> None:
     if not condition:
         raise WeightsError(f"{model} weights: {message}")
 
-
-def check_layout(model: nn.Module, state_dict: Mapping[str, torch.Tensor], name: str) -> None:
-    """Raises WeightsError unless ``state_dict`` has exactly the keys and shapes of ``model.state_dict()``."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = [k for k in expected if k not in state_dict]
-    check(not missing, name, f"missing keys {missing[:3]}{' ...' if len(missing) > 3 else ''}")
-    unexpected = [k for k in state_dict if k not in expected]
-    check(not unexpected, name, f"unexpected keys {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}")
-    for key, shape in expected.items():
-        got = tuple(state_dict[key].shape)
-        check(got == shape, name, f"'{key}' has shape {list(got)}, the inferred architecture needs {list(shape)}")

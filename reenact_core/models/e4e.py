@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from reenact_core.errors import InputError, WeightsError
-from reenact_core.models.config import ModelConfig, check, check_layout, count_indexed, shape_of
+from reenact_core.models.config import ModelConfig, check, count_indexed, shape_of
+from reenact_core.models.stylegan2 import EqualLinear
 
 # First W+ row fed by each pyramid level (c3, p2, p1): e4e psp_encoders.py `coarse_ind = 3`, `middle_ind = 7`.
 PYRAMID_LEVEL_STARTS = (0, 3, 7)
@@ -51,7 +52,7 @@ class EncoderConfig(ModelConfig):
             raise ValueError(f"need 4 stages with at least one unit each, got widths {self.widths}, units {self.units}")
         if any(a == b for a, b in zip(self.widths, self.widths[1:])):
             raise ValueError(f"consecutive stage widths must differ, got {self.widths}")
-        if min(self.widths) // self.se_reduction < 1:
+        if self.se_reduction < 1 or min(self.widths) // self.se_reduction < 1:
             raise ValueError(f"se_reduction {self.se_reduction} leaves no channel for width {min(self.widths)}")
         if not _is_power_of_two(self.size) or self.size < 4:
             raise ValueError(f"size must be a power of two >= 4, got {self.size}")
@@ -115,22 +116,9 @@ class IRSEUnit(nn.Module):
         return self.shortcut_layer(x) + self.res_layer(x)
 
 
-class EqualLinear(nn.Module):
-    """Linear layer with the weight scaled at run time: ``x @ (W / √in)ᵀ + b`` (StyleGAN2's EqualLinear, lr_mul 1)."""
-
-    def __init__(self, in_dim: int, out_dim: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_dim, in_dim))
-        self.bias = nn.Parameter(torch.zeros(out_dim))
-        self.scale = 1 / math.sqrt(in_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.scale, self.bias)
-
-
 class GradualStyleBlock(nn.Module):
-    """One W+ row from a feature map: ``num_convs`` stride-2 3×3 convs with LeakyReLU(0.01) down to 1×1,
-    then an EqualLinear. Input ``(B, in_channels, 2^num_convs, 2^num_convs)``, output ``(B, style_dim)``."""
+    """One W+ row from a feature map: ``num_convs`` stride-2 3×3 convs with LeakyReLU(0.01) down to 1×1, then
+    StyleGAN2's EqualLinear (lr_mul 1, no activation). ``(B, in_channels, 2^n, 2^n)`` → ``(B, style_dim)``."""
 
     def __init__(self, in_channels: int, style_dim: int, num_convs: int):
         super().__init__()
@@ -207,7 +195,9 @@ class Encoder4Editing(nn.Module):
 def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> EncoderConfig:
     """Architecture of an official-layout e4e state dict (``checkpoint['e']``, plus ``latent_avg`` if any).
 
-    Raises WeightsError if a needed key is missing or the keys and shapes do not form one e4e encoder.
+    Stages are read from the channel changes along ``body``, ``size`` from the number of style blocks and
+    ``input_size`` from the convs of ``styles.0``. Raises WeightsError if a needed key is missing or the
+    shapes read do not form an e4e encoder.
     """
     name = "e4e"
     n_units = count_indexed(state_dict, "body.", ".res_layer.1.weight")
@@ -226,11 +216,9 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> EncoderCon
             style_dim=style_dim,
             widths=tuple(depths[i] for i in starts),
             units=tuple(b - a for a, b in zip(starts, starts[1:] + [n_units])),
-            se_reduction=max(depths[-1] // max(fc1_out, 1), 1),
+            se_reduction=depths[-1] // max(fc1_out, 1),
             add_latent_avg="latent_avg" in state_dict,
         )
     except ValueError as e:
         raise WeightsError(f"{name} weights: inconsistent architecture ({e})") from None
-    with torch.device("meta"):
-        check_layout(Encoder4Editing(config), state_dict, name)
     return config

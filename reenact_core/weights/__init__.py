@@ -6,7 +6,8 @@ plus metadata naming the model kind and its architecture, so every file is self-
 from .kinds import KINDS, ModelKind, find_model_file, kind
 from .store import LoadedModel, ModelInfo, inspect_model_file, load_model, save_model
 from .convert import convert
-from .random_checkpoint import make_random_checkpoint
+from .random_checkpoint import TINY_CONFIGS, make_random_checkpoint, make_tiny_model_set, tiny_config
 
 __all__ = ["KINDS", "ModelKind", "kind", "find_model_file", "LoadedModel", "ModelInfo", "inspect_model_file",
-           "load_model", "save_model", "convert", "make_random_checkpoint"]
+           "load_model", "save_model", "convert", "make_random_checkpoint", "make_tiny_model_set",
+           "tiny_config", "TINY_CONFIGS"]

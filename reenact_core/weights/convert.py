@@ -30,7 +30,10 @@ def convert(src: str | Path, dst: str | Path, expected_kind: str | None = None) 
         raise WeightsError(f"{src.name}: holds a {get_kind(official.kind).title} ({official.layout}), "
                            f"not a {get_kind(expected_kind).title}")
     k = get_kind(official.kind)
-    config = _config(official)
+    try:
+        config = _config(official)
+    except WeightsError as exc:
+        raise WeightsError(f"{src.name}: {exc}") from None
     state_dict = dict(official.state_dict)
     if official.kind == "e4e" and official.latent_avg is not None:
         state_dict["latent_avg"] = official.latent_avg.reshape(config.n_styles, config.style_dim) \
@@ -60,29 +63,28 @@ def convert(src: str | Path, dst: str | Path, expected_kind: str | None = None) 
 
 def _config(official: OfficialCheckpoint):
     k = get_kind(official.kind)
+    if official.kind == "directions":
+        return _directions_config(official.state_dict, official.extras)
     config = k.config_from_state_dict(official.state_dict)
     if official.kind == "e4e" and official.latent_avg is not None:
         config = dataclasses.replace(config, add_latent_avg=True)
-    if official.kind == "directions":
-        config = _directions_config(config, official.extras)
     return config
 
 
-def _directions_config(config, extras: dict):
-    """Apply A_matrix.pt's scalars (shift_dim defaults to 512 when a self-trained file lacks it)."""
+def _directions_config(state_dict, extras: dict):
+    """A's architecture from its shapes and A_matrix.pt's scalars (a self-trained file may lack shift_dim)."""
+    from ..models.directions import DEFAULT_SHIFT_DIM, config_from_state_dict
+
     if extras.get("w_plus", True) is not True:
-        raise WeightsError("A_matrix.pt with w_plus=False (a shift of W, not W+) is not supported")
-    shift_dim = int(extras.get("shift_dim", 512))
-    num_layers = int(extras.get("num_layers_shift", config.num_layers))
-    out_features = config.num_layers * config.shift_dim
-    if num_layers * shift_dim != out_features:
-        raise WeightsError(f"A_matrix.pt: num_layers_shift={num_layers} × shift_dim={shift_dim} does not match "
-                           f"the {out_features} outputs of its linear layer")
+        raise WeightsError("w_plus=False (a shift of W, not W+) is not supported")
+    config = config_from_state_dict(state_dict, shift_dim=int(extras.get("shift_dim", DEFAULT_SHIFT_DIM)))
+    if "num_layers_shift" in extras and int(extras["num_layers_shift"]) != config.num_layers:
+        raise WeightsError(f"num_layers_shift={extras['num_layers_shift']} does not match the "
+                           f"{config.num_layers * config.shift_dim} outputs of the linear layer")
     if "learned_directions" in extras and int(extras["learned_directions"]) != config.input_dim:
-        raise WeightsError(f"A_matrix.pt: learned_directions={extras['learned_directions']} but the linear layer "
+        raise WeightsError(f"learned_directions={extras['learned_directions']} but the linear layer "
                            f"takes {config.input_dim} inputs")
-    return dataclasses.replace(config, num_layers=num_layers, shift_dim=shift_dim,
-                               shift_scale=float(extras.get("shift_scale", config.shift_scale)))
+    return dataclasses.replace(config, shift_scale=float(extras.get("shift_scale", config.shift_scale)))
 
 
 def _mean_latent(official: OfficialCheckpoint, config, state_dict, model, k) -> tuple[torch.Tensor, str]:

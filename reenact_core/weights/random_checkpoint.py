@@ -5,16 +5,31 @@ from pathlib import Path
 
 import torch
 
-from .kinds import kind as get_kind
+from .kinds import KINDS, kind as get_kind
 from .store import MEAN_LATENT_KEY, save_model
 
 RANDOM_MEAN_LATENT_SAMPLES = 512
+
+# A consistent set of tiny architectures (one W+ width shared by G, e4e and A; 256-px images as the method's
+# real crops), small enough to build, save and run in well under a second each.
+TINY_CONFIGS: dict[str, dict] = {
+    "stylegan2": {"size": 256, "style_dim": 32, "n_mlp": 2, "channels": [32, 32, 32, 32, 16, 16, 8]},
+    "e4e": {"size": 256, "input_size": 256, "style_dim": 32, "widths": [8, 16, 24, 32], "units": [1, 1, 1, 1],
+            "se_reduction": 4},
+    "deca": {"base_width": 8, "blocks": [1, 1, 1, 1], "hidden": 32},
+    "directions": {"shift_dim": 32},
+}
+
+
+def tiny_config(kind_name: str):
+    """The tiny architecture of ``kind_name`` (see TINY_CONFIGS)."""
+    return get_kind(kind_name).config_from_dict(TINY_CONFIGS[kind_name])
 
 
 def make_random_checkpoint(kind_name: str, config, path: str | Path, seed: int = 0) -> Path:
     """Write a model file of ``kind_name`` with architecture ``config`` and seeded random weights.
 
-    Use tiny configs: a full-size e4e is ~840 MB. The file's metadata says ``random_weights: true``.
+    Use tiny configs (``tiny_config``): a full-size e4e is ~840 MB. The metadata says ``random_weights: true``.
     """
     k = get_kind(kind_name)
     with torch.random.fork_rng(devices=[]):
@@ -26,3 +41,10 @@ def make_random_checkpoint(kind_name: str, config, path: str | Path, seed: int =
             extra[MEAN_LATENT_KEY] = model.mean_latent(RANDOM_MEAN_LATENT_SAMPLES, seed)
     return save_model(path, kind_name, config, model.state_dict(), extra_tensors=extra,
                       metadata={"random_weights": "true", "seed": str(seed)})
+
+
+def make_tiny_model_set(folder: str | Path, seed: int = 0) -> dict[str, Path]:
+    """Write one tiny random model file of every kind under its canonical name in ``folder``."""
+    folder = Path(folder)
+    return {name: make_random_checkpoint(name, tiny_config(name), folder / k.canonical_file, seed + i)
+            for i, (name, k) in enumerate(KINDS.items())}

@@ -1,0 +1,38 @@
+"""Shared bench helpers: the in-process matmul baseline, FLOP counting and timing."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10, dtype=torch.float32) -> float:
+    """Achieved GFLOP/s of an n×n fp32 matmul on the CPU: the baseline every ratio is measured against."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of ``fn`` (multiply-add = 2), as counted by torch's FlopCounterMode."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def best_seconds(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
+    """Fastest wall time of ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)

@@ -1,0 +1,91 @@
+"""The default landmark backend: dlib's HOG face detector and its 68-point shape predictor.
+
+No download: ``dlib-bin`` provides dlib and ``face-recognition-models`` the predictor file
+``shape_predictor_68_face_landmarks.dat`` (trained on iBUG 300-W, whose licence excludes commercial use).
+
+Detection runs with ``upsample = 0`` on a copy whose long side is at most 640 px (one HOG pass costs 20 ms at
+512 px and 1.1 s at 2048 px; upsampling produced weak false positives). The HOG window is 80 px, so faces
+smaller than 80 px in that copy are not found. Landmarks are predicted on the full-resolution image with the
+box mapped back: on the test videos this gave 6 % lower landmark jitter than predicting at half resolution
+and scaling the points up (dlib rounds points to whole pixels of the image it sees).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MissingModelError
+from .images import downscaled
+from .landmarks import LandmarkBackend
+
+PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"  # shipped by the face-recognition-models package
+DETECT_MAX_SIDE = 640  # long side (px) of the copy the HOG detector sees
+
+
+def predictor_path(models_dir: str | os.PathLike | None = None) -> Path:
+    """The 68-point predictor file: in ``models_dir`` if it holds one, else in ``face-recognition-models``.
+
+    The package is located without importing it (its ``__init__`` needs ``pkg_resources``, gone from
+    setuptools ≥ 81). Raises MissingModelError naming the places searched.
+    """
+    folders = [Path(models_dir)] if models_dir is not None else []
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is not None and spec.origin is not None:
+        folders.append(Path(spec.origin).parent / "models")
+    for folder in folders:
+        if (folder / PREDICTOR_FILE).is_file():
+            return folder / PREDICTOR_FILE
+    searched = ", ".join(str(f) for f in folders) or "nowhere (face-recognition-models is not installed)"
+    raise MissingModelError(
+        f"{PREDICTOR_FILE} not found in {searched}; install it with: pip install face-recognition-models"
+    )
+
+
+@lru_cache(maxsize=None)
+def load_models(path: Path):
+    """dlib's frontal HOG detector and the shape predictor at ``path``, loaded once per process."""
+    try:
+        import dlib
+    except ImportError:
+        raise MissingModelError("the dlib backend needs dlib: pip install dlib-bin") from None
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path))
+
+
+class DlibBackend(LandmarkBackend):
+    """dlib HOG detection on a ≤ ``max_detect_side`` px copy, 68-point prediction at full resolution.
+
+    Args:
+        models_dir: a folder that may hold ``shape_predictor_68_face_landmarks.dat`` (checked first).
+        max_detect_side: long side in pixels of the copy the detector sees.
+        min_score: boxes whose HOG score is below this are dropped (dlib's own threshold is 0).
+    """
+
+    name = "dlib"
+
+    def __init__(self, models_dir: str | os.PathLike | None = None, max_detect_side: int = DETECT_MAX_SIDE,
+                 min_score: float = 0.0):
+        self.predictor_file = predictor_path(models_dir)
+        self.max_detect_side = max_detect_side
+        self.min_score = min_score
+
+    def detect_boxes(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        detector, _ = load_models(self.predictor_file)
+        small, scale = downscaled(rgb, self.max_detect_side)
+        rects, scores, _ = detector.run(np.ascontiguousarray(small), 0, self.min_score)
+        boxes = []
+        for rect, score in zip(rects, scores):
+            corners = np.array([[rect.left(), rect.top()], [rect.right(), rect.bottom()]], dtype=np.float64)
+            boxes.append((((corners + 0.5) / scale - 0.5).reshape(4), float(score)))
+        return boxes
+
+    def predict_landmarks(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+        import dlib
+
+        _, predictor = load_models(self.predictor_file)
+        rect = dlib.rectangle(*(int(round(v)) for v in box))
+        shape = predictor(np.ascontiguousarray(rgb), rect)
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)

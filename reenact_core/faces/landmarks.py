@@ -1,0 +1,105 @@
+"""Face detection and 68-point landmarks through pluggable backends, chosen by name.
+
+Built-in backends: ``"dlib"`` (default; HOG detector and the 68-point shape predictor of
+``face-recognition-models``, no download; the predictor was trained on iBUG 300-W, whose licence excludes
+commercial use) and ``"face-alignment"`` (the FAN network of the optional ``face-alignment`` package; its
+weights must already be on disk). Backends are built lazily and cached per process, so nothing is loaded at
+import time.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from functools import lru_cache
+
+import numpy as np
+
+from ..errors import InputError
+from .geometry import Face
+from .images import check_image, to_uint8_rgb
+from .plausibility import is_plausible
+
+DEFAULT_BACKEND = "dlib"
+
+
+class LandmarkBackend(ABC):
+    """A face detector plus a 68-point landmark model working on 8-bit RGB frames."""
+
+    name: str
+
+    @abstractmethod
+    def detect_boxes(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """Face boxes of a (H, W, 3) uint8 RGB frame: ``[(box (4,) float64 (x1, y1, x2, y2), score), ...]``."""
+
+    @abstractmethod
+    def predict_landmarks(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """The (68, 2) float32 iBUG-68 points ``(x, y)`` of the face in ``box``, in pixels of ``rgb``."""
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        """Every face of a (H, W, 3) uint8 RGB frame with its landmarks, unfiltered and in detector order."""
+        return [Face(box, float(score), self.predict_landmarks(rgb, box)) for box, score in self.detect_boxes(rgb)]
+
+
+_FACTORIES: dict[str, Callable[..., LandmarkBackend]] = {}
+
+
+def register_backend(name: str, factory: Callable[..., LandmarkBackend]) -> None:
+    """Makes ``factory(**options)`` available as backend ``name`` (replacing any backend of that name)."""
+    _FACTORIES[name] = factory
+    _cached_backend.cache_clear()
+
+
+def backend_names() -> tuple[str, ...]:
+    """Names of the registered backends, the default first."""
+    return tuple(sorted(_FACTORIES, key=lambda name: (name != DEFAULT_BACKEND, name)))
+
+
+@lru_cache(maxsize=None)
+def _cached_backend(name: str, options: tuple) -> LandmarkBackend:
+    return _FACTORIES[name](**dict(options))
+
+
+def get_backend(name: str = DEFAULT_BACKEND, **options) -> LandmarkBackend:
+    """The backend ``name`` built with ``options`` (e.g. ``models_dir``, ``device``), once per process.
+
+    Raises InputError for an unknown name; backends raise MissingModelError when their package or weights
+    are absent.
+    """
+    if name not in _FACTORIES:
+        raise InputError(f"unknown landmark backend {name!r}; choose one of {', '.join(backend_names())}")
+    return _cached_backend(name, tuple(sorted(options.items())))
+
+
+
+def detect_faces(image: np.ndarray, backend: str | LandmarkBackend = DEFAULT_BACKEND, **options) -> list[Face]:
+    """The plausible faces of an image, left to right.
+
+    Args:
+        image: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA; uint8, uint16 or float in [0, 1] (see ``images``).
+        backend: a backend name (built by :func:`get_backend` with ``options``) or a backend instance.
+
+    Returns:
+        Faces whose landmarks pass :func:`~reenact_core.faces.plausibility.is_plausible`, sorted by box centre
+        x; coordinates in pixels of ``image``. An empty list when none is found.
+    """
+    rgb = to_uint8_rgb(check_image(image))
+    if isinstance(backend, str):
+        backend = get_backend(backend, **options)
+    faces = [face for face in backend.detect(rgb) if is_plausible(face)]
+    return sorted(faces, key=lambda face: face.box[0] + face.box[2])
+
+
+def _dlib_backend(**options) -> LandmarkBackend:
+    from .dlib_backend import DlibBackend
+
+    return DlibBackend(**options)
+
+
+def _fan_backend(**options) -> LandmarkBackend:
+    from .fan_backend import FanBackend
+
+    return FanBackend(**options)
+
+
+register_backend("dlib", _dlib_backend)
+register_backend("face-alignment", _fan_backend)
