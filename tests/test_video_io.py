@@ -13,8 +13,8 @@ from PIL import Image
 
 from golden_fixtures import MEDIA
 from reenact_core.errors import InputError
-from reenact_core.video_io import (LENGTH_POLICIES, PngFramesWriter, VideoReader, VideoWriter, driver_chunks,
-                                   driver_frames, pick_video_codec)
+from reenact_core.video import (DEFAULT_FPS, LENGTH_POLICIES, PngFramesWriter, VideoReader, VideoWriter,
+                                driver_chunks, driver_frames, pick_video_codec)
 
 SIZE = (48, 64)  # (H, W) of the synthetic videos
 RATES = [Fraction(25), Fraction(30000, 1001)]
@@ -31,15 +31,20 @@ def indexed_frame(index: int, height: int = SIZE[0], width: int = SIZE[1]) -> np
 
 
 def frame_index(rgb: np.ndarray) -> int:
+    """The index written by ``indexed_frame``, read back from the centres of its two patches."""
     low, high = (int(rgb[4:PATCH - 4, x0 + 4:x0 + PATCH - 4].mean()) // 16 for x0 in (0, PATCH))
     return 16 * high + low
 
 
 def make_video(path: Path, num_frames: int, rate=Fraction(25), size=SIZE, audio: str | None = None,
                audio_seconds: float | None = None, gop: int = 10) -> Path:
-    """Write a synthetic H.264 video of indexed frames, optionally with a 440 Hz sine in the ``audio`` codec."""
+    """Write a synthetic video of indexed frames (H.264 with B-frames, key frames every ``gop`` frames at most),
+    optionally with a 440 Hz sine in the ``audio`` codec."""
+    codec = pick_video_codec()
+    quality = {"preset": "ultrafast"} if codec == "libx264" else {"flags": "+qscale", "qmin": "2", "qmax": "2"}
+    options = {"bf": "2", **quality}
     with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=rate, options={"preset": "ultrafast", "bf": "2"})
+        video = container.add_stream(codec, rate=rate, options=options)
         video.width, video.height, video.pix_fmt = size[1], size[0], "yuv420p"
         video.codec_context.gop_size = gop
         sound = None if audio is None else container.add_stream(audio, rate=16000, layout="mono")
@@ -62,7 +67,8 @@ def make_video(path: Path, num_frames: int, rate=Fraction(25), size=SIZE, audio:
 def streams_of(path: Path) -> dict[str, tuple[str, Fraction | None]]:
     """Stream type → (codec name, duration in seconds) of a media file."""
     with av.open(str(path)) as container:
-        return {s.type: (s.codec_context.name, s.duration * s.time_base if s.duration else None) for s in container.streams}
+        return {s.type: (s.codec_context.name, s.duration * s.time_base if s.duration else None)
+                for s in container.streams}
 
 
 def decoded(reader_or_frames) -> list[int]:
@@ -75,6 +81,7 @@ def test_fps_and_frame_count_survive_read_and_write(tmp_path, rate):
     reader = VideoReader(src)
     assert reader.fps == rate and isinstance(reader.fps, Fraction)
     assert (reader.height, reader.width) == SIZE and not reader.has_audio
+    assert reader.frame_count == 37 and not reader.frame_count_exact  # declared by the container
     assert decoded(reader) == list(range(37))
     assert reader.frame_count == 37 and reader.frame_count_exact
     with VideoWriter(tmp_path / "out.mp4", reader.fps) as writer:
@@ -191,6 +198,8 @@ def test_writer_rejects_bad_frames_and_leaves_no_file_when_empty(tmp_path):
         with pytest.raises(InputError, match="uint8"):
             writer.write(np.zeros((*SIZE, 3), np.uint8))
     assert not (tmp_path / "v.mp4").exists()
+    with pytest.raises(InputError, match="v.unknownformat"):
+        VideoWriter(tmp_path / "v.unknownformat", 25)
     with VideoWriter(tmp_path / "v.mp4", 25) as writer:
         writer.write(np.zeros((1, *SIZE, 3), np.uint8))
         with pytest.raises(InputError, match="earlier"):
@@ -218,8 +227,9 @@ def test_image_folder_and_single_image(tmp_path):
     reader = VideoReader(folder)
     assert (reader.height, reader.width, reader.frame_count, reader.has_audio) == (*SIZE, 3, False)
     assert decoded(reader) == [0, 1, 2]
-    single = VideoReader(tmp_path / "grey.png")
-    assert single.frame_count == 1 and single.fps > 0
+    assert reader.fps == DEFAULT_FPS
+    single = VideoReader(tmp_path / "grey.png", image_fps=12)
+    assert single.frame_count == 1 and single.fps == 12
     (frame,) = list(single.frames())
     assert frame.shape == (*SIZE, 3) and frame.dtype == np.uint8
     Image.new("RGB", (10, 10)).save(folder / "f11.png")
@@ -254,13 +264,13 @@ def test_unreadable_inputs_raise_input_error(tmp_path, case):
 
 
 def write_packets(path: Path, codec: str, payloads: list[bytes]) -> Path:
-    """A video stream of ``codec`` whose packets hold ``payloads`` as they are (no encoder involved)."""
+    """A 64×48 video stream of ``codec`` whose packets hold ``payloads`` as they are (the encoder is bypassed)."""
     with av.open(str(path), "w") as container:
-        stream = container.add_mux_stream(codec, rate=25, width=64, height=48)
-        stream.time_base = Fraction(1, 25)
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         for i, payload in enumerate(payloads):
             packet = av.Packet(payload)
-            packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, stream.time_base
+            packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, 25)
             container.mux(packet)
     return path
 
@@ -273,7 +283,7 @@ def test_video_without_decodable_frames_raises_when_iterated(tmp_path):
 
 
 def test_undecodable_video_raises_input_error(tmp_path):
-    path = write_packets(tmp_path / "junk.mp4", "h264", [bytes(16)] * 3)
+    path = write_packets(tmp_path / "junk.mp4", pick_video_codec(), [bytes(16)] * 3)
     with pytest.raises(InputError, match="junk.mp4"):
         list(VideoReader(path))
 
@@ -281,7 +291,7 @@ def test_undecodable_video_raises_input_error(tmp_path):
 MEMORY_PROBE = """
 import resource, sys
 from pathlib import Path
-from reenact_core.video_io import VideoReader, VideoWriter
+from reenact_core.video import VideoReader, VideoWriter
 
 def rss_mib(field):
     # Linux: VmRSS (now) and VmHWM (peak) of this process. getrusage's ru_maxrss is a fallback only: on Linux it
@@ -339,3 +349,17 @@ def test_real_videos_decode_like_opencv(path):
             assert np.abs(chunk[0].astype(int) - first_bgr[..., ::-1]).mean() < 2  # RGB order, same pixels
         count += len(chunk)
     assert count == cv2_count and reader.frame_count == count and reader.frame_count_exact
+
+
+@pytest.mark.parametrize("path", REAL_VIDEOS, ids=lambda p: p.name)
+def test_real_video_head_is_rewritten_with_its_audio(tmp_path, path):
+    reader = VideoReader(path)
+    head = np.concatenate(list(driver_chunks(reader, 8, 16)))
+    with VideoWriter(tmp_path / "out.mp4", reader.fps, audio_from=path) as writer:
+        writer.write(head)
+    out = VideoReader(tmp_path / "out.mp4")
+    assert out.fps == reader.fps and out.has_audio == reader.has_audio
+    np.testing.assert_allclose(np.stack(list(out)).mean(axis=(1, 2, 3)), head.mean(axis=(1, 2, 3)), atol=2)
+    if reader.has_audio:
+        audio_seconds = streams_of(tmp_path / "out.mp4")["audio"][1]
+        assert abs(audio_seconds - len(head) / reader.fps) < Fraction(1, 10)

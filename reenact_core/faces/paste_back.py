@@ -45,18 +45,21 @@ def paste_back(frame: np.ndarray, face: np.ndarray, crop_to_frame: np.ndarray, f
         return out, mask
     x0, y0, x1, y1 = region
     inverse = cv2.invertAffineTransform(matrix)
-    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-    map_x = (inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]).astype(np.float32)
-    map_y = (inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]).astype(np.float32)
+    xs, ys = np.arange(x0, x1, dtype=np.float64)[None, :], np.arange(y0, y1, dtype=np.float64)[:, None]
+    map_x = (inverse[0, 0] * xs + (inverse[0, 1] * ys + inverse[0, 2])).astype(np.float32)  # crop point of
+    map_y = (inverse[1, 0] * xs + (inverse[1, 1] * ys + inverse[1, 2])).astype(np.float32)  # each frame pixel
     weight = _feather_mask(map_x, map_y, face_rgb.shape[:2], feather)
     warped = cv2.remap(face_rgb, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     original = frame[y0:y1, x0:x1]
     background = to_float_rgb(original)
     if color_match:
         warped = match_colors(warped, background, weight)
-    blended = from_float_rgb(background + weight[..., None] * (warped - background), like=original)
+    warped -= background  # in place: background + weight · (face − background)
+    warped *= weight[..., None]
+    warped += background
+    blended = from_float_rgb(warped, like=original)
     inside = weight > 0
-    out[y0:y1, x0:x1][inside] = blended[inside]
+    np.copyto(out[y0:y1, x0:x1], blended, where=inside if blended.ndim == 2 else inside[..., None])
     mask[y0:y1, x0:x1] = weight
     return out, mask
 

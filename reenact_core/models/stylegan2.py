@@ -138,6 +138,11 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> GeneratorC
         raise WeightsError(f"{name} weights: inconsistent architecture ({e})") from None
 
 
+def _conv_memory_format(x: torch.Tensor) -> torch.memory_format:
+    """Channels-last for convolutions on CPU/CUDA (oneDNN and cuDNN are faster with it); contiguous elsewhere."""
+    return torch.channels_last if x.device.type in ("cpu", "cuda") else torch.contiguous_format
+
+
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
               pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Upsample by zero insertion, pad, filter and downsample each channel (StyleGAN2's ``upfirdn2d``).
@@ -161,6 +166,7 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     symmetric = before == after and before >= 0
     if not symmetric:
         x = F.pad(x, (before, after, before, after))
+    x = x.contiguous(memory_format=_conv_memory_format(x))
     weight = kernel.flip((0, 1)).expand(c, 1, *kernel.shape)
     return F.conv2d(x, weight, stride=down, padding=before if symmetric else 0, groups=c)
 
@@ -187,11 +193,6 @@ def truncate(w_plus: torch.Tensor, truncation: float, truncation_latent: torch.T
         raise ValueError(f"truncation {truncation} needs a truncation_latent (e.g. Generator.mean_latent())")
     w_bar = truncation_latent.to(dtype=w_plus.dtype, device=w_plus.device)
     return w_bar + truncation * (w_plus - w_bar)
-
-
-def _conv_memory_format(x: torch.Tensor) -> torch.memory_format:
-    """Channels-last for convolutions on CPU/CUDA (oneDNN and cuDNN are faster with it); contiguous elsewhere."""
-    return torch.channels_last if x.device.type in ("cpu", "cuda") else torch.contiguous_format
 
 
 class PixelNorm(nn.Module):

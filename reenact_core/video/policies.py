@@ -1,0 +1,75 @@
+"""Driver length policies: what a driver yields when more (or fewer) frames are wanted than it holds."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import closing
+from itertools import islice
+
+import numpy as np
+
+from ..errors import InputError
+from .reader import VideoReader, batched
+
+LENGTH_POLICIES = ("stop", "loop", "pingpong")
+
+
+def driver_frames(reader: VideoReader, num_frames: int | None = None, policy: str = "stop",
+                  *, block: int = 32) -> Iterator[np.ndarray]:
+    """Stream a driver's frames ``(H, W, 3)`` uint8 RGB under a length policy.
+
+    Args:
+        reader: the driver, of L frames.
+        num_frames: frames wanted; None means the driver's own length (one forward pass, any policy).
+        policy: ``"stop"`` ends at the driver's end or at ``num_frames``, whichever comes first; ``"loop"``
+            restarts from frame 0 (0..L-1, 0..L-1, ...); ``"pingpong"`` plays forward then backward without
+            repeating the end frames (0..L-1, L-2..1, 0..L-1, ...).
+        block: frames held at once by the backward passes of ``"pingpong"``.
+
+    Nothing is buffered except ``"pingpong"``'s backward passes, which decode the video again in blocks of
+    ``block`` frames taken from the end: each block seeks to the key frame before it (recorded during the
+    forward pass), decodes up to the block's end and is yielded reversed. Memory is one block
+    (``block·H·W·3`` bytes: 25 MB for 32 frames of 512²) instead of the whole video; the price is decoding
+    from the key frame to each block again, about ``1 + GOP/block`` times the forward decoding work (a block
+    before the first seekable key frame decodes from the start). Image drivers read each file directly.
+
+    Raises:
+        InputError: unknown policy or negative ``num_frames``.
+    """
+    if policy not in LENGTH_POLICIES:
+        raise InputError(f"unknown length policy {policy!r}: choose one of {', '.join(LENGTH_POLICIES)}")
+    if num_frames is not None and num_frames < 0:
+        raise InputError(f"the number of frames must be ≥ 0, got {num_frames}")
+    if block < 1:
+        raise ValueError(f"block must be ≥ 1, got {block}")
+    if num_frames is None or policy == "stop":
+        frames = reader.frames()
+    else:
+        frames = _looped(reader) if policy == "loop" else _pingponged(reader, block)
+    with closing(frames):
+        yield from islice(frames, num_frames)
+
+
+def driver_chunks(reader: VideoReader, size: int, num_frames: int | None = None, policy: str = "stop",
+                  *, block: int = 32) -> Iterator[np.ndarray]:
+    """``driver_frames`` grouped into chunks ``(n, H, W, 3)`` uint8 RGB of ``n = size`` (the last may be shorter)."""
+    return batched(driver_frames(reader, num_frames, policy, block=block), size)
+
+
+def _looped(reader: VideoReader) -> Iterator[np.ndarray]:
+    while True:
+        yield from reader.frames()
+
+
+def _pingponged(reader: VideoReader, block: int) -> Iterator[np.ndarray]:
+    length = 0
+    for length, frame in enumerate(reader.frames(), start=1):
+        yield frame
+    while True:
+        end = length - 1  # backward pass: frames length-2 .. 1, in blocks [begin, end) taken from the end
+        while end > 1:
+            begin = max(1, end - block)
+            with closing(reader.frames(begin)) as frames:
+                window = list(islice(frames, end - begin))
+            yield from reversed(window)
+            end = begin
+        yield from reader.frames()
