@@ -15,9 +15,10 @@ from conftest import require
 from golden_fixtures import MEDIA
 from reenact_core.errors import InputError, MissingModelError, NoFaceError
 from reenact_core.faces import dlib_backend, fan_backend
-from reenact_core.faces.geometry import box_iou, interocular_distance
+from reenact_core.faces import landmarks as registry
+from reenact_core.faces.geometry import Face, box_iou, interocular_distance
 from reenact_core.faces.images import MIN_SIDE, from_float_rgb, to_uint8_rgb
-from reenact_core.faces.landmarks import backend_names, detect_faces, get_backend
+from reenact_core.faces.landmarks import LandmarkBackend, backend_names, detect_faces, get_backend
 from reenact_core.faces.plausibility import plausibility_failures
 from reenact_core.faces.tracking import track_faces
 
@@ -160,11 +161,56 @@ def test_bad_inputs_raise_input_error(image, message):
         detect_faces(image)
 
 
-def test_registry():
+class FixedFaces(LandmarkBackend):
+    """A backend that finds the given faces in every frame."""
+
+    name = "fixed"
+
+    def __init__(self, faces):
+        self.faces = faces
+
+    def detect_boxes(self, rgb):
+        return [(face.box, face.score) for face in self.faces]
+
+    def predict_landmarks(self, rgb, box):
+        return next(face.landmarks for face in self.faces if face.box is box)
+
+
+def implausible_variants(face: Face) -> dict[str, Face]:
+    box, points = face.box, face.landmarks
+    width = box[2] - box[0]
+    upside_down = points.copy()
+    upside_down[:, 1] = box[1] + box[3] - points[:, 1]
+    nan_points = points.copy()
+    nan_points[5] = np.nan
+    return {  # each with its own box array: FixedFaces finds a face's landmarks by its box's identity
+        "upside_down": Face(box.copy(), face.score, upside_down),
+        "outside_box": Face(box.copy(), face.score, points + np.float32(width)),
+        "box_too_wide": Face(box + np.array([-2, 0, 2, 0]) * width, face.score, points),
+        "not_finite": Face(box.copy(), face.score, nan_points),
+        "empty_box": Face(np.array([box[0], box[1], box[0], box[3]]), face.score, points),
+    }
+
+
+def test_implausible_faces_count_as_not_found(photo, photo_face):
+    assert plausibility_failures(photo_face) == []
+    variants = implausible_variants(photo_face)
+    for name, face in variants.items():
+        assert plausibility_failures(face), name
+    shift = np.array([photo.shape[1] / 3, 0])
+    right = Face(photo_face.box + np.tile(shift, 2), 0.5, photo_face.landmarks + shift.astype(np.float32))
+    found = detect_faces(photo, FixedFaces([right, *variants.values(), photo_face]))
+    assert [face.score for face in found] == [photo_face.score, 0.5]  # only the plausible ones, left to right
+
+
+def test_registry(monkeypatch):
     assert backend_names()[0] == "dlib" and "face-alignment" in backend_names()
     assert get_backend("dlib") is get_backend("dlib")
     with pytest.raises(InputError, match="unknown landmark backend"):
         get_backend("no-such-backend")
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+    registry.register_backend("fixed", lambda faces=(): FixedFaces(list(faces)))
+    assert "fixed" in backend_names() and detect_faces(np.zeros((64, 64), np.uint8), "fixed") == []
 
 
 def test_missing_dlib_predictor_names_the_folders(tmp_path, monkeypatch):

@@ -38,7 +38,7 @@ BLUR_KERNEL = (1, 3, 3, 1)           # rosinality model.py Generator(blur_kernel
 LEAKY_SLOPE = 0.2                    # rosinality op/fused_act.py FusedLeakyReLU negative_slope
 ACTIVATION_GAIN = math.sqrt(2)       # rosinality op/fused_act.py FusedLeakyReLU scale
 EPS = 1e-8                           # rosinality model.py PixelNorm and ModulatedConv2d demodulation
-MIN_SIZE, MAX_SIZE = 32, 1024        # output sizes supported here
+MIN_SIZE, MAX_SIZE = 32, 1024        # output sizes supported here (the method uses 256 and 1024)
 
 
 def standard_channels(size: int, channel_multiplier: int = 1) -> tuple[int, ...]:
@@ -112,7 +112,7 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> GeneratorC
     name = "StyleGAN2 generator"
     style_dim = shape_of(state_dict, "style.1.weight", name)[1]
     mapping = sorted(int(m[1]) for m in map(re.compile(r"style\.(\d+)\.weight").fullmatch, state_dict) if m)
-    check(mapping == list(range(1, len(mapping) + 1)), name, f"mapping layers style.{mapping}.weight are not 1..n")
+    check(mapping == list(range(1, len(mapping) + 1)), name, f"mapping layers style.<i>.weight for i in {mapping}, not 1..n")
     for i in mapping:
         check(shape_of(state_dict, f"style.{i}.weight", name) == (style_dim, style_dim), name,
               f"style.{i}.weight is not [{style_dim}, {style_dim}] like style.1.weight")

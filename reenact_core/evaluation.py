@@ -1,0 +1,137 @@
+"""Quality measures of a reenactment: identity kept, pose and expression followed, temporal stability.
+
+* identity: distance between 128-D dlib face descriptors of the source and each output frame (offline; dlib's
+  guide: below 0.6 means the same person), reported as a distance (lower is better);
+* pose error: mean over frames of (|Δyaw| + |Δpitch| + |Δroll|) / 3 in degrees between output and driver, and
+* expression error: mean |n(x_out) − n(x_driver)| over the jaw and 11 expression coefficients with
+  n(x) = (x − min) / (max − min) from the parameter ranges (reference-method §3.8), both from a 3DMM estimator;
+* jitter: landmark jitter of the output (reenact_core.faces.temporal_metrics.landmark_jitter).
+Estimators are passed in, so each measure can be tested with estimators whose outputs are known.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+import torch
+
+from .errors import MissingModelError, NoFaceError
+from .faces.temporal_metrics import landmark_jitter
+from .params import RANGES, FaceParams
+
+DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"  # shipped by face-recognition-models
+
+Embedder = Callable[[np.ndarray], Optional[np.ndarray]]          # RGB uint8 frame → descriptor, None: no face
+ParamsEstimator = Callable[[np.ndarray], Optional[FaceParams]]   # RGB uint8 frame → FaceParams (batch 1)
+LandmarkFinder = Callable[[np.ndarray], Optional[np.ndarray]]    # RGB uint8 frame → (68, 2) points
+
+
+@lru_cache(maxsize=1)
+def _descriptor_model():
+    import dlib
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    path = Path(spec.origin).parent / "models" / DESCRIPTOR_FILE if spec and spec.origin else None
+    if path is None or not path.is_file():
+        raise MissingModelError(f"{DESCRIPTOR_FILE} not found; install it with: pip install face-recognition-models")
+    return dlib.face_recognition_model_v1(str(path))
+
+
+def dlib_descriptor(frame: np.ndarray, backend: str = "dlib") -> np.ndarray | None:
+    """The 128-D dlib identity descriptor of the largest plausible face of an RGB uint8 frame, or None."""
+    import dlib
+
+    from .faces.landmarks import detect_faces
+
+    faces = detect_faces(frame, backend)
+    if not faces:
+        return None
+    face = max(faces, key=lambda f: f.area)
+    x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+    shape = dlib.full_object_detection(dlib.rectangle(x1, y1, x2, y2),
+                                       [dlib.point(int(round(x)), int(round(y))) for x, y in face.landmarks])
+    return np.asarray(_descriptor_model().compute_face_descriptor(np.ascontiguousarray(frame), shape))
+
+
+def identity_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Euclidean distance of two identity descriptors (dlib: < 0.6 is the same person)."""
+    return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+
+
+def pose_error_deg(output: FaceParams, driver: FaceParams) -> torch.Tensor:
+    """(B,) mean absolute yaw/pitch/roll difference in degrees."""
+    return (output.angles.double() - driver.angles.double()).abs().mean(dim=1)
+
+
+def expression_error(output: FaceParams, driver: FaceParams, ranges: str = "voxceleb") -> torch.Tensor:
+    """(B,) mean |n(out) − n(driver)| over jaw and the 11 expressions, n(x) = (x − min) / (max − min)."""
+    lo_hi = torch.tensor(RANGES[ranges][3:], dtype=torch.float64)
+    span = lo_hi[:, 1] - lo_hi[:, 0]
+    out = torch.cat([output.jaw[:, None], output.exp], dim=1).double()
+    drv = torch.cat([driver.jaw[:, None], driver.exp], dim=1).double()
+    return ((out - drv).abs() / span).mean(dim=1)
+
+
+@dataclass
+class EvaluationReport:
+    """Mean measures over the frames where they could be taken (counts say how many)."""
+
+    frames: int
+    identity_distance: float | None
+    identity_frames: int
+    pose_error_deg: float | None
+    expression_error: float | None
+    params_frames: int
+    jitter: float | None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def table(self) -> str:
+        def fmt(v, unit=""):
+            return "n/a" if v is None else f"{v:.4f}{unit}"
+        rows = [("frames", str(self.frames)),
+                (f"identity distance (dlib, lower is better; {self.identity_frames} frames)",
+                 fmt(self.identity_distance)),
+                (f"pose error ({self.params_frames} frames)", fmt(self.pose_error_deg, " deg")),
+                (f"expression error ({self.params_frames} frames)", fmt(self.expression_error)),
+                ("landmark jitter (per inter-ocular distance)", fmt(self.jitter))]
+        width = max(len(r[0]) for r in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def evaluate(source: np.ndarray, outputs: Iterable[np.ndarray], drivers: Iterable[np.ndarray], *,
+             embedder: Embedder, estimator: ParamsEstimator, landmarks: LandmarkFinder) -> EvaluationReport:
+    """Compare output frames with the source (identity) and with their driving frames (pose, expression).
+
+    Args:
+        source: (H, W, 3) uint8 RGB source portrait.
+        outputs, drivers: equal-length iterables of (H, W, 3) uint8 RGB frames (streamed, one at a time).
+        embedder, estimator, landmarks: per-frame measurement functions returning None when no face is found.
+    """
+    reference = embedder(source)
+    if reference is None:
+        raise NoFaceError("evaluate: no face found in the source image")
+    distances, pose_errors, expr_errors, points = [], [], [], []
+    frames = 0
+    for out, drv in zip(outputs, drivers, strict=True):
+        frames += 1
+        descriptor = embedder(out)
+        if descriptor is not None:
+            distances.append(identity_distance(reference, descriptor))
+        p_out, p_drv = estimator(out), estimator(drv)
+        if p_out is not None and p_drv is not None:
+            pose_errors.append(float(pose_error_deg(p_out, p_drv)[0]))
+            expr_errors.append(float(expression_error(p_out, p_drv)[0]))
+        lms = landmarks(out)
+        if lms is not None:
+            points.append(np.asarray(lms, np.float64))
+    mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
+    jitter = landmark_jitter(np.stack(points)) if len(points) >= 3 else None
+    return EvaluationReport(frames, mean(distances), len(distances), mean(pose_errors), mean(expr_errors),
+                            len(pose_errors), jitter)

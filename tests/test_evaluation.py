@@ -1,0 +1,89 @@
+"""Evaluation measures: dlib identity on real media, pose/expression errors with known estimators."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from golden_fixtures import MEDIA
+from reenact_core.errors import NoFaceError
+from reenact_core.evaluation import dlib_descriptor, evaluate, expression_error, identity_distance, pose_error_deg
+from reenact_core.params import RANGES, FaceParams
+
+
+def video_frames(path: Path, indices: list[int]) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames, i = [], 0
+    while len(frames) < len(indices):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i in indices:
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        i += 1
+    cap.release()
+    return frames
+
+
+def videos() -> list[Path]:
+    return sorted(MEDIA.glob("*.mp4"))
+
+
+def test_same_video_frames_closer_than_different_people(shared_dir):
+    """For every pair of videos: two frames of one video are more alike than frames of two videos."""
+    descriptors = {}
+    for video in videos():
+        count = int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT))
+        first, later = video_frames(video, [0, count - 1])
+        a, b = dlib_descriptor(first), dlib_descriptor(later)
+        if a is not None and b is not None:
+            descriptors[video.name] = (a, b)
+    assert len(descriptors) >= 2, "need faces in at least two test videos"
+    names = sorted(descriptors)
+    for i, x in enumerate(names):
+        same = identity_distance(*descriptors[x])
+        for y in names[i + 1:]:
+            # different clips may show one person; the media README's clips are of different people
+            assert same < identity_distance(descriptors[x][0], descriptors[y][0]), (x, y)
+
+
+def face(yaw=0.0, pitch=0.0, roll=0.0, jaw=0.0, exp=None) -> FaceParams:
+    exp = torch.zeros(1, 11) if exp is None else exp
+    return FaceParams(torch.tensor([[yaw, pitch, roll]], dtype=torch.float32), torch.tensor([float(jaw)]), exp)
+
+
+def test_pose_and_expression_errors_with_known_params():
+    assert pose_error_deg(face(10, -5, 3), face(4, 1, 0)).item() == pytest.approx((6 + 6 + 3) / 3)
+    lo, hi = RANGES["voxceleb"][3]
+    jaw_span = hi - lo
+    err = expression_error(face(jaw=0.5 * jaw_span), face(jaw=0.0)).item()
+    assert err == pytest.approx(0.5 / 12, rel=1e-6)
+    assert expression_error(face(), face()).item() == 0
+
+
+def test_evaluate_with_injected_estimators():
+    frames = [np.full((8, 8, 3), i, np.uint8) for i in range(5)]
+    source = np.zeros((8, 8, 3), np.uint8)
+    embedder = lambda img: np.array([float(img[0, 0, 0]), 0.0])  # noqa: E731  identity = first pixel value
+    estimator = lambda img: face(yaw=float(img[0, 0, 0]))        # noqa: E731  yaw = pixel value
+    landmarks = lambda img: np.tile(np.array([[float(img[0, 0, 0]), 0.0]]), (68, 1)) + \
+        np.random.default_rng(0).normal(size=(68, 2)) * 10      # noqa: E731
+    drivers = [np.full((8, 8, 3), i + 2, np.uint8) for i in range(5)]
+    report = evaluate(source, frames, drivers, embedder=embedder, estimator=estimator, landmarks=landmarks)
+    assert report.frames == 5 and report.identity_frames == 5 and report.params_frames == 5
+    assert report.identity_distance == pytest.approx(np.mean([0, 1, 2, 3, 4]))
+    assert report.pose_error_deg == pytest.approx(2 / 3)
+    assert report.expression_error == 0
+    assert report.jitter is not None and report.jitter > 0
+    assert '"pose_error_deg"' in report.to_json() and "identity" in report.table()
+
+
+def test_evaluate_counts_frames_without_faces_and_needs_a_source_face():
+    frames = [np.zeros((8, 8, 3), np.uint8)] * 3
+    none = lambda img: None  # noqa: E731
+    report = evaluate(np.zeros((8, 8, 3), np.uint8), frames, frames, embedder=lambda img: np.zeros(2),
+                      estimator=none, landmarks=none)
+    assert (report.frames, report.params_frames, report.pose_error_deg, report.jitter) == (3, 0, None, None)
+    with pytest.raises(NoFaceError):
+        evaluate(frames[0], frames, frames, embedder=none, estimator=none, landmarks=none)
