@@ -39,9 +39,9 @@ def predictor_path(models_dir: str | os.PathLike | None = None) -> Path:
     for folder in folders:
         if (folder / PREDICTOR_FILE).is_file():
             return folder / PREDICTOR_FILE
-    searched = ", ".join(str(f) for f in folders) or "nowhere (face-recognition-models is not installed)"
+    searched = ", ".join(str(f) for f in folders) or "no folder: face-recognition-models is not installed"
     raise MissingModelError(
-        f"{PREDICTOR_FILE} not found in {searched}; install it with: pip install face-recognition-models"
+        f"{PREDICTOR_FILE} not found (searched {searched}); install it with: pip install face-recognition-models"
     )
 
 

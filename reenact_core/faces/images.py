@@ -16,6 +16,7 @@ MIN_SIDE = 64  # smallest accepted image side in pixels: no face model can work 
 GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as cv2.COLOR_RGB2GRAY
 _INTEGER_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+_CONVERSION_ROWS = 256  # rows converted at a time to 8 bits
 
 
 def check_image(image, min_side: int = MIN_SIDE) -> np.ndarray:
@@ -77,7 +78,10 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
         colour = _colour(image)
         rgb = np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
         return np.ascontiguousarray(rgb)
-    return np.ascontiguousarray(np.rint(to_float_rgb(image) * 255.0).astype(np.uint8))
+    rgb = np.empty(image.shape[:2] + (3,), np.uint8)
+    for top in range(0, image.shape[0], _CONVERSION_ROWS):  # in bands: flat memory on very large images
+        rgb[top:top + _CONVERSION_ROWS] = np.rint(to_float_rgb(image[top:top + _CONVERSION_ROWS]) * 255.0)
+    return rgb
 
 
 def from_float_rgb(rgb: np.ndarray, like: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import MOUTH, NOSE_TIP, NUM_POINTS, RIGHT_EYE, LEFT_EYE, Face, interocular_distance
+from .geometry import LEFT_EYE, MOUTH, NOSE_TIP, NUM_POINTS, RIGHT_EYE, Face, interocular_distance
 
 # Points may lie this far outside the detector box, as a fraction of its width / height. dlib's HOG box cuts
 # through the brows and the chin: up to 0.14 outside was measured on the test media.

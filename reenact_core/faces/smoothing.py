@@ -8,9 +8,12 @@ Per frame ``t`` (``dt = 1 / fps`` seconds), for each point (a group of coordinat
     cutoff_t = min_cutoff + beta · |v_t|                                       (Hz)
     x̂_t      = lowpass(x_t, cutoff_t),   lowpass weight α = 1 / (1 + 1 / (2π · cutoff · dt))
 
-One user setting, ``strength`` in [0, 1], drives both ``min_cutoff`` and ``beta``: 0 switches smoothing off,
-0.5 is the default, larger is smoother (``min_cutoff`` and ``beta`` scale with ``((1 − s) / s)² + 0.1``,
-normalised to 1 at s = 0.5).
+Being causal, it trades noise for lag: at the default strength landmark noise of slow or still faces drops by
+about half, while a steady fast motion (a 0.1-IOD sway at 1 Hz) is followed a little late.
+
+One user setting, ``strength`` s in [0, 1], drives both ``min_cutoff`` and ``beta``: 0 switches smoothing off,
+0.5 is the default, larger is smoother. Both are the default values times ``(((1 − s) / s)² + 0.1) / 1.1``: 1 at
+s = 0.5, 8.3 at 0.25 (light), 0.19 at 0.75, 0.09 at 1 (heavy), and unbounded toward 0 (off).
 
 Three kinds of sequence are known: ``"landmarks"`` (T, N, 2) points, speed in inter-ocular distances per
 second; ``"boxes"`` (T, 4) ``(x1, y1, x2, y2)``, two corner points, speed in box sizes per second;
