@@ -1,4 +1,4 @@
-"""e4e, DECA E_flame and the direction matrix A: golden fixtures on the official layouts, then tiny configs."""
+"""e4e, DECA E_flame and the direction matrix A on tiny configs (the golden fixtures are in test_golden.py)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from golden_fixtures import Comparer, filled_state_dict, load_case, manifest
+from golden_fixtures import manifest
 from reenact_core.errors import InputError, WeightsError
 from reenact_core.models import deca, directions, e4e
 
@@ -22,52 +22,6 @@ def _loaded(module_cls, config, state_dict):
     model = module_cls(config)
     model.load_state_dict(state_dict, strict=True)
     return model.eval()
-
-
-# --- golden fixtures: official architectures with the manifest's weights -------------------------------------
-
-@pytest.mark.slow
-@pytest.mark.parametrize("case", _cases_with_layout("e4e checkpoint"))
-def test_e4e_golden(case):
-    stored = load_case(case)
-    state_dict = filled_state_dict(case)
-    model = _loaded(e4e.Encoder4Editing, e4e.config_from_state_dict(state_dict), state_dict)
-    comparer = Comparer(case, stored)
-    with torch.no_grad():
-        comparer.check("wplus", model(stored["image"]))
-    comparer.mark_input("image")
-    comparer.assert_all_checked()
-
-
-@pytest.mark.parametrize("case", _cases_with_layout("E_flame"))
-def test_deca_encoder_golden(case):
-    stored = load_case(case)
-    state_dict = filled_state_dict(case)
-    model = _loaded(deca.DecaEncoder, deca.config_from_state_dict(state_dict), state_dict)
-    comparer = Comparer(case, stored)
-    with torch.no_grad():
-        params = model(stored["image"])
-    codes = deca.split_codes(params)
-    comparer.check("params", params)
-    comparer.check("jaw", codes.jaw_pose[:, 0])
-    comparer.check("exp11", codes.exp[:, : stored["exp11"].shape[1]])
-    # The axis-angle → Euler conversion of pose_euler_deg is covered by the params tests.
-    comparer.mark_input("image", "pose_euler_deg")
-    comparer.assert_all_checked()
-
-
-@pytest.mark.parametrize("case", _cases_with_layout("A_matrix"))
-def test_direction_matrix_golden(case):
-    stored = load_case(case)
-    state_dict = filled_state_dict(case)
-    shift_dim = manifest()["cases"][case]["tensors"]["shift"]["shape"][-1]
-    config = directions.config_from_state_dict(state_dict, shift_dim=shift_dim)
-    model = _loaded(directions.DirectionMatrix, config, state_dict)
-    comparer = Comparer(case, stored)
-    with torch.no_grad():
-        comparer.check("shift", model(stored["delta_p"]))
-    comparer.mark_input("delta_p")
-    comparer.assert_all_checked()
 
 
 # --- tiny configs -------------------------------------------------------------------------------------------

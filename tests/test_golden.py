@@ -14,7 +14,7 @@ import torch
 
 from golden_fixtures import Comparer, cases, filled_state_dict, load_case, manifest
 from reenact_core.faces.deca_crop import deca_crop
-from reenact_core.imaging import image_to_tensor, to_deca_input
+from reenact_core.imaging import image_to_tensor
 from reenact_core.models.directions import apply_shift
 from reenact_core.models.stylegan2 import truncate
 from reenact_core.params import FaceParams, delta_p
@@ -82,8 +82,12 @@ def mean_latent_call(case: str) -> tuple[int, int]:
 
 def check_generator(case, model, cmp: Comparer) -> None:
     g, s = model.module, cmp.stored
+    spec = manifest()["cases"][case]
     cmp.mark_input("z", "wplus")
-    assert g.config.n_latent == manifest()["cases"][case]["n_latent"]
+    for name, value in re.findall(r"(\w+)=(\d+)", spec["constructor"]):
+        assert getattr(g.config, name) == int(value), f"{case}: inferred {name}={getattr(g.config, name)}, not {value}"
+    assert g.config.n_latent == spec["n_latent"]
+    assert [(k, list(v.shape)) for k, v in g.state_dict().items()] == list(spec["state_dict_shapes"].items())
     cmp.check("w_from_z", g.mapping(s["z"]))
     n, seed = mean_latent_call(case)
     w_bar = g.mean_latent(n, seed)

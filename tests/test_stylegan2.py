@@ -1,57 +1,18 @@
-"""StyleGAN2 generator: the official golden fixtures, and invariants of tiny generators."""
+"""StyleGAN2 generator: invariants of tiny generators (the golden fixtures are in test_golden.py)."""
 from __future__ import annotations
 
 import json
 import math
-import re
 
 import pytest
 import torch
 
-from golden_fixtures import Comparer, cases, filled_state_dict, load_case, manifest
 from reenact_core.errors import WeightsError
 from reenact_core.models.stylegan2 import (REBUILT_BUFFER_SUFFIXES, Generator, GeneratorConfig,
                                            config_from_state_dict, standard_channels)
 
 TINY = GeneratorConfig(size=32, style_dim=32, n_mlp=2, channels=(32, 32, 16, 16))
 SIZES = [2 ** i for i in range(5, 11)]
-
-
-def _mean_latent_draw(case: str) -> tuple[int, int]:
-    """(n, seed offset) of the stored truncation latent, read from the manifest's description of the call."""
-    call = manifest()["cases"][case]["calls"]["truncation_latent"]
-    found = re.search(r"randn\((\d+),.*manual_seed\(seed \+ (\d+)\)", call)
-    assert found, f"cannot read the mean-latent draw from {call!r}"
-    return int(found[1]), int(found[2])
-
-
-@pytest.mark.parametrize("case", cases("stylegan2_"))
-def test_golden_generator(case):
-    spec = manifest()["cases"][case]
-    state_dict = filled_state_dict(case)
-    config = config_from_state_dict(state_dict)
-    for name, value in re.findall(r"(\w+)=(\d+)", spec["constructor"]):
-        assert getattr(config, name) == int(value), f"{case}: inferred {name}={getattr(config, name)}, not {value}"
-    assert config.n_latent == spec["n_latent"]
-    g = Generator(config).eval()
-    assert [(k, list(v.shape)) for k, v in g.state_dict().items()] == list(spec["state_dict_shapes"].items())
-    g.load_state_dict(state_dict, strict=True)
-
-    stored = load_case(case)
-    compare = Comparer(case, stored)
-    compare.mark_input("z", "wplus")
-    n, seed_offset = _mean_latent_draw(case)
-    truncated = [name for name in stored if name.startswith("image_truncated_")]
-    assert truncated
-    with torch.inference_mode():
-        compare.check("w_from_z", g.mapping(stored["z"]))
-        compare.check("truncation_latent", g.mean_latent(n, manifest()["seed"] + seed_offset))
-        compare.check("image", g(stored["wplus"]))
-        for name in truncated:
-            psi = float(name.rsplit("_", 1)[1])
-            wplus = stored["wplus"][: stored[name].shape[0]]
-            compare.check(name, g(wplus, truncation=psi, truncation_latent=stored["truncation_latent"]))
-    compare.assert_all_checked()
 
 
 @pytest.mark.parametrize("size", SIZES)

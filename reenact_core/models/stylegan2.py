@@ -35,6 +35,7 @@ from reenact_core.models.config import ModelConfig, check, count_indexed, shape_
 REBUILT_BUFFER_SUFFIXES = ("conv.blur.kernel", "upsample.kernel")
 
 BLUR_KERNEL = (1, 3, 3, 1)           # rosinality model.py Generator(blur_kernel=[1, 3, 3, 1])
+UPSAMPLE_GAIN = 4.0                  # factor² for 2× upsampling: rosinality Blur/Upsample scale the kernel by it
 LEAKY_SLOPE = 0.2                    # rosinality op/fused_act.py FusedLeakyReLU negative_slope
 ACTIVATION_GAIN = math.sqrt(2)       # rosinality op/fused_act.py FusedLeakyReLU scale
 EPS = 1e-8                           # rosinality model.py PixelNorm and ModulatedConv2d demodulation
@@ -112,7 +113,8 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> GeneratorC
     name = "StyleGAN2 generator"
     style_dim = shape_of(state_dict, "style.1.weight", name)[1]
     mapping = sorted(int(m[1]) for m in map(re.compile(r"style\.(\d+)\.weight").fullmatch, state_dict) if m)
-    check(mapping == list(range(1, len(mapping) + 1)), name, f"mapping layers style.<i>.weight for i in {mapping}, not 1..n")
+    check(mapping == list(range(1, len(mapping) + 1)), name,
+          f"mapping layers style.<i>.weight for i in {mapping}, not 1..n")
     for i in mapping:
         check(shape_of(state_dict, f"style.{i}.weight", name) == (style_dim, style_dim), name,
               f"style.{i}.weight is not [{style_dim}, {style_dim}] like style.1.weight")
@@ -252,9 +254,10 @@ class ModulatedConv2d(nn.Module):
                  demodulate: bool = True, upsample: bool = False):
         super().__init__()
         if upsample:
-            # rosinality ModulatedConv2d: p = (len(blur) − factor) − (k − 1), pad = ((p+1)//2 + factor − 1, p//2 + 1)
+            # rosinality ModulatedConv2d: p = (len(blur) − factor) − (k − 1),
+            # pad = ((p+1)//2 + factor − 1, p//2 + 1)
             p = (len(BLUR_KERNEL) - 2) - (kernel_size - 1)
-            self.blur = FirFilter(BLUR_KERNEL, pad=((p + 1) // 2 + 1, p // 2 + 1), gain=4.0)
+            self.blur = FirFilter(BLUR_KERNEL, pad=((p + 1) // 2 + 1, p // 2 + 1), gain=UPSAMPLE_GAIN)
         self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1.0)
         self.scale = 1 / math.sqrt(in_channel * kernel_size ** 2)
@@ -339,7 +342,7 @@ class ToRGB(nn.Module):
         if upsample:
             # rosinality Upsample(factor 2): p = len(kernel) − factor, pad = ((p+1)//2 + factor − 1, p//2)
             p = len(BLUR_KERNEL) - 2
-            self.upsample = FirFilter(BLUR_KERNEL, pad=((p + 1) // 2 + 1, p // 2), up=2, gain=4.0)
+            self.upsample = FirFilter(BLUR_KERNEL, pad=((p + 1) // 2 + 1, p // 2), up=2, gain=UPSAMPLE_GAIN)
         self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
@@ -456,7 +459,7 @@ class Generator(nn.Module):
         shifts = dict(feature_shifts or {})
         bad = sorted(k for k in read | set(shifts) if not 0 <= k < c.num_layers)
         if bad:
-            raise ValueError(f"feature indices {bad} out of range: this generator has StyledConvs 0..{c.num_layers - 1}")
+            raise ValueError(f"feature indices {bad} out of range: StyledConvs are 0..{c.num_layers - 1}")
         w_plus = truncate(self._w_plus(latent, input_is_latent), truncation, truncation_latent)
         batch = w_plus.shape[0]
         noises = self._noises(batch, randomize_noise, generator, w_plus)
