@@ -1,10 +1,42 @@
-"""Command-line entry point: `python -m reenact_core <command>`."""
+"""Command-line entry point: `python -m reenact_core <command>` (convert, reenact, doctor, evaluate)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from .errors import ReenactError
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def model_folders(args: argparse.Namespace) -> list[Path]:
+    """--models folders, then $REENACT_MODELS (os.pathsep-separated), then ./models/reenact."""
+    folders = [Path(p) for p in (args.models or [])]
+    folders += [Path(p) for p in os.environ.get("REENACT_MODELS", "").split(os.pathsep) if p]
+    return folders + [Path("models") / "reenact"]
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else "cpu"
+
+
+def _progress_bar(total: int | None, desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="frame", file=sys.stderr)
+
+    def update(done: int, new_total: int | None = None) -> None:
+        bar.total = new_total if new_total is not None else bar.total
+        bar.update(done - bar.n)
+    return bar, update
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -16,10 +48,137 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_image(path: str):
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            return np.asarray(img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB"))
+    except (OSError, ValueError) as exc:
+        raise ReenactError(f"cannot read the image {path}: {exc}") from None
+
+
+def _parse_edits(items: list[str]) -> dict[str, float]:
+    edits = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            edits[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ReenactError(f"--edit expects NAME=VALUE (e.g. yaw=20), got {item!r}")
+    return edits
+
+
+def _reenact(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from .engine import DriveOptions, edit, load_reenact_models, load_source, prepare_source, save_source
+    from .models.lpips import find_lpips
+    from .pipeline import reenact_file
+
+    folders = model_folders(args)
+    device = _device(args.device)
+    models = load_reenact_models(folders, device=device, dtype=getattr(torch, args.dtype))
+    if args.source_in:
+        source = load_source(args.source_in, device=device, dtype=models.dtype)
+    else:
+        if not args.source:
+            raise ReenactError("give --source IMAGE or --source-in SAVED.safetensors")
+        steps = args.tune_steps if args.tune_steps is not None else (200 if args.driving else 0)
+        bar, update = _progress_bar(steps, "tuning G to the source") if steps else (None, None)
+        source = prepare_source(_read_image(args.source), models, select=args.face, tune_steps=steps,
+                                lpips=find_lpips(folders, device=device) if steps else None,
+                                progress=(lambda step, total, eta, loss: update(step)) if steps else None)
+        if bar is not None:
+            bar.close()
+    if args.source_out:
+        print(f"saved the prepared source to {save_source(source, args.source_out)}")
+    if not args.driving:
+        if not args.edit:
+            raise ReenactError("give --driving VIDEO|IMAGE|FOLDER, or --edit NAME=VALUE for editing")
+        rendered = edit(source, models, _parse_edits(args.edit), args.edit_mode, paste_back=not args.no_paste_back)
+        image = rendered.frames[0] if rendered.frames is not None else rendered.crops[0]
+        from .faces.images import to_uint8_rgb
+        Image.fromarray(np.ascontiguousarray(to_uint8_rgb(image))).save(args.out)
+        print(f"wrote {args.out}")
+        return 0
+    options = DriveOptions(mode=args.mode, pose=not args.no_pose, expression=not args.no_expression,
+                           strength=args.strength, smoothing=args.smoothing, no_face=args.no_face,
+                           paste_back=not args.no_paste_back, color_match=args.color_match,
+                           batch_size=args.batch_size)
+    bar, update = _progress_bar(args.frames, "reenacting")
+    try:
+        summary = reenact_file(models, source, args.driving, args.out, options, num_frames=args.frames,
+                               length_policy=args.length, png_dir=args.png_frames, progress=update)
+    finally:
+        bar.close()
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
+    print(f"wrote {summary.output}: {summary.frames} frames at {float(summary.fps):.3f} fps ({counts})"
+          f"{', audio from the driver' if summary.audio else ''}")
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    import torch
+
+    from .errors import WeightsError
+    from .weights import KINDS, find_model_file, inspect_model_file
+
+    folders = model_folders(args)
+    print(f"torch {torch.__version__}; device: {_device(args.device)} "
+          f"(cuda: {torch.cuda.is_available()}, mps: {torch.backends.mps.is_available()})")
+    print("model folders searched: " + ", ".join(str(f) for f in folders))
+    missing = 0
+    for name, k in KINDS.items():
+        try:
+            info = inspect_model_file(find_model_file(name, folders), expected_kind=name)
+            random = " (RANDOM WEIGHTS: test file)" if info.metadata.get("random_weights") == "true" else ""
+            print(f"  ok       {k.canonical_file}: {k.title}, {info.path}{random}")
+        except WeightsError as exc:
+            missing += 1
+            print(f"  MISSING  {k.canonical_file}: {exc}")
+    try:
+        from .faces.dlib_backend import predictor_path
+        print(f"  ok       dlib 68-point landmarks: {predictor_path()} (iBUG 300-W: non-commercial licence)")
+    except ReenactError as exc:
+        missing += 1
+        print(f"  MISSING  dlib landmarks: {exc}")
+    from .selfcheck import run_self_check
+    print(run_self_check(_device(args.device)))
+    if missing:
+        print(f"{missing} model file(s) missing: reenactment needs them (README: 'Model files').")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .engine import load_reenact_models
+    from .evaluation import DecaMeasurer, dlib_descriptor, evaluate
+    from .video import VideoReader
+
+    models = load_reenact_models(model_folders(args), device=_device(args.device), dtype=torch.float32)
+    measurer = DecaMeasurer(models)
+    report = evaluate(_read_image(args.source)[..., :3], iter(VideoReader(args.output)), iter(VideoReader(args.driving)),
+                      embedder=dlib_descriptor, estimator=measurer.params, landmarks=measurer.landmarks)
+    print(report.table())
+    if args.json:
+        Path(args.json).write_text(report.to_json())
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reenact_core",
                                      description="One-shot face reenactment by directions in StyleGAN2's W+ space.")
     sub = parser.add_subparsers(dest="command", required=True)
+
     conv = sub.add_parser("convert", help="convert an official checkpoint to a .safetensors model file",
                           description="Convert an official checkpoint (stylegan-voxceleb.pt, rosinality FFHQ .pt, "
                                       "e4e-voxceleb.pt or an original e4e .pt, deca_model.tar, A_matrix.pt) to our "
@@ -30,6 +189,60 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--kind", choices=["stylegan2", "e4e", "deca", "directions"],
                       help="refuse the file unless it holds this kind of model")
     conv.set_defaults(run=_convert)
+
+    def common(p):
+        p.add_argument("--models", action="append", metavar="DIR",
+                       help="folder holding the converted model files (repeatable; default models/reenact)")
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+
+    ren = sub.add_parser("reenact", help="animate a source portrait with a driving video (or edit it)",
+                         description="Reenact the face of --source with the head pose and expression of every frame "
+                                     "of --driving; or, without --driving, edit it with --edit NAME=VALUE.")
+    common(ren)
+    ren.add_argument("--source", help="source portrait image")
+    ren.add_argument("--driving", help="driving video, image folder or image")
+    ren.add_argument("--out", required=True, help="output video (.mp4) or image (.png/.jpg)")
+    ren.add_argument("--dtype", choices=DTYPES, default="float32")
+    ren.add_argument("--batch-size", type=int, default=8, help="frames per network batch (default 8)")
+    ren.add_argument("--mode", choices=["absolute", "relative"], default="absolute",
+                     help="absolute: take the driver's pose and expression (reference); relative: add the driver's "
+                          "change since its first frame to the source's own")
+    ren.add_argument("--no-pose", action="store_true", help="do not transfer head pose")
+    ren.add_argument("--no-expression", action="store_true", help="do not transfer jaw and expressions")
+    ren.add_argument("--strength", type=float, default=1.0, help="multiplier on the motion (default 1)")
+    ren.add_argument("--smoothing", type=float, default=0.5, help="temporal smoothing strength in [0, 1] (default 0.5)")
+    ren.add_argument("--no-face", choices=["raise", "pass", "hold"], default="hold",
+                     help="driver frames without a face: stop with an error, output the unchanged source, or "
+                          "repeat the last result (default hold)")
+    ren.add_argument("--face", default="largest", type=lambda v: int(v) if v.isdigit() else v,
+                     help="which source face: largest, score or an index from the left (default largest)")
+    ren.add_argument("--no-paste-back", action="store_true", help="write the 256-px crops instead of full frames")
+    ren.add_argument("--color-match", action="store_true", help="match the face colours to the source image")
+    ren.add_argument("--tune-steps", type=int, default=None,
+                     help="per-source generator tuning steps (default 200 for reenactment, 0 for editing)")
+    ren.add_argument("--source-in", help="load a prepared source (.safetensors) instead of --source")
+    ren.add_argument("--source-out", help="save the prepared source (W+, tuned layers, ...) to reuse it")
+    ren.add_argument("--edit", action="append", default=[], metavar="NAME=VALUE",
+                     help="edit a direction: yaw/pitch/roll (degrees), jaw (radians), exp_00..exp_10 (repeatable)")
+    ren.add_argument("--edit-mode", choices=["offset", "target"], default="offset",
+                     help="edit values are offsets from the source's own (default) or target values")
+    ren.add_argument("--frames", type=int, default=None, help="number of output frames (default: the driver's)")
+    ren.add_argument("--length", choices=["stop", "loop", "pingpong"], default="stop",
+                     help="when the driver is shorter than --frames: stop, loop or ping-pong (default stop)")
+    ren.add_argument("--png-frames", metavar="DIR", help="also write every output frame as PNG into DIR")
+    ren.set_defaults(run=_reenact)
+
+    doc = sub.add_parser("doctor", help="check the model files, the device, and run a self-check on tiny weights")
+    common(doc)
+    doc.set_defaults(run=_doctor)
+
+    ev = sub.add_parser("evaluate", help="identity, pose, expression and jitter measures of a reenacted video")
+    common(ev)
+    ev.add_argument("--source", required=True, help="the source portrait")
+    ev.add_argument("--driving", required=True, help="the driving video")
+    ev.add_argument("--output", required=True, help="the reenacted video (frame-aligned with the driver)")
+    ev.add_argument("--json", help="also write the measures as JSON")
+    ev.set_defaults(run=_evaluate)
     return parser
 
 

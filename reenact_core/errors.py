@@ -19,3 +19,7 @@ class InputError(ReenactError):
 
 class NoFaceError(InputError):
     """No plausible face was found where one was required."""
+
+
+class Interrupted(ReenactError):
+    """A long operation was stopped by the user; nothing shared was changed."""

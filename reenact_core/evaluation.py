@@ -77,6 +77,39 @@ def expression_error(output: FaceParams, driver: FaceParams, ranges: str = "voxc
     return ((out - drv).abs() / span).mean(dim=1)
 
 
+class DecaMeasurer:
+    """Landmarks (dlib, largest face) and DECA parameters of frames, for :func:`evaluate`.
+
+    Each frame is detected once: the last frame's result is reused for its landmarks and its parameters.
+    """
+
+    def __init__(self, models, backend: str = "dlib"):
+        self.models, self.backend = models, backend
+        self._last: tuple[int, np.ndarray | None] | None = None
+
+    def landmarks(self, frame: np.ndarray) -> np.ndarray | None:
+        """(68, 2) points of the largest plausible face, or None."""
+        from .faces.landmarks import detect_faces
+
+        if self._last is None or self._last[0] != id(frame):
+            faces = detect_faces(frame, self.backend)
+            self._last = (id(frame), max(faces, key=lambda f: f.area).landmarks if faces else None)
+        return self._last[1]
+
+    def params(self, frame: np.ndarray) -> FaceParams | None:
+        """DECA's pose and expression of the largest face (the engine's crop → DECA path), or None."""
+        from .engine.source import estimate_codes
+        from .faces.images import to_uint8_rgb
+        from .faces.reference_crop import crop_using_landmarks
+
+        points = self.landmarks(frame)
+        if points is None:
+            return None
+        crop, transform = crop_using_landmarks(to_uint8_rgb(frame), points)
+        codes = estimate_codes(self.models, crop[None], transform.frame_to_crop(points)[None])
+        return FaceParams.from_deca(codes)
+
+
 @dataclass
 class EvaluationReport:
     """Mean measures over the frames where they could be taken (counts say how many)."""

@@ -276,7 +276,8 @@ def _official_files(folder, module: LPIPS, legacy: bool) -> None:
 @pytest.mark.parametrize("legacy", [False, True])
 def test_find_lpips_reads_the_official_files(tmp_path, legacy):
     source = random_lpips(3)
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     _official_files(tmp_path / "b", source, legacy)
     (tmp_path / "b" / lpips_module.ALEXNET_FILE).rename(tmp_path / "a" / lpips_module.ALEXNET_FILE)
     found = find_lpips([tmp_path / "a", tmp_path / "b"])

@@ -1,0 +1,97 @@
+"""The four networks of the method, loaded together and checked against each other.
+
+E (e4e) inverts a 256-px crop to W+, DECA's E_flame estimates pose and expression, A maps their difference Δp
+to a W+ shift and G (StyleGAN2) renders the shifted code (reference spec §1.12).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import MissingModelError, WeightsError
+from ..faces.reference_crop import CROP_SIZE
+from ..models.deca import N_CODES
+from ..params import NUM_DIRECTIONS
+from ..weights import KINDS, LoadedModel, find_model_file, load_model
+
+
+@dataclass
+class ReenactModels:
+    """G, e4e, DECA and A on one device and dtype (see :func:`load_reenact_models`).
+
+    Attributes:
+        generator: StyleGAN2 G; its ``mean_latent`` (1, style_dim) is the truncation centre w̄.
+        e4e: the W+ encoder, 256-px crops in [-1, 1] → (B, n_latent, style_dim).
+        deca: DECA's E_flame, 224-px crops in [0, 1] → (B, 236) codes.
+        directions: A, Δp (B, 15) → shift (B, L, style_dim) of W+ rows 0..L−1.
+        device, dtype: where and in which float type every module runs.
+    """
+
+    generator: LoadedModel
+    e4e: LoadedModel
+    deca: LoadedModel
+    directions: LoadedModel
+    device: torch.device
+    dtype: torch.dtype
+
+    def __post_init__(self) -> None:
+        check_compatible(self)
+
+    @property
+    def mean_latent(self) -> torch.Tensor:
+        """w̄, the truncation centre stored with G: (1, style_dim) on ``device`` in ``dtype``."""
+        return self.generator.mean_latent
+
+    @property
+    def shift_scale(self) -> float:
+        """S of A: Δp coordinates span [−S, S] over the training ranges."""
+        return float(self.directions.config.shift_scale)
+
+
+def check_compatible(models: ReenactModels) -> None:
+    """Raises WeightsError (one line) if the four networks cannot work together (W+ rows or widths differ)."""
+    g, e, a, d = (m.config for m in (models.generator, models.e4e, models.directions, models.deca))
+    problems = []
+    if (e.n_styles, e.style_dim) != (g.n_latent, g.style_dim):
+        problems.append(f"e4e predicts {e.n_styles}×{e.style_dim} W+ codes, G takes {g.n_latent}×{g.style_dim}")
+    if e.input_size != CROP_SIZE:
+        problems.append(f"e4e takes {e.input_size}-px images, the face crops are {CROP_SIZE} px")
+    if a.shift_dim != g.style_dim or a.num_layers > g.n_latent:
+        problems.append(f"A shifts {a.num_layers} rows of width {a.shift_dim}, G has {g.n_latent} of width "
+                        f"{g.style_dim}")
+    if a.input_dim != NUM_DIRECTIONS:
+        problems.append(f"A takes {a.input_dim} directions, the method uses {NUM_DIRECTIONS}")
+    if d.out_dim != N_CODES:
+        problems.append(f"DECA predicts {d.out_dim} codes, not the {N_CODES} of E_flame")
+    if problems:
+        raise WeightsError("the model files do not belong together: " + "; ".join(problems))
+
+
+def load_reenact_models(folders: Iterable[str | Path], device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> ReenactModels:
+    """Loads G, e4e, DECA and A from their canonical files in ``folders`` (the first folder holding a file wins).
+
+    Args:
+        folders: folders to search, in order.
+        device: where the networks run (``"cpu"``, ``"cuda"``, ``"mps"``, ...).
+        dtype: float type of every network (float32 default; float16 / bfloat16 on accelerators).
+
+    Raises:
+        MissingModelError: naming every missing file (one message), with where to get it.
+        WeightsError: a file is unreadable, of the wrong kind, or the files do not fit together.
+    """
+    folders = [Path(f) for f in folders]
+    paths, missing = {}, []
+    for name in KINDS:
+        try:
+            paths[name] = find_model_file(name, folders)
+        except MissingModelError as exc:
+            missing.append(str(exc))
+    if missing:
+        raise MissingModelError(f"{len(missing)} of {len(KINDS)} model files missing: " + " | ".join(missing))
+    device = torch.device(device)
+    loaded = {name: load_model(path, name, device, dtype) for name, path in paths.items()}
+    return ReenactModels(loaded["stylegan2"], loaded["e4e"], loaded["deca"], loaded["directions"], device, dtype)

@@ -1,0 +1,87 @@
+"""End-to-end jobs used by the command line: a driver file in, a video (or frames / an image) out, streamed.
+
+Memory stays flat on long drivers: frames are decoded, reenacted and encoded a chunk at a time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from .engine import DriveOptions, DriveSession, PreparedSource, ReenactModels
+from .errors import InputError
+from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, driver_chunks
+
+DEFAULT_CHUNK = 32  # driver frames decoded per step
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a reenactment run wrote."""
+
+    output: Path
+    frames: int
+    fps: Fraction
+    statuses: dict[str, int]   # frames per status: driven / held / passed
+    audio: bool
+
+
+def output_frames(chunk, paste_back: bool) -> np.ndarray:
+    """The frames to write: pasted frames as 8-bit RGB, or the 256-px crops without paste-back."""
+    from .faces.images import to_uint8_rgb
+
+    if not paste_back:
+        return chunk.crops
+    return np.stack([to_uint8_rgb(f) for f in chunk.frames]) if len(chunk) else chunk.crops
+
+
+def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | Path, out: str | Path,
+                 options: DriveOptions = DriveOptions(), *, num_frames: int | None = None,
+                 length_policy: str = "stop", png_dir: str | Path | None = None, chunk: int = DEFAULT_CHUNK,
+                 progress: Callable[[int, int | None], None] | None = None) -> RunSummary:
+    """Reenact ``source`` with every frame of ``driving`` (video, image folder or image) and write ``out``.
+
+    ``out`` is a video (the driver's frame rate, its audio muxed in) or, for a one-frame driver, may be an image
+    file. ``png_dir`` also writes every frame as PNG. ``num_frames``/``length_policy`` (stop, loop, pingpong) set
+    the output length. ``progress(done, total)`` is called after every chunk.
+    """
+    reader = VideoReader(driving)
+    out = Path(out)
+    total = num_frames if num_frames is not None else (reader.frame_count if reader.frame_count_exact else None)
+    as_image = out.suffix.lower() in IMAGE_SUFFIXES
+    session = DriveSession(models, source, options, fps=float(reader.fps))
+    writers = [] if as_image else [VideoWriter(out, reader.fps, audio_from=reader.path if reader.has_audio else None)]
+    if png_dir is not None:
+        writers.append(PngFramesWriter(png_dir))
+    statuses: dict[str, int] = {}
+    written, last = 0, None
+    try:
+        def emit(driven) -> None:
+            nonlocal written, last
+            frames = output_frames(driven, options.paste_back)
+            for s in driven.status:
+                statuses[s] = statuses.get(s, 0) + 1
+            if len(frames):
+                for w in writers:
+                    w.write(frames)
+            written += len(frames)
+            if len(frames):
+                last = frames[-1]
+            if progress is not None:
+                progress(written, total)
+
+        for frames in driver_chunks(reader, chunk, num_frames, length_policy):
+            emit(session.process(frames))
+        emit(session.finish())
+    finally:
+        for w in writers:
+            w.close()
+    if as_image:
+        if written != 1:
+            raise InputError(f"{out.name}: an image output needs a one-frame driver, got {written} frames")
+        Image.fromarray(last).save(out)
+    return RunSummary(out, written, reader.fps, statuses, bool(writers) and reader.has_audio)

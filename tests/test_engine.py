@@ -1,0 +1,266 @@
+"""The engine on tiny random weights: model loading, source preparation and files, driving sessions (chunking,
+no-face policies, modes, smoothing, paste-back), tuning integration and precision.
+
+Faces come from the real test media (a photo as the source, talking-head videos as drivers); frames without a
+face are blank frames inserted into a driver.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import require
+from golden_fixtures import MEDIA
+from reenact_core.engine import (DriveOptions, DrivenChunk, DriveSession, drive, edit, load_reenact_models,
+                                 load_source, prepare_source, render, save_source)
+from reenact_core.engine.tuning import TunedLayers
+from reenact_core.errors import Interrupted, MissingModelError, NoFaceError, WeightsError
+from reenact_core.video import VideoReader
+from reenact_core.weights import KINDS, make_random_checkpoint, make_tiny_model_set, tiny_config
+
+BATCH = 3  # small windows, so that a few frames span several of them
+DRIVER_FRAMES = 7
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_models")
+    make_tiny_model_set(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(model_dir):
+    return load_reenact_models([model_dir])
+
+
+@pytest.fixture(scope="module")
+def source_image():
+    photos = sorted(MEDIA.glob("s*.jpg"))
+    require(bool(photos), f"test photos in {MEDIA}")
+    return np.array(Image.open(photos[0]).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def source(models, source_image):
+    return prepare_source(source_image, models)
+
+
+def video_frames(index: int, count: int) -> np.ndarray:
+    videos = sorted(MEDIA.glob("d*.mp4"))
+    require(len(videos) > index, f"test videos in {MEDIA}")
+    frames = VideoReader(videos[index]).chunks(count)
+    return next(frames)
+
+
+@pytest.fixture(scope="module")
+def driver():
+    """(n, H, W, 3) uint8 frames of a talking head."""
+    return video_frames(0, DRIVER_FRAMES)
+
+
+def with_blanks(frames: np.ndarray, at: list[int]) -> np.ndarray:
+    """``frames`` with a black frame inserted before each position of ``at`` (positions in the result)."""
+    out = list(frames)
+    for position in sorted(at):
+        out.insert(position, np.zeros_like(frames[0]))
+    return np.stack(out)
+
+
+def chunked(session: DriveSession, frames: np.ndarray, sizes: list[int]) -> DrivenChunk:
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(session.process(frames[start:start + size]))
+        start += size
+    return DrivenChunk.concatenate(parts + [session.process(frames[start:]), session.finish()])
+
+
+def assert_same(a: DrivenChunk, b: DrivenChunk) -> None:
+    for name in ("crops", "frames", "masks", "indices"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None) and (x is None or np.array_equal(x, y)), name
+    assert a.status == b.status
+
+
+def generator_hash(models) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in models.generator.module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+# --- models -----------------------------------------------------------------------------------------------------
+
+def test_missing_model_files_are_named_in_one_message(model_dir, tmp_path):
+    for k in list(KINDS)[1:]:
+        shutil.copy(model_dir / KINDS[k].canonical_file, tmp_path)
+    (tmp_path / KINDS["deca"].canonical_file).unlink()
+    with pytest.raises(MissingModelError) as error:
+        load_reenact_models([tmp_path])
+    message = str(error.value)
+    assert "\n" not in message
+    for k in ("stylegan2", "deca"):
+        assert KINDS[k].canonical_file in message
+    assert KINDS["e4e"].canonical_file not in message
+
+
+def test_models_that_do_not_fit_together_are_refused(model_dir, tmp_path):
+    for k in KINDS:
+        shutil.copy(model_dir / KINDS[k].canonical_file, tmp_path)
+    narrow = dataclasses.replace(tiny_config("directions"), shift_dim=tiny_config("stylegan2").style_dim // 2)
+    make_random_checkpoint("directions", narrow, tmp_path / KINDS["directions"].canonical_file)
+    with pytest.raises(WeightsError, match="do not belong together"):
+        load_reenact_models([tmp_path])
+
+
+# --- source -----------------------------------------------------------------------------------------------------
+
+def test_prepared_source_shapes_and_given_landmarks(models, source, source_image):
+    g = models.generator.config
+    assert source.crop.shape == (256, 256, 3) and source.crop.dtype == np.uint8
+    assert tuple(source.w_plus.shape) == (1, g.n_latent, g.style_dim)
+    assert tuple(source.mean_latent.shape) == (1, g.style_dim)
+    assert source.landmarks.shape == (68, 2)
+    assert source.image.shape == source_image.shape and source.transform.frame_hw == source_image.shape[:2]
+    again = prepare_source(source_image, models, landmarks=source.landmarks)
+    assert torch.equal(again.w_plus, source.w_plus) and torch.equal(again.deca_codes, source.deca_codes)
+
+
+def test_source_without_face_raises(models):
+    with pytest.raises(NoFaceError, match="source image"):
+        prepare_source(np.full((256, 256, 3), 128, np.uint8), models)
+
+
+def test_saved_source_reloads_to_identical_output(models, source, driver, tmp_path):
+    path = save_source(source, tmp_path / "source.safetensors")
+    reloaded = load_source(path)
+    assert np.array_equal(reloaded.image, source.image) and reloaded.transform == source.transform
+    options = DriveOptions(batch_size=BATCH)
+    assert_same(drive(models, reloaded, driver, options), drive(models, source, driver, options))
+
+
+# --- sessions ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("policy", ["pass", "hold"])
+def test_chunked_run_equals_one_shot_and_keeps_every_frame(models, source, driver, policy):
+    frames = with_blanks(driver, [0, 3, 4, len(driver) + 3])
+    options = DriveOptions(no_face=policy, batch_size=BATCH)
+    one_shot = drive(models, source, frames, options)
+    assert np.array_equal(one_shot.indices, np.arange(len(frames)))
+    assert len(one_shot.crops) == len(one_shot.frames) == len(one_shot.masks) == len(frames)
+    for sizes in ([1, 1, 5], [4, 2, 2, 1]):
+        assert_same(chunked(DriveSession(models, source, options), frames, sizes), one_shot)
+
+
+def test_hold_repeats_the_previous_output_bit_for_bit(models, source, driver):
+    blanks = [0, 1, 4, 5]
+    out = drive(models, source, with_blanks(driver, blanks), DriveOptions(no_face="hold", batch_size=BATCH))
+    assert [s == "held" for s in out.status] == [i in blanks for i in range(len(out))]
+    for i in blanks:
+        reference = 2 if i < 2 else i - 1  # leading frames get the first driven output
+        for name in ("crops", "frames", "masks"):
+            assert np.array_equal(getattr(out, name)[i], getattr(out, name)[reference])
+
+
+def test_hold_without_any_face_raises_at_the_end(models, source, driver):
+    session = DriveSession(models, source, DriveOptions(no_face="hold", batch_size=BATCH))
+    assert len(session.process(np.zeros((BATCH + 1, *driver.shape[1:]), np.uint8))) == 0
+    with pytest.raises(NoFaceError, match="any of the"):
+        session.finish()
+
+
+def test_pass_gives_the_source_image_back(models, source, driver):
+    out = drive(models, source, with_blanks(driver[:2], [1]), DriveOptions(no_face="pass"))
+    assert out.status == ("driven", "passed", "driven")
+    assert np.array_equal(out.frames[1], source.image) and np.array_equal(out.crops[1], source.crop)
+    assert not out.masks[1].any() and out.masks[0].any()
+
+
+def test_raise_names_the_frame_without_a_face(models, source, driver):
+    assert len(drive(models, source, driver[:2], DriveOptions(no_face="raise"))) == 2
+    with pytest.raises(NoFaceError, match="frame 2"):
+        drive(models, source, with_blanks(driver[:3], [2]), DriveOptions(no_face="raise"))
+
+
+def test_paste_back_is_on_by_default_and_leaves_the_rest_of_the_image(models, source, driver):
+    out = drive(models, source, driver[:1])
+    assert out.frames.shape == (1, *source.image.shape) and out.frames.dtype == source.image.dtype
+    outside = out.masks[0] == 0
+    assert outside.any() and np.array_equal(out.frames[0][outside], source.image[outside])
+    assert not np.array_equal(out.frames[0], source.image)
+    crops_only = drive(models, source, driver[:1], DriveOptions(paste_back=False))
+    assert crops_only.frames is None and crops_only.masks is None
+    assert np.array_equal(crops_only.crops, out.crops)
+
+
+def unedited(models, source) -> np.ndarray:
+    """The source rendered with Δp = 0, alone in its batch."""
+    return render(models, source, torch.zeros(1, 15), paste=False).crops[0]
+
+
+def test_relative_mode_starts_from_the_unedited_source(models, source, driver):
+    options = DriveOptions(mode="relative", batch_size=1, paste_back=False)
+    relative = drive(models, source, driver, options)
+    absolute = drive(models, source, driver, dataclasses.replace(options, mode="absolute"))
+    assert np.array_equal(relative.crops[0], unedited(models, source))
+    assert not np.array_equal(absolute.crops[0], relative.crops[0])
+    assert any(not np.array_equal(c, relative.crops[0]) for c in relative.crops[1:])
+
+
+def test_nothing_transferred_renders_the_unedited_source(models, source, driver):
+    still = DriveOptions(pose=False, expression=False, batch_size=1, paste_back=False)
+    for out in (drive(models, source, driver[:2], still),
+                drive(models, source, driver[:2], DriveOptions(strength=0.0, batch_size=1, paste_back=False))):
+        assert all(np.array_equal(c, unedited(models, source)) for c in out.crops)
+    pose_only = drive(models, source, driver[:1], dataclasses.replace(still, pose=True))
+    assert not np.array_equal(pose_only.crops[0], unedited(models, source))
+
+
+def test_drivers_with_different_motion_give_different_outputs(models, source):
+    first, other = video_frames(0, 1), video_frames(1, 1)
+    options = DriveOptions(batch_size=1, paste_back=False)
+    a, b = drive(models, source, first, options), drive(models, source, other, options)
+    assert not np.array_equal(a.crops, b.crops)  # random tiny DECA: Δp differs little between real faces
+
+
+def test_smoothing_changes_only_what_follows_the_first_frame(models, source, driver):
+    raw = drive(models, source, driver, DriveOptions(smoothing=0.0, paste_back=False, batch_size=BATCH))
+    smooth = drive(models, source, driver, DriveOptions(smoothing=1.0, paste_back=False, batch_size=BATCH))
+    assert np.abs(raw.crops[0].astype(int) - smooth.crops[0]).max() <= 1  # the filter starts at the first value
+    assert max(np.abs(r.astype(int) - s).mean() for r, s in zip(raw.crops[1:], smooth.crops[1:])) > 0.1
+
+
+# --- tuning -----------------------------------------------------------------------------------------------------
+
+def test_tuned_source_renders_its_own_layers_and_leaves_the_generator(models, source_image, source, tmp_path):
+    before = generator_hash(models)
+    steps = []
+    tuned = prepare_source(source_image, models, tune_steps=2, progress=lambda *a: steps.append(a[:2]))
+    assert steps == [(1, 2), (2, 2)] and isinstance(tuned.tuned, TunedLayers)
+    assert generator_hash(models) == before
+    with pytest.raises(Interrupted):
+        prepare_source(source_image, models, tune_steps=2, should_stop=lambda: bool(steps.append(None) or
+                                                                                  len(steps) > 3))
+    assert generator_hash(models) == before
+    shifts = torch.zeros(1, 15)
+    assert not np.array_equal(render(models, tuned, shifts).crops, render(models, source, shifts).crops)
+    reloaded = load_source(save_source(tuned, tmp_path / "tuned.safetensors"))
+    assert np.array_equal(render(models, reloaded, shifts).frames, render(models, tuned, shifts).frames)
+
+
+# --- precision --------------------------------------------------------------------------------------------------
+
+def test_bfloat16_models_drive_a_source(model_dir, source_image, driver):
+    half = load_reenact_models([model_dir], dtype=torch.bfloat16)
+    assert half.generator.module.input.input.dtype == torch.bfloat16
+    src = prepare_source(source_image, half)
+    out = drive(half, src, driver[:2], DriveOptions(batch_size=2))
+    assert out.crops.shape == (2, 256, 256, 3) and out.frames.dtype == source_image.dtype
+    assert out.crops.std() > 1  # an image, not a constant
