@@ -38,15 +38,17 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    base = matmul_gflops()
-    print(f"threads {torch.get_num_threads()}; matmul baseline {base:.1f} GFLOP/s (fp32 2048x2048, this process)")
-    print(f"{'model':<20} {'batch':>5} {'ms/item':>9} {'GFLOP/item':>11} {'GFLOP/s':>8} {'of matmul':>9}")
+    print(f"threads {torch.get_num_threads()}; each row's baseline is the fp32 2048x2048 matmul rate measured "
+          f"just before it in this process (the machine's load varies)")
+    print(f"{'model':<20} {'batch':>5} {'ms/item':>9} {'GFLOP/item':>11} {'GFLOP/s':>8} {'matmul':>7} {'ratio':>6}")
     with torch.inference_mode():
         for name, batch, fn in cases():
             flops = count_flops(fn) / batch
+            base = matmul_gflops()
             seconds = best_seconds(fn, repeats=3 if batch == 1 else 2) / batch
             rate = flops / seconds / 1e9
-            print(f"{name:<20} {batch:>5} {seconds * 1e3:>9.1f} {flops / 1e9:>11.2f} {rate:>8.1f} {rate / base:>9.2f}")
+            print(f"{name:<20} {batch:>5} {seconds * 1e3:>9.1f} {flops / 1e9:>11.2f} {rate:>8.1f} {base:>7.1f} "
+                  f"{rate / base:>6.2f}")
 
 
 if __name__ == "__main__":
