@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reenact_core.errors import MissingModelError
 from reenact_core.faces.landmarks import backend_names, detect_faces, get_backend
 from reenact_core.faces.paste_back import paste_back

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from common import best_seconds, count_flops, matmul_gflops  # noqa: E402
 
 from reenact_core.weights import kind  # noqa: E402

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from common import best_seconds, matmul_gflops  # noqa: E402
 
 from reenact_core.engine import DriveOptions, DriveSession, ReenactModels, estimate_codes, prepare_source  # noqa: E402

@@ -22,6 +22,10 @@ from ..weights import KINDS, LoadedModel, find_model_file, load_model
 class ReenactModels:
     """G, e4e, DECA and A on one device and dtype (see :func:`load_reenact_models`).
 
+    A step that runs only some networks may leave the others None: preparing a source runs G, e4e and DECA,
+    :func:`~reenact_core.engine.estimate_codes` DECA, :func:`~reenact_core.engine.render` G and A, and Δp needs
+    A's S.
+
     Attributes:
         generator: StyleGAN2 G; its ``mean_latent`` (1, style_dim) is the truncation centre w̄.
         e4e: the W+ encoder, 256-px crops in [-1, 1] → (B, n_latent, style_dim).
@@ -30,10 +34,10 @@ class ReenactModels:
         device, dtype: where and in which float type every module runs.
     """
 
-    generator: LoadedModel
-    e4e: LoadedModel
-    deca: LoadedModel
-    directions: LoadedModel
+    generator: LoadedModel | None
+    e4e: LoadedModel | None
+    deca: LoadedModel | None
+    directions: LoadedModel | None
     device: torch.device
     dtype: torch.dtype
 
@@ -43,28 +47,33 @@ class ReenactModels:
     @property
     def mean_latent(self) -> torch.Tensor:
         """w̄, the truncation centre stored with G: (1, style_dim) on ``device`` in ``dtype``."""
+        if self.generator is None:
+            raise WeightsError("this step needs the StyleGAN2 generator (its mean latent), none was given")
         return self.generator.mean_latent
 
     @property
     def shift_scale(self) -> float:
         """S of A: Δp coordinates span [−S, S] over the training ranges."""
+        if self.directions is None:
+            raise WeightsError("this step needs the directions model A (its scale S), none was given")
         return float(self.directions.config.shift_scale)
 
 
 def check_compatible(models: ReenactModels) -> None:
-    """Raises WeightsError (one line) if the four networks cannot work together (W+ rows or widths differ)."""
-    g, e, a, d = (m.config for m in (models.generator, models.e4e, models.directions, models.deca))
+    """Raises WeightsError (one line) if the networks given cannot work together (W+ rows or widths differ)."""
+    g, e, a, d = (None if m is None else m.config
+                  for m in (models.generator, models.e4e, models.directions, models.deca))
     problems = []
-    if (e.n_styles, e.style_dim) != (g.n_latent, g.style_dim):
+    if e is not None and g is not None and (e.n_styles, e.style_dim) != (g.n_latent, g.style_dim):
         problems.append(f"e4e predicts {e.n_styles}×{e.style_dim} W+ codes, G takes {g.n_latent}×{g.style_dim}")
-    if e.input_size != CROP_SIZE:
+    if e is not None and e.input_size != CROP_SIZE:
         problems.append(f"e4e takes {e.input_size}-px images, the face crops are {CROP_SIZE} px")
-    if a.shift_dim != g.style_dim or a.num_layers > g.n_latent:
+    if a is not None and g is not None and (a.shift_dim != g.style_dim or a.num_layers > g.n_latent):
         problems.append(f"A shifts {a.num_layers} rows of width {a.shift_dim}, G has {g.n_latent} of width "
                         f"{g.style_dim}")
-    if a.input_dim != NUM_DIRECTIONS:
+    if a is not None and a.input_dim != NUM_DIRECTIONS:
         problems.append(f"A takes {a.input_dim} directions, the method uses {NUM_DIRECTIONS}")
-    if d.out_dim != N_CODES:
+    if d is not None and d.out_dim != N_CODES:
         problems.append(f"DECA predicts {d.out_dim} codes, not the {N_CODES} of E_flame")
     if problems:
         raise WeightsError("the model files do not belong together: " + "; ".join(problems))

@@ -20,17 +20,18 @@ NoFaceError at :meth:`DriveSession.finish`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..errors import InputError, NoFaceError
-from ..faces.images import check_image, to_uint8_rgb
-from ..faces.landmarks import DEFAULT_BACKEND, LandmarkBackend, detect_faces
-from ..faces.reference_crop import CROP_SIZE, crop_using_landmarks
+from ..faces.alignment import AlignedFace, FaceAligner
+from ..faces.landmarks import DEFAULT_BACKEND, LandmarkBackend
+from ..faces.reference_crop import CROP_SIZE
 from ..faces.smoothing import DEFAULT_FPS, DEFAULT_STRENGTH, SequenceSmoother
-from ..faces.tracking import NO_FACE_POLICIES, FaceTracker
+from ..faces.tracking import NO_FACE_POLICIES
 from ..params import FaceParams, delta_p, denormalise, normalise
 from .models import ReenactModels
 from .source import TRUNCATION, PreparedSource, Rendered, estimate_codes, render
@@ -103,11 +104,41 @@ class DrivenChunk(Rendered):
 
 @dataclass
 class _Observed:
-    """A driver frame after tracking: its index, and the reference crop with landmarks in crop pixels."""
+    """A driver frame after alignment: its index and its tracked face (None without one)."""
 
     index: int
-    crop: np.ndarray | None = None
-    kpt68: np.ndarray | None = None
+    face: AlignedFace | None
+
+
+class DriverMotion:
+    """Δp of consecutive driver faces against a source, fed in order (the motion part of :class:`DriveSession`).
+
+    DECA codes → :class:`~reenact_core.params.FaceParams` → One-Euro smoothing in Δp units (speed measured in
+    full training ranges, 2·S, per second) → Δp, in ``"relative"`` mode from the first face fed.
+
+    Args:
+        source_params: the source's parameters, batch 1 (on the device of the codes to come).
+        shift_scale: S of A.
+        options: ``mode``, ``pose``, ``expression``, ``strength`` and ``smoothing`` are used.
+        fps: driver frame rate, for the smoother's time constants.
+    """
+
+    def __init__(self, source_params: FaceParams, shift_scale: float, options: DriveOptions = DriveOptions(), *,
+                 fps: float = DEFAULT_FPS):
+        self.source_params, self.shift_scale, self.options = source_params, shift_scale, options
+        self._smoother = SequenceSmoother("params", options.smoothing, fps, scale=2 * shift_scale)
+        self._reference: FaceParams | None = None
+
+    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, 236) DECA codes of the next B driver faces → their (B, 15) Δp."""
+        o, scale = self.options, self.shift_scale
+        params = FaceParams.from_deca(codes)
+        if self._smoother.filter.settings is not None:
+            params = denormalise(self._smoother(normalise(params, shift_scale=scale)), shift_scale=scale)
+        if o.mode == "relative" and self._reference is None:
+            self._reference = FaceParams(params.angles[:1], params.jaw[:1], params.exp[:1])
+        return delta_p(self.source_params, params, relative_to=self._reference, pose=o.pose,
+                       expression=o.expression, strength=o.strength, shift_scale=scale)
 
 
 class _Outputs:
@@ -149,15 +180,9 @@ class DriveSession:
         self.models = models
         self.options = options
         self.source = source.to(models.device, models.dtype)
-        self.frames_seen = 0
-        self._source_params = self.source.params
-        tracker_policy = "raise" if options.no_face == "raise" else "pass"
-        self._tracker = FaceTracker(options.select, tracker_policy)
-        self._landmark_smoother = SequenceSmoother("landmarks", options.smoothing, fps)
-        # Parameters are smoothed in Δp units; speed is measured in full training ranges (2·S) per second.
-        self._param_smoother = SequenceSmoother("params", options.smoothing, fps, scale=2 * models.shift_scale)
+        self._aligner = FaceAligner(options.select, options.no_face, options.smoothing, fps, options.backend)
+        self._motion = DriverMotion(self.source.params, models.shift_scale, options, fps=fps)
         self._window: list[_Observed] = []
-        self._reference: FaceParams | None = None
         self._last: tuple | None = None
         self._waiting = 0  # leading frames without a face, under "hold": frames 0 .. _waiting − 1
         paste = options.paste_back
@@ -196,24 +221,21 @@ class DriveSession:
             raise NoFaceError(f"no face found in any of the {self.frames_seen} driver frames")
         return out.chunk()
 
+    @property
+    def frames_seen(self) -> int:
+        """Driver frames taken so far."""
+        return self._aligner.frames_seen
+
     def _observe(self, frame: np.ndarray) -> _Observed:
-        rgb = to_uint8_rgb(check_image(frame))
-        index = self.frames_seen
-        self.frames_seen += 1
-        face = self._tracker.update([detect_faces(rgb, self.options.backend)])[0].face
-        if face is None:
-            return _Observed(index)
-        landmarks = self._landmark_smoother(face.landmarks[None])[0]
-        crop, transform = crop_using_landmarks(rgb, landmarks)
-        return _Observed(index, crop, transform.frame_to_crop(landmarks).astype(np.float32))
+        return _Observed(self._aligner.frames_seen, self._aligner(frame))
 
     def _flush(self, out: _Outputs) -> None:
         window, self._window = self._window, []
-        faces = [f for f in window if f.crop is not None]
+        faces = [f.face for f in window if f.face is not None]
         rendered = self._drive(faces) if faces else None
         row = 0
         for frame in window:
-            if frame.crop is not None:
+            if frame.face is not None:
                 item = tuple(None if a is None else a[row] for a in (rendered.crops, rendered.frames, rendered.masks))
                 row += 1
                 for index in range(self._waiting):
@@ -228,22 +250,11 @@ class DriveSession:
             else:
                 self._waiting += 1
 
-    def _drive(self, faces: list[_Observed]) -> Rendered:
+    def _drive(self, faces: list[AlignedFace]) -> Rendered:
         o, models = self.options, self.models
         codes = estimate_codes(models, np.stack([f.crop for f in faces]), np.stack([f.kpt68 for f in faces]))
-        params = self._smooth(FaceParams.from_deca(codes))
-        if o.mode == "relative" and self._reference is None:
-            self._reference = FaceParams(params.angles[:1], params.jaw[:1], params.exp[:1])
-        shift = delta_p(self._source_params, params, relative_to=self._reference, pose=o.pose,
-                        expression=o.expression, strength=o.strength, shift_scale=models.shift_scale)
-        return render(models, self.source, shift, truncation=o.truncation, paste=o.paste_back,
+        return render(models, self.source, self._motion(codes), truncation=o.truncation, paste=o.paste_back,
                       color_match=o.color_match)
-
-    def _smooth(self, params: FaceParams) -> FaceParams:
-        if self._param_smoother.filter.settings is None:
-            return params
-        scale = self.models.shift_scale
-        return denormalise(self._param_smoother(normalise(params, shift_scale=scale)), shift_scale=scale)
 
 
 def drive(models: ReenactModels, source: PreparedSource, frames: Iterable[np.ndarray],

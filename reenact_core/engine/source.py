@@ -1,4 +1,4 @@
-"""A source face prepared once — crop, W+ inversion, DECA parameters, optional tuned layers — and rendered under Δp.
+"""A source face prepared once (crop, W+ inversion, DECA parameters, optional tuned layers) and rendered under Δp.
 
 Rendering follows the official order (reference spec §1.12): ``Δw = A(Δp)`` is added to W+ rows ``0..L−1`` of
 the source's code, then G applies truncation ψ toward the stored mean latent w̄ and uses its checkpoint noise.
@@ -146,8 +146,11 @@ def render(models: ReenactModels, source: PreparedSource, delta_p: torch.Tensor,
     if not paste:
         return Rendered(crops, None, None)
     matrix = source.transform.crop_to_frame_matrix()
-    pasted = [paste_back(source.image, crop, matrix, color_match=color_match) for crop in crops]
-    return Rendered(crops, np.stack([p[0] for p in pasted]), np.stack([p[1] for p in pasted]))
+    frames = np.empty((len(crops), *source.image.shape), source.image.dtype)
+    masks = np.empty((len(crops), *source.image.shape[:2]), np.float32)
+    for crop, frame, mask in zip(crops, frames, masks):
+        frame[...], mask[...] = paste_back(source.image, crop, matrix, color_match=color_match)
+    return Rendered(crops, frames, masks)
 
 
 def image_to_uint8(image: torch.Tensor) -> np.ndarray:

