@@ -77,10 +77,6 @@ def _reenact(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
     from PIL import Image
-
-    from .memory import fix_heap_threshold
-
-    fix_heap_threshold()   # flat memory on long videos (see reenact_core.memory)
     from .engine import DriveOptions, edit, load_reenact_models, load_source, prepare_source, save_source
     from .models.lpips import find_lpips
     from .pipeline import reenact_file
