@@ -8,13 +8,13 @@ Each figure is the median over frames, in milliseconds per frame.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -23,20 +23,14 @@ from reenact_core.faces.landmarks import backend_names, detect_faces, get_backen
 from reenact_core.faces.paste_back import paste_back
 from reenact_core.faces.smoothing import smooth_sequence
 from reenact_core.faces.tracking import FaceTracker
+from reenact_core.video import VideoReader
 
 MEDIA = Path(os.environ.get("REENACT_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "media"
 VIDEOS = ("d1.mp4", "d9.mp4")
 
 
 def read_frames(path: Path, limit: int) -> list[np.ndarray]:
-    capture, frames = cv2.VideoCapture(str(path)), []
-    while len(frames) < limit:
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    capture.release()
-    return frames
+    return list(itertools.islice(VideoReader(path), limit))
 
 
 def median_ms(function, items) -> float:

@@ -17,13 +17,7 @@ NODE_MODULES = ("loaders", "align", "latent", "params", "paste", "reenact")
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
 for _name in NODE_MODULES:
-    try:
-        _module = importlib.import_module(f".{_name}", __name__)
-    except ModuleNotFoundError as _exc:   # a node module not written yet; any other import error propagates
-        if _exc.name != f"{__name__}.{_name}":
-            raise
-        continue
-    for _cls in _module.NODES:
+    for _cls in importlib.import_module(f".{_name}", __name__).NODES:
         _schema = _cls.define_schema()
         NODE_CLASS_MAPPINGS[_schema.node_id] = _cls
         NODE_DISPLAY_NAME_MAPPINGS[_schema.node_id] = _schema.display_name

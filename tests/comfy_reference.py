@@ -35,7 +35,7 @@ def prepare_base(base: Path) -> Path:
     """Writes the tiny model set and the example workflows' input files under ComfyUI base folder ``base``."""
     videos = sorted(MEDIA.glob("d*.mp4"))
     require(bool(videos), f"test videos in {MEDIA}")
-    from test_engine import calibrate_deca   # reads the shared golden manifest on import: after the check above
+    from engine_fixtures import calibrate_deca   # reads the shared golden manifest on import: after the check above
 
     folder = base / "models" / MODEL_FOLDER
     make_tiny_model_set(folder)

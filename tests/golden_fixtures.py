@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import zlib
 from functools import lru_cache
 from pathlib import Path
@@ -136,3 +137,27 @@ class Comparer:
     def assert_all_checked(self) -> None:
         left = set(self.stored) - self.checked
         assert not left, f"{self.case}: stored tensors left uncompared: {sorted(left)}"
+
+
+# The container key named in a case's `checkpoint_layout` → our model kind.
+LAYOUT_KINDS = (("g_ema", "stylegan2"), ("['e']", "e4e"), ("E_flame", "deca"), ("A_matrix", "directions"))
+
+
+def kind_of(case: str) -> str:
+    layout = manifest()["cases"][case]["checkpoint_layout"]
+    for needle, kind in LAYOUT_KINDS:
+        if needle in layout:
+            return kind
+    raise AssertionError(f"{case}: unknown checkpoint layout {layout!r}")
+
+
+def layout_extras(case: str) -> dict:
+    """Scalars written beside the state dict, parsed from e.g. 'A_matrix.pt: dict(A_matrix=state_dict, k=v, ...)'."""
+    found = re.search(r"dict\((.*)\)", manifest()["cases"][case]["checkpoint_layout"])
+    extras = {}
+    for item in (found.group(1).split(",") if found else []):
+        key, _, value = (s.strip() for s in item.partition("="))
+        if value and value != "state_dict":
+            extras[key] = {"True": True, "False": False}.get(value) if value in ("True", "False") else \
+                (float(value) if "." in value else int(value))
+    return extras

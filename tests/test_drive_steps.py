@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from test_engine import calibrate_deca, video_frames, with_blanks
+from engine_fixtures import calibrate_deca, video_frames, with_blanks
 from reenact_core.engine import (DriveOptions, DriverMotion, ReenactModels, drive, estimate_codes,
                                  load_reenact_models, prepare_source, render)
 from reenact_core.errors import NoFaceError, WeightsError

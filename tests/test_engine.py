@@ -16,22 +16,18 @@ import torch
 from PIL import Image
 
 from conftest import require
-from golden_fixtures import MEDIA, TOLERANCES, cases, filled_state_dict, load_case, manifest
-from test_golden import kind_of, layout_extras
+from engine_fixtures import calibrate_deca, video_frames, with_blanks
+from golden_fixtures import (MEDIA, TOLERANCES, cases, filled_state_dict, kind_of, layout_extras, load_case,
+                             manifest)
 from reenact_core.engine import (DriveOptions, DrivenChunk, DriveSession, PreparedSource, ReenactModels, drive,
                                  estimate_codes, load_reenact_models, load_source, prepare_source, render,
                                  save_source)
 from reenact_core.engine.source import image_to_uint8
 from reenact_core.engine.tuning import TunedLayers
 from reenact_core.errors import Interrupted, MissingModelError, NoFaceError, WeightsError
-from reenact_core.faces.deca_crop import deca_crop
-from reenact_core.faces.landmarks import detect_faces
-from reenact_core.faces.reference_crop import CropTransform, crop_using_landmarks
-from reenact_core.imaging import image_to_tensor
-from reenact_core.video import VideoReader
+from reenact_core.faces.reference_crop import CropTransform
 from reenact_core.params import FaceParams, delta_p
-from reenact_core.weights import (KINDS, convert, load_model, make_random_checkpoint, make_tiny_model_set,
-                                  save_model, tiny_config)
+from reenact_core.weights import KINDS, convert, load_model, make_random_checkpoint, make_tiny_model_set, tiny_config
 from reenact_core.weights.official import write_official
 
 BATCH = 2  # small windows, so that a few frames span several of them
@@ -44,29 +40,6 @@ def model_dir(tmp_path_factory, driver):
     make_tiny_model_set(folder)
     calibrate_deca(folder / KINDS["deca"].canonical_file, driver)
     return folder
-
-
-def calibrate_deca(path, frames: np.ndarray) -> None:
-    """Sets the BatchNorm statistics of a random DECA file to those of the faces in ``frames``.
-
-    With random statistics every face gets the same codes (to about 1e-6); with statistics of real crops the
-    codes vary from face to face about as much as a trained DECA's, so different drivers give different Δp.
-    """
-    deca = load_model(path, "deca")
-    crops, kpt68 = [], []
-    for frame in frames:
-        landmarks = detect_faces(frame)[0].landmarks
-        crop, transform = crop_using_landmarks(frame, landmarks)
-        crops.append(crop)
-        kpt68.append(transform.frame_to_crop(landmarks))
-    image_224, _ = deca_crop(image_to_tensor(np.stack(crops)), torch.as_tensor(np.stack(kpt68), dtype=torch.float32))
-    for module in deca.module.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None  # cumulative average: the statistics of this one batch
-    with torch.no_grad():
-        deca.module.train()(image_224)
-    save_model(path, "deca", deca.config, deca.module.state_dict(), metadata=deca.metadata)
 
 
 @pytest.fixture(scope="module")
@@ -86,25 +59,10 @@ def source(models, source_image):
     return prepare_source(source_image, models)
 
 
-def video_frames(index: int, count: int) -> np.ndarray:
-    videos = sorted(MEDIA.glob("d*.mp4"))
-    require(len(videos) > index, f"test videos in {MEDIA}")
-    frames = VideoReader(videos[index]).chunks(count)
-    return next(frames)
-
-
 @pytest.fixture(scope="module")
 def driver():
     """(n, H, W, 3) uint8 frames of a talking head."""
     return video_frames(0, DRIVER_FRAMES)
-
-
-def with_blanks(frames: np.ndarray, at: list[int]) -> np.ndarray:
-    """``frames`` with a black frame inserted before each position of ``at`` (positions in the result)."""
-    out = list(frames)
-    for position in sorted(at):
-        out.insert(position, np.zeros_like(frames[0]))
-    return np.stack(out)
 
 
 def chunked(session: DriveSession, frames: np.ndarray, sizes: list[int]) -> DrivenChunk:

@@ -1,7 +1,6 @@
 """Evaluation measures: dlib identity on real media, pose/expression errors with known estimators."""
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -10,20 +9,15 @@ from golden_fixtures import MEDIA
 from reenact_core.errors import NoFaceError
 from reenact_core.evaluation import dlib_descriptor, evaluate, expression_error, identity_distance, pose_error_deg
 from reenact_core.params import RANGES, FaceParams
+from reenact_core.video import VideoReader
 
 
-def video_frames(path: Path, indices: list[int]) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames, i = [], 0
-    while len(frames) < len(indices):
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if i in indices:
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        i += 1
-    cap.release()
-    return frames
+def first_and_last_frames(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    first = last = None
+    for frame in VideoReader(path):
+        first = frame if first is None else first
+        last = frame
+    return first, last
 
 
 def videos() -> list[Path]:
@@ -34,8 +28,7 @@ def test_same_video_frames_closer_than_different_people(shared_dir):
     """For every pair of videos: two frames of one video are more alike than frames of two videos."""
     descriptors = {}
     for video in videos():
-        count = int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT))
-        first, later = video_frames(video, [0, count - 1])
+        first, later = first_and_last_frames(video)
         a, b = dlib_descriptor(first), dlib_descriptor(later)
         if a is not None and b is not None:
             descriptors[video.name] = (a, b)

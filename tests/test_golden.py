@@ -12,7 +12,7 @@ import re
 import pytest
 import torch
 
-from golden_fixtures import Comparer, cases, filled_state_dict, load_case, manifest
+from golden_fixtures import Comparer, cases, filled_state_dict, kind_of, layout_extras, load_case, manifest
 from reenact_core.faces.deca_crop import deca_crop
 from reenact_core.imaging import image_to_tensor
 from reenact_core.models.directions import apply_shift
@@ -21,8 +21,6 @@ from reenact_core.params import FaceParams, delta_p
 from reenact_core.weights import convert, load_model
 from reenact_core.weights.official import write_official
 
-# The container key named in a case's `checkpoint_layout` → our model kind.
-LAYOUT_KINDS = (("g_ema", "stylegan2"), ("['e']", "e4e"), ("E_flame", "deca"), ("A_matrix", "directions"))
 # Cases covered in other files, by name prefix.
 COVERED_ELSEWHERE = {"deca_crop": "test_crops.py", "voxceleb_crop": "test_crops.py",
                      "shift_vector_": "test_params.py"}
@@ -30,26 +28,6 @@ COVERED_ELSEWHERE = {"deca_crop": "test_crops.py", "voxceleb_crop": "test_crops.
 
 def model_cases() -> list[str]:
     return [c for c, spec in manifest()["cases"].items() if "state_dict_shapes" in spec]
-
-
-def kind_of(case: str) -> str:
-    layout = manifest()["cases"][case]["checkpoint_layout"]
-    for needle, kind in LAYOUT_KINDS:
-        if needle in layout:
-            return kind
-    raise AssertionError(f"{case}: unknown checkpoint layout {layout!r}")
-
-
-def layout_extras(case: str) -> dict:
-    """Scalars written beside the state dict, parsed from e.g. 'A_matrix.pt: dict(A_matrix=state_dict, k=v, ...)'."""
-    found = re.search(r"dict\((.*)\)", manifest()["cases"][case]["checkpoint_layout"])
-    extras = {}
-    for item in (found.group(1).split(",") if found else []):
-        key, _, value = (s.strip() for s in item.partition("="))
-        if value and value != "state_dict":
-            extras[key] = {"True": True, "False": False}.get(value) if value in ("True", "False") else \
-                (float(value) if "." in value else int(value))
-    return extras
 
 
 _LOADED: dict[str, object] = {}

@@ -1,7 +1,6 @@
 """Temporal smoothing: the strength setting, streaming, noise reduction, the stability measures, a real video."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -10,6 +9,7 @@ from conftest import require
 from golden_fixtures import MEDIA
 from reenact_core.errors import InputError
 from reenact_core.faces.geometry import mouth_opening
+from reenact_core.video import VideoReader
 from reenact_core.faces.smoothing import (DEFAULT_STRENGTH, SEQUENCE_KINDS, SequenceSmoother, one_euro_settings,
                                           smooth_sequence)
 from reenact_core.faces.temporal_metrics import landmark_jitter, mouth_amplitude, smoothing_lag
@@ -124,14 +124,7 @@ def test_metrics_on_known_signals():
 
 def read_video(name: str) -> list[np.ndarray]:
     require((MEDIA / name).is_file(), f"test media {name}")
-    capture, frames = cv2.VideoCapture(str(MEDIA / name)), []
-    while True:
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    capture.release()
-    return frames
+    return list(VideoReader(MEDIA / name))
 
 
 @pytest.mark.slow
