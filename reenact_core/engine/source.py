@@ -224,9 +224,9 @@ def save_source(source: PreparedSource, path: str | Path) -> Path:
     """Writes a prepared source to one ``.safetensors`` file (tensors as float32 on the CPU; the image as is)."""
     path = Path(path)
     tensors = {
-        "image": torch.from_numpy(np.ascontiguousarray(source.image)),
-        "crop": torch.from_numpy(np.ascontiguousarray(source.crop)),
-        "landmarks": torch.from_numpy(np.ascontiguousarray(source.landmarks, dtype=np.float32)),
+        "image": torch.from_numpy(np.array(source.image)),   # a writable copy (inputs may be read-only views)
+        "crop": torch.from_numpy(np.array(source.crop)),
+        "landmarks": torch.from_numpy(np.array(source.landmarks, dtype=np.float32)),
         "w_plus": source.w_plus.detach().float().cpu().contiguous(),
         "mean_latent": source.mean_latent.detach().float().cpu().contiguous(),
         "deca_codes": source.deca_codes.detach().float().cpu().contiguous(),
