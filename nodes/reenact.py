@@ -50,8 +50,8 @@ def _drive_inputs() -> list:
                                "outputs the unchanged source, hold repeats the previous result"),
         io.Int.Input("tune_steps", default=TUNE_STEPS, min=0, max=MAX_TUNE_STEPS,
                      tooltip="Steps tuning G's upper layers to the source, for a closer likeness (the paper: 200; "
-                             "0 = off). Slow on a CPU: with the full-size models about 5 s a step on 2 cores (200 "
-                             "steps ≈ 15 min); far faster on a GPU. Uses lpips-alex.safetensors from "
+                             "0 = off). Slow on a CPU: with the full-size models about 0.7 s a step on 2 cores, more "
+                             "with LPIPS (200 steps ≈ 2.5–3 min); far faster on a GPU. Uses lpips-alex.safetensors from "
                              "models/reenact/ when present, else the pixel loss alone"),
         io.Boolean.Input("paste_back", default=True,
                          tooltip="Paste each rendered face into the source image (off: output the 256-px crops)"),
