@@ -39,7 +39,7 @@ MODEL_TYPES = {"stylegan2": Generator, "e4e": Encoder, "deca": Deca, "directions
 Align = io.Custom("REENACT_ALIGN")        # per-frame crop transforms, landmarks, kept frame indices, frame size
 Source = io.Custom("REENACT_SOURCE")      # a reenact_core.engine.PreparedSource
 Params = io.Custom("REENACT_PARAMS")      # per-frame FaceParams / DECA codes with their frame indices
-Latent = io.Custom("REENACT_LATENT")      # W+ codes ready to decode, with their source, w̄ and tuned layers
+Latent = io.Custom("REENACT_LATENT")      # codes to decode: a source and Δp per frame (w_s shifted by A(Δp))
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
