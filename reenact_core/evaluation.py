@@ -10,17 +10,15 @@ Estimators are passed in, so each measure can be tested with estimators whose ou
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 import numpy as np
 import torch
 
-from .errors import MissingModelError, NoFaceError
+from .errors import NoFaceError
 from .faces.temporal_metrics import landmark_jitter
 from .params import RANGES, FaceParams
 
@@ -35,11 +33,9 @@ LandmarkFinder = Callable[[np.ndarray], Optional[np.ndarray]]    # RGB uint8 fra
 def _descriptor_model():
     import dlib
 
-    spec = importlib.util.find_spec("face_recognition_models")
-    path = Path(spec.origin).parent / "models" / DESCRIPTOR_FILE if spec and spec.origin else None
-    if path is None or not path.is_file():
-        raise MissingModelError(f"{DESCRIPTOR_FILE} not found; install it with: pip install face-recognition-models")
-    return dlib.face_recognition_model_v1(str(path))
+    from .faces.dlib_backend import dlib_model_file
+
+    return dlib.face_recognition_model_v1(str(dlib_model_file(DESCRIPTOR_FILE)))
 
 
 def dlib_descriptor(frame: np.ndarray, backend: str = "dlib") -> np.ndarray | None:

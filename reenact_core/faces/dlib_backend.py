@@ -26,8 +26,8 @@ PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"  # shipped by the face-
 DETECT_MAX_SIDE = 640  # long side (px) of the copy the HOG detector sees
 
 
-def predictor_path(models_dir: str | os.PathLike | None = None) -> Path:
-    """The 68-point predictor file: in ``models_dir`` if it holds one, else in ``face-recognition-models``.
+def dlib_model_file(name: str, models_dir: str | os.PathLike | None = None) -> Path:
+    """A dlib model file of ``face-recognition-models`` (or one in ``models_dir``, checked first).
 
     The package is located without importing it (its ``__init__`` needs ``pkg_resources``, gone from
     setuptools ≥ 81). Raises MissingModelError naming the places searched.
@@ -37,12 +37,15 @@ def predictor_path(models_dir: str | os.PathLike | None = None) -> Path:
     if spec is not None and spec.origin is not None:
         folders.append(Path(spec.origin).parent / "models")
     for folder in folders:
-        if (folder / PREDICTOR_FILE).is_file():
-            return folder / PREDICTOR_FILE
+        if (folder / name).is_file():
+            return folder / name
     searched = ", ".join(str(f) for f in folders) or "no folder: face-recognition-models is not installed"
-    raise MissingModelError(
-        f"{PREDICTOR_FILE} not found (searched {searched}); install it with: pip install face-recognition-models"
-    )
+    raise MissingModelError(f"{name} not found (searched {searched}); install it with: pip install face-recognition-models")
+
+
+def predictor_path(models_dir: str | os.PathLike | None = None) -> Path:
+    """The 68-point predictor file: in ``models_dir`` if it holds one, else in ``face-recognition-models``."""
+    return dlib_model_file(PREDICTOR_FILE, models_dir)
 
 
 @lru_cache(maxsize=None)
