@@ -14,6 +14,7 @@ from PIL import Image
 
 from .engine import DriveOptions, DriveSession, PreparedSource, ReenactModels
 from .errors import InputError
+from .files import atomic_write
 from .memory import fix_heap_threshold
 from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, driver_chunks
 
@@ -61,7 +62,7 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
     if png_dir is not None:
         writers.append(PngFramesWriter(png_dir))
     statuses: dict[str, int] = {}
-    written, last = 0, None
+    written, last, completed = 0, None, False
     try:
         def emit(driven) -> None:
             nonlocal written, last
@@ -80,11 +81,15 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
         for frames in driver_chunks(reader, chunk, num_frames, length_policy):
             emit(session.process(frames))
         emit(session.finish())
+        completed = True
     finally:
         for w in writers:
-            w.close()
+            if completed:
+                w.close()
+            else:
+                w.abort()
     if as_image:
         if written != 1:
             raise InputError(f"{out.name}: an image output needs a one-frame driver, got {written} frames")
-        Image.fromarray(last).save(out)
+        atomic_write(out, Image.fromarray(last).save)   # the temporary name keeps the suffix that picks the format
     return RunSummary(out, written, reader.fps, statuses, bool(writers) and reader.has_audio)

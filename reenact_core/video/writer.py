@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
+from ..files import atomic_write, publish, temporary_beside
 from .audio import DriverAudio
 from .rate import exact_rate
 
@@ -47,11 +48,18 @@ class _FrameSink:
     def close(self) -> None:
         """Finish the output; calling it again does nothing."""
 
+    def abort(self) -> None:
+        """Stop after an error: leave no unfinished output behind where the sink can (default: ``close``)."""
+        self.close()
+
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc_info) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 class PngFramesWriter(_FrameSink):
@@ -67,7 +75,8 @@ class PngFramesWriter(_FrameSink):
 
     def _write(self, frames: np.ndarray) -> None:
         for offset, rgb in enumerate(frames):
-            Image.fromarray(rgb).save(self.frames_dir / f"{self.frames_written + offset:06d}.png")
+            atomic_write(self.frames_dir / f"{self.frames_written + offset:06d}.png",
+                         Image.fromarray(rgb).save)
 
 
 class VideoWriter(_FrameSink):
@@ -84,8 +93,9 @@ class VideoWriter(_FrameSink):
     one packet, ~20-60 ms, past the video); after the audio ends, an output longer than it is silent. A file
     without audio adds no audio stream. Audio is muxed as the frames arrive, so nothing accumulates.
 
-    The parent folder is created. ``close()`` (or leaving a ``with`` block, also on error) finalises the file;
-    if no frame was written, no file is left.
+    The parent folder is created. The video is written under a temporary name beside ``path``; ``close()`` (or
+    leaving a ``with`` block normally) finalises it and moves it to ``path`` with mode ``0666 & ~umask``; if no
+    frame was written, no file is left. ``abort()`` (leaving the block on an error) removes the unfinished file.
 
     Args:
         path: output file; its suffix picks the container (``.mp4``, ``.mkv``, ``.mov``, ...).
@@ -103,8 +113,8 @@ class VideoWriter(_FrameSink):
         super().__init__()
         self.path, self.fps, self.codec = Path(path), exact_rate(fps), codec or pick_video_codec()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._container = av.open(str(self.path), "w")
+            self._temporary = temporary_beside(self.path)   # published to `path` when closed
+            self._container = av.open(str(self._temporary), "w")
         except (OSError, ValueError) as exc:  # ValueError: no container format for this suffix
             raise InputError(f"cannot write video {self.path}: {getattr(exc, 'strerror', None) or exc}") from exc
         self._audio = None
@@ -113,6 +123,7 @@ class VideoWriter(_FrameSink):
                 self._audio = DriverAudio(Path(audio_from))
             except InputError:
                 self._container.close()
+                self._temporary.unlink(missing_ok=True)
                 raise
         self._video: av.VideoStream | None = None
         self._closed = False
@@ -145,15 +156,31 @@ class VideoWriter(_FrameSink):
         if self._closed:
             return
         self._closed = True
+        finished = False
         try:
             if self._video is not None:
                 self._container.mux(self._video.encode(None))
                 if self._audio is not None:
                     self._audio.mux_until(self._container, self.frames_written / self.fps)
                     self._audio.flush(self._container)
+            finished = True
         finally:
             if self._audio is not None:
                 self._audio.close()
             self._container.close()
-            if self._video is None:
-                self.path.unlink(missing_ok=True)
+            if finished and self._video is not None:
+                publish(self._temporary, self.path)
+            else:
+                self._temporary.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        """Close without finishing: the unfinished file is removed and ``path`` is left as it was."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._audio is not None:
+                self._audio.close()
+            self._container.close()
+        finally:
+            self._temporary.unlink(missing_ok=True)
