@@ -55,7 +55,10 @@ KINDS: dict[str, ModelKind] = {k.name: k for k in (
               "DECA (https://github.com/yfeng95/DECA, registration required; non-commercial licence)"),
     ModelKind("directions", "directions", "DirectionMatrix", "DirectionsConfig", "directions matrix A",
               "directions-voxceleb.safetensors", "A_matrix.pt", _SOURCE),
+    ModelKind("fsr", "fsr", "FeatureRefiner", "FSRConfig", "FSR refinement encoder E_F",
+              "fsr-voxceleb-256.safetensors", "(none published)", "python -m reenact_core train fsr"),
 )}
+INFERENCE_KINDS = ("stylegan2", "e4e", "deca", "directions")
 
 
 def kind(name: str) -> ModelKind:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from .kinds import KINDS, kind as get_kind
+from .kinds import INFERENCE_KINDS, KINDS, kind as get_kind
 from .store import MEAN_LATENT_KEY, save_model
 
 RANDOM_MEAN_LATENT_SAMPLES = 512
@@ -47,4 +47,4 @@ def make_tiny_model_set(folder: str | Path, seed: int = 0) -> dict[str, Path]:
     """Write one tiny random model file of every kind under its canonical name in ``folder``."""
     folder = Path(folder)
     return {name: make_random_checkpoint(name, tiny_config(name), folder / k.canonical_file, seed + i)
-            for i, (name, k) in enumerate(KINDS.items())}
+            for i, (name, k) in enumerate(KINDS.items()) if name in INFERENCE_KINDS}
