@@ -102,6 +102,11 @@ def _forward_is_finite(handle: ModelHandle) -> bool:
             out = module(model.mean_latent)
         elif handle.kind == "directions":
             out = module(torch.zeros(1, config.input_dim, device=device, dtype=dtype))
+        elif handle.kind == "fsr":
+            from reenact_core.models.fsr import INPUT_CHANNELS
+
+            out = module(torch.zeros(1, INPUT_CHANNELS, config.input_size, config.input_size, device=device,
+                                     dtype=dtype))
         else:
             from reenact_core.faces.deca_crop import DECA_CROP_SIZE
 
@@ -180,4 +185,10 @@ class LatentReenactLoadDirections(_ModelLoader):
     DISPLAY_NAME, OUTPUT_NAME = "Load Directions A (Latent Reenact)", "directions"
 
 
-NODES = [LatentReenactLoadGenerator, LatentReenactLoadEncoder, LatentReenactLoadDeca, LatentReenactLoadDirections]
+class LatentReenactLoadFSR(_ModelLoader):
+    KIND, NODE_ID = "fsr", "LatentReenactLoadFSR"
+    DISPLAY_NAME, OUTPUT_NAME = "Load FSR Encoder (Latent Reenact)", "fsr"
+
+
+NODES = [LatentReenactLoadGenerator, LatentReenactLoadEncoder, LatentReenactLoadDeca, LatentReenactLoadDirections,
+         LatentReenactLoadFSR]

@@ -14,10 +14,10 @@ import torch
 from ..errors import MissingModelError, WeightsError
 from ..faces.reference_crop import CROP_SIZE
 from ..models.deca import N_CODES
-from ..models.fsr import FeatureRefiner, check_fits
+from ..models.fsr import FeatureRefiner
 from ..params import NUM_DIRECTIONS
 from ..weights import KINDS, LoadedModel, find_model_file, inspect_model_file, load_model
-from ..weights.identity import check_same_generator
+from ..weights.identity import check_made_for
 from ..weights.kinds import INFERENCE_KINDS
 
 
@@ -93,8 +93,7 @@ def check_compatible(models: ReenactModels) -> None:
     if models.fsr is not None:
         if models.generator is None:
             raise WeightsError("the FSR refinement encoder needs the generator it was made for, none was given")
-        check_fits(models.fsr.config, g, Path(models.fsr.path).name)
-        check_same_generator(models.fsr, models.generator)
+        check_made_for(models.fsr, models.generator)
 
 
 def find_fsr(choice: str | Path, folders: Iterable[str | Path]) -> tuple[Path | None, str]:

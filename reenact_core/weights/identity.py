@@ -9,7 +9,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..errors import WeightsError
-from ..models.fsr import generator_identity, identity_keys
+from ..models.fsr import check_fits, generator_identity, identity_keys
 from .store import LoadedModel
 
 GENERATOR_IDENTITY_KEY = "generator_identity"   # FSR file metadata: generator_identity() of its base generator
@@ -34,8 +34,10 @@ def _file_identity(path: str, mtime_ns: int, size: int) -> str:
         raise WeightsError(f"{Path(path).name}: cannot read its tensors (truncated or corrupt?): {exc}") from None
 
 
-def check_same_generator(fsr: LoadedModel, generator: LoadedModel) -> None:
-    """Raises WeightsError (one line) unless ``fsr`` was made for ``generator`` (identity in its metadata)."""
+def check_made_for(fsr: LoadedModel, generator: LoadedModel) -> None:
+    """Raises WeightsError (one line) unless ``fsr`` was made for ``generator``: its output fits the generator's
+    feature k and the generator identity in its metadata is this generator's."""
+    check_fits(fsr.config, generator.config, Path(fsr.path).name)
     made_for = fsr.metadata.get(GENERATOR_IDENTITY_KEY)
     if not made_for:
         raise WeightsError(f"{Path(fsr.path).name}: no '{GENERATOR_IDENTITY_KEY}' in its metadata, so the generator "

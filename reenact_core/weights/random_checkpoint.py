@@ -18,6 +18,8 @@ TINY_CONFIGS: dict[str, dict] = {
             "se_reduction": 4},
     "deca": {"base_width": 8, "blocks": [1, 1, 1, 1], "hidden": 32},
     "directions": {"shift_dim": 32},
+    "fsr": {"layer": 4, "feature_channels": 32, "feature_size": 16, "widths": [8, 16, 24], "units": [1, 1, 1],
+            "se_reduction": 4, "head_width": 16},
 }
 
 
@@ -43,8 +45,29 @@ def make_random_checkpoint(kind_name: str, config, path: str | Path, seed: int =
                       metadata={"random_weights": "true", "seed": str(seed)})
 
 
-def make_tiny_model_set(folder: str | Path, seed: int = 0) -> dict[str, Path]:
-    """Write one tiny random model file of every kind under its canonical name in ``folder``."""
+def make_random_fsr(path: str | Path, generator_path: str | Path, config=None, seed: int = 0) -> Path:
+    """Write an FSR file with random weights (its last layer too, so it changes images) for the generator file
+    ``generator_path``; ``config`` defaults to the tiny one."""
+    from ..models.fsr import randomise_output
+    from .identity import with_identity
+    from .store import _read_tensors
+
+    k = get_kind("fsr")
+    config = config or tiny_config("fsr")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = k.build(config).eval()
+    randomise_output(model, seed)
+    metadata = with_identity({"random_weights": "true", "seed": str(seed)}, _read_tensors(Path(generator_path)))
+    return save_model(path, "fsr", config, model.state_dict(), metadata=metadata)
+
+
+def make_tiny_model_set(folder: str | Path, seed: int = 0, fsr: bool = False) -> dict[str, Path]:
+    """Write one tiny random model file of every inference kind under its canonical name in ``folder``; with
+    ``fsr`` also a random FSR file for that generator."""
     folder = Path(folder)
-    return {name: make_random_checkpoint(name, tiny_config(name), folder / k.canonical_file, seed + i)
-            for i, (name, k) in enumerate(KINDS.items()) if name in INFERENCE_KINDS}
+    paths = {name: make_random_checkpoint(name, tiny_config(name), folder / k.canonical_file, seed + i)
+             for i, (name, k) in enumerate(KINDS.items()) if name in INFERENCE_KINDS}
+    if fsr:
+        paths["fsr"] = make_random_fsr(folder / KINDS["fsr"].canonical_file, paths["stylegan2"], seed=seed)
+    return paths
