@@ -56,7 +56,7 @@ KINDS: dict[str, ModelKind] = {k.name: k for k in (
     ModelKind("directions", "directions", "DirectionMatrix", "DirectionsConfig", "directions matrix A",
               "directions-voxceleb.safetensors", "A_matrix.pt", _SOURCE),
     ModelKind("fsr", "fsr", "FeatureRefiner", "FSRConfig", "FSR refinement encoder E_F",
-              "fsr-voxceleb-256.safetensors", "(none published)", "python -m reenact_core train fsr"),
+              "fsr-voxceleb-256.safetensors", "(none published)", "no published file: trained for its generator"),
 )}
 INFERENCE_KINDS = ("stylegan2", "e4e", "deca", "directions")
 
