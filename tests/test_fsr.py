@@ -13,9 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import require
-from engine_fixtures import video_frames
-from golden_fixtures import MEDIA
+from engine_fixtures import source_photo, video_frames
 from reenact_core.cli import main
 from reenact_core.engine import drive, load_reenact_models, load_source, prepare_source, save_source
 from reenact_core.errors import InputError, WeightsError
@@ -44,9 +42,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def source_image():
-    photos = sorted(MEDIA.glob("s*.jpg"))
-    require(bool(photos), f"test photos in {MEDIA}")
-    return np.array(Image.open(photos[0]).convert("RGB"))
+    return np.array(Image.open(source_photo()).convert("RGB"))
 
 
 @pytest.fixture(scope="module")
@@ -223,11 +219,9 @@ def cli_png(capsys, models: str, source: str, driver: str, out, *more: str) -> t
 
 
 def test_cli_fsr_auto_off_and_file(model_dir, driver, tmp_path, capsys):
-    photos = sorted(MEDIA.glob("s*.jpg"))
-    require(bool(photos), f"test photos in {MEDIA}")
     driver_png = tmp_path / "driver.png"
     Image.fromarray(driver[0]).save(driver_png)
-    args = (str(model_dir), str(photos[0]), str(driver_png))
+    args = (str(model_dir), str(source_photo()), str(driver_png))
     random_file = model_dir / KINDS["fsr"].canonical_file
     off, _ = cli_png(capsys, *args, tmp_path / "off.png", "--fsr", "off")
     auto, err = cli_png(capsys, *args, tmp_path / "auto.png")
