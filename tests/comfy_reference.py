@@ -23,7 +23,7 @@ from conftest import require
 from golden_fixtures import MEDIA
 from reenact_core.engine import DriveOptions, load_reenact_models, prepare_source
 from reenact_core.video import VideoReader
-from reenact_core.weights import KINDS, make_tiny_model_set
+from reenact_core.weights import INFERENCE, KINDS, kind_names, make_tiny_model_set
 
 MODEL_FOLDER = "reenact"                          # ComfyUI's models/reenact/ (the pack's folder key)
 SOURCE_IMAGE, DRIVER_IMAGE, DRIVER_VIDEO = "astronaut.png", "driver.png", "driver.mp4"
@@ -39,7 +39,7 @@ def prepare_base(base: Path) -> Path:
     from engine_fixtures import calibrate_deca   # reads the shared golden manifest on import: after the check above
 
     folder = base / "models" / MODEL_FOLDER
-    make_tiny_model_set(folder, fsr=True)
+    make_tiny_model_set(folder, kinds=[*kind_names(INFERENCE), "fsr"])
     calibrate_deca(folder / KINDS["deca"].canonical_file, next(VideoReader(videos[0]).chunks(CALIBRATION_FRAMES)))
     inputs = base / "input"
     inputs.mkdir(parents=True, exist_ok=True)

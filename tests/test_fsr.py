@@ -20,8 +20,8 @@ from reenact_core.errors import InputError, WeightsError
 from reenact_core.models.e4e import EncoderConfig, Encoder4Editing
 from reenact_core.models.fsr import DEFAULT_LAYER, INPUT_CHANNELS, FSRConfig, FeatureRefiner, feature_shape
 from reenact_core.models.stylegan2 import Generator, GeneratorConfig
-from reenact_core.weights import (KINDS, load_model, make_random_checkpoint, make_tiny_model_set, save_model,
-                                  tiny_config)
+from reenact_core.weights import (INFERENCE, KINDS, kind_names, load_model, make_random_checkpoint,
+                                  make_tiny_model_set, save_model, tiny_config)
 from reenact_core.weights.random_checkpoint import make_random_fsr
 
 DRIVER_FRAMES = 2
@@ -33,7 +33,7 @@ FULL_SIZE_GENERATORS = {"256 cm1": GeneratorConfig(), "256 cm2": GeneratorConfig
 def model_dir(tmp_path_factory):
     """A tiny model set with a random FSR file (canonical name) and a zero-initialised one (``fsr-zero``)."""
     folder = tmp_path_factory.mktemp("fsr_models")
-    paths = make_tiny_model_set(folder, fsr=True)
+    paths = make_tiny_model_set(folder, kinds=[*kind_names(INFERENCE), "fsr"])
     fsr = load_model(paths["fsr"], "fsr")
     zero = FeatureRefiner(fsr.config)                    # a new E_F: its last layer is zero
     save_model(folder / "fsr-zero.safetensors", "fsr", fsr.config, zero.state_dict(), metadata=fsr.metadata)
@@ -192,7 +192,7 @@ def test_saved_source_drives_the_same_with_fsr(refined, refined_result, source, 
 
 
 def test_refiner_of_another_generator_is_refused(model_dir, tmp_path):
-    for k in ("stylegan2", "e4e", "deca", "directions"):
+    for k in kind_names(INFERENCE):
         shutil.copy(model_dir / KINDS[k].canonical_file, tmp_path)
     fsr = model_dir / KINDS["fsr"].canonical_file
     make_random_checkpoint("stylegan2", tiny_config("stylegan2"), tmp_path / KINDS["stylegan2"].canonical_file, 99)

@@ -27,6 +27,7 @@ from torch import nn
 from reenact_core.errors import InputError, WeightsError
 from reenact_core.models.config import ModelConfig
 from reenact_core.models.e4e import IRSEUnit
+from reenact_core.models.kind import OPTIONAL, ModelKind
 from reenact_core.models.stylegan2 import GeneratorConfig
 
 DEFAULT_LAYER = 4               # spec §5 question 2: f_4 = output of convs.2 (FSE convention)
@@ -214,3 +215,12 @@ def randomise_output(module: FeatureRefiner, seed: int = 0) -> None:
     with torch.no_grad():
         for p in (last.weight, last.bias):
             p.copy_(torch.randn(p.shape, generator=draw))
+
+
+KIND = ModelKind(
+    name="fsr", title="FSR refinement encoder E_F", role=OPTIONAL, model_class=FeatureRefiner, config_class=FSRConfig,
+    canonical_file="fsr-voxceleb-256.safetensors", official_file="",
+    source="no published weights (the IJCV paper's are not released): an FSR file is trained for one generator",
+    probe_input=lambda config, extras, device, dtype: (
+        torch.zeros(1, INPUT_CHANNELS, config.input_size, config.input_size, device=device, dtype=dtype),),
+)

@@ -6,10 +6,10 @@ import functools
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from ..errors import WeightsError
-from ..models.fsr import check_fits, generator_identity, identity_keys
+from ..files import read_safetensors
+from ..models.fsr import check_fits, generator_identity
 from .store import LoadedModel
 
 GENERATOR_IDENTITY_KEY = "generator_identity"   # FSR file metadata: generator_identity() of its base generator
@@ -27,11 +27,7 @@ def identity_of(generator: LoadedModel) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _file_identity(path: str, mtime_ns: int, size: int) -> str:
-    try:
-        with safe_open(path, framework="pt") as f:
-            return generator_identity({k: f.get_tensor(k) for k in identity_keys(f.keys())})
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{Path(path).name}: cannot read its tensors (truncated or corrupt?): {exc}") from None
+    return generator_identity(read_safetensors(path)[0])
 
 
 def check_made_for(fsr: LoadedModel, generator: LoadedModel) -> None:
