@@ -1,6 +1,7 @@
 """The example workflows in a real ComfyUI: each UI file agrees with its API twin under tests/workflows (same nodes,
 links and widget values), passes validation, and the executable ones run end to end on tiny model files with
-the result the engine gives in this process for the same inputs and weights.
+the result the engine gives in this process for the same inputs and weights (the FSR workflow: the command line's
+frames, run in this process).
 
 Generator tuning is cut to a few steps in the runs (the shipped workflows keep the paper's 200: minutes on a CPU);
 nothing else differs from the shipped prompts.
