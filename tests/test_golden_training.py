@@ -150,6 +150,7 @@ def test_shape_losses(flame):
     cmp.assert_all_checked()
 
 
+@pytest.mark.slow
 def test_id_loss(tmp_path):
     case = "id_loss"
     cmp = comparer(case)
