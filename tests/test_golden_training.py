@@ -24,10 +24,6 @@ from reenact_core.training.sampling import ShiftDraws, ground_truth_params, shif
 from reenact_core.weights import convert, load_model
 from reenact_core.weights.official import write_official
 
-# The cases this file compares (test_golden.test_every_case_is_covered checks the manifest against it).
-TRAINING_CASES = ("flame_decode", "shift50_gt_params", "shape_losses", "id_loss", "lpips_alex")
-
-
 def spec(case: str) -> dict:
     return manifest(TRAINING)["cases"][case]
 
