@@ -201,9 +201,10 @@ class Flame(nn.Module):
         pose_feature = (rotations[:, 1:] - ident).reshape(b, -1)
         v_posed = torch.matmul(pose_feature, self.posedirs).view(b, -1, 3) + v_shaped
         joints_posed, transforms = self._rigid_transform(rotations, joints)
-        skinning = torch.matmul(self.lbs_weights.expand(b, -1, -1), transforms.view(b, N_JOINTS, 16)).view(b, -1, 4, 4)
-        homogeneous = torch.cat([v_posed, torch.ones_like(v_posed[:, :, :1])], 2)
-        vertices = torch.matmul(skinning, homogeneous[..., None])[:, :, :3, 0]
+        skinning = torch.matmul(self.lbs_weights.expand(b, -1, -1), transforms[:, :, :3].reshape(b, N_JOINTS, 12))
+        skinning = skinning.view(b, -1, 3, 4)
+        # Each vertex's 3×4 transform applied to (v, 1), as sums over the row (no per-vertex matmul calls).
+        vertices = (skinning[..., :3] * v_posed[:, :, None, :]).sum(-1) + skinning[..., 3]
         return vertices, joints, joints_posed, rotations
 
     def _rigid_transform(self, rotations: torch.Tensor, joints: torch.Tensor):
