@@ -10,7 +10,7 @@ from flame_fixtures import tiny_flame_arrays, write_generic_model, write_landmar
 from reenact_core.errors import InputError
 from reenact_core.models.arcface import ArcFace, ArcFaceConfig
 from reenact_core.models.lpips import LPIPS
-from reenact_core.params import SHIFT_SCALE, FaceParams, axis_angle_to_euler, normalise
+from reenact_core.params import VOXCELEB, FaceParams, axis_angle_to_euler, normalise
 from reenact_core.training.losses import FlameParams, Frozen, LossOptions, TrainingLosses, lpips_loss, pixel_loss
 from reenact_core.training.sampling import (draw_shifts, euler_to_axis_angle, ground_truth_params,
                                             reference_euler_to_axis_angle, shift_vector)
@@ -90,23 +90,24 @@ def test_single_direction_moves_one_coordinate_within_range(reference_euler):
     batch = 64
     (source, pose_s, exp_s), (target, pose_t, exp_t) = face_batch(batch, g), face_batch(batch, g)
     draws = draw_shifts(0, 0, torch.arange(batch), batch)
-    dp = shift_vector(source, target, draws)
+    dp = shift_vector(source, target, draws, normaliser=VOXCELEB)
     single = draws.single
-    assert torch.allclose(dp[~single], normalise(target)[~single] - normalise(source)[~single])
+    n_source, n_target = normalise(source, normaliser=VOXCELEB), normalise(target, normaliser=VOXCELEB)
+    assert torch.allclose(dp[~single], n_target[~single] - n_source[~single])
     assert ((dp[single] != 0).sum(1) <= 1).all()
-    moved = (normalise(source) + dp)[single].gather(1, draws.direction[single][:, None])
-    assert (moved.abs() <= SHIFT_SCALE + 1e-5).all()
+    moved = (n_source + dp)[single].gather(1, draws.direction[single][:, None])
+    assert (moved.abs() <= VOXCELEB.shift_scale + 1e-5).all()
     gt_pose, gt_exp = ground_truth_params(source, pose_s, exp_s, pose_t, exp_t, dp, draws,
-                                          reference_euler=reference_euler)
+                                          normaliser=VOXCELEB, reference_euler=reference_euler)
     assert torch.equal(gt_pose[~single], pose_t[~single]) and torch.equal(gt_exp[~single], exp_t[~single])
     # The ground truth of a single-direction sample measures as the moved value in that coordinate.
-    measured = normalise(FaceParams.from_pose_exp(gt_pose, gt_exp))[single]
-    expected = (normalise(source) + dp)[single]
+    measured = normalise(FaceParams.from_pose_exp(gt_pose, gt_exp), normaliser=VOXCELEB)[single]
+    expected = (n_source + dp)[single]
     d = draws.direction[single]
     on_d = measured.gather(1, d[:, None]) - expected.gather(1, d[:, None])
     if not reference_euler:
         assert on_d.abs().max() < 1e-3
-        off_d = (measured - normalise(source)[single]).scatter(1, d[:, None], 0.0)
+        off_d = (measured - n_source[single]).scatter(1, d[:, None], 0.0)
         assert off_d.abs().max() < 1e-3
 
 
