@@ -11,14 +11,13 @@ sizes; speed does not depend on the values).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-from common import best_seconds, count_flops, matmul_gflops  # noqa: E402
+from common import BASELINE_NOTE, best_seconds, count_flops, matmul_gflops, parse_bench_args  # noqa: E402
 
 from reenact_core.models.arcface import ArcFace  # noqa: E402
 from reenact_core.models.flame import Flame, FlameConfig  # noqa: E402
@@ -66,15 +65,9 @@ def cases(batch: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=12)
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    print(f"threads {torch.get_num_threads()}; batch {args.batch}; each row's baseline is the fp32 2048x2048 matmul "
-          f"rate measured just before it in this process (the machine's load varies)")
+    args = parse_bench_args(__doc__.splitlines()[0],
+                            lambda parser: parser.add_argument("--batch", type=int, default=12))
+    print(f"threads {torch.get_num_threads()}; batch {args.batch}; {BASELINE_NOTE}")
     print(f"{'losses':<28} {'pass':<8} {'ms/batch':>9} {'GFLOP':>7} {'GFLOP/s':>8} {'matmul':>7} {'ratio':>6}")
     for name, fn in cases(args.batch):
         for label, run in (("forward", lambda: fn(False)), ("fwd+bwd", lambda: fn(True).backward())):
