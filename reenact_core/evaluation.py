@@ -124,7 +124,7 @@ def arcface_embedder(arcface: torch.nn.Module, landmarks: LandmarkFinder) -> Emb
         image = image_to_tensor(np.ascontiguousarray(frame[..., :3])[None]).to(parameter)
         face = align_arcface(image, torch.from_numpy(five_points(points))[None])
         with torch.no_grad():
-            return arcface(face)[0].double().cpu().numpy()
+            return arcface(face)[0].cpu().double().numpy()
     return embed
 
 
