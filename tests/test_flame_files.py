@@ -46,7 +46,9 @@ def test_reads_the_landmark_embedding_with_torch_storages(tiny):
 def test_converted_model_has_deca_buffers(tmp_path, tiny):
     arrays, npy = tiny
     pkl = write_generic_model(tmp_path / "generic_model.pkl", arrays)
-    flame = load_model(convert(pkl, tmp_path / "models/", landmarks=npy), "flame").module
+    out = convert(pkl, str(tmp_path / "models") + "/", landmarks=npy)
+    assert out == tmp_path / "models" / "flame-generic.safetensors"
+    flame = load_model(out, "flame").module
     assert isinstance(flame, Flame) and flame.config.n_vertices == arrays["v_template"].shape[0]
     assert flame.parents.tolist() == [-1, 0, 1, 1, 1]
     n_shape = flame.config.n_shape
