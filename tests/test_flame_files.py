@@ -67,10 +67,13 @@ class _Payload:
         return os.system, (f"touch '{self.path}'",)
 
 
-def test_foreign_global_is_refused_and_never_runs(tmp_path, tiny):
+@pytest.mark.parametrize("protocol", [0, 2, 4])
+def test_foreign_global_is_refused_and_never_runs(tmp_path, tiny, protocol):
     arrays, npy = tiny
     sentinel = tmp_path / "sentinel"
-    pkl = write_generic_model(tmp_path / "generic_model.pkl", arrays, extra={"J": _Payload(sentinel)})
+    pkl = write_generic_model(tmp_path / "generic_model.pkl", arrays, extra={"J": _Payload(sentinel)},
+                              protocol=protocol)
+    assert (os.system.__module__, "system") in scan_globals(pkl.read_bytes())
     with pytest.raises(WeightsError) as err:
         convert(pkl, tmp_path / "out.safetensors", landmarks=npy)
     message = str(err.value)
