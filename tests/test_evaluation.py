@@ -65,7 +65,7 @@ def test_evaluate_with_injected_estimators():
     drivers = [np.full((8, 8, 3), i + 2, np.uint8) for i in range(5)]
     report = evaluate(source, frames, drivers, embedder=embedder, estimator=estimator, landmarks=landmarks)
     assert report.frames == 5 and report.identity_frames == 5 and report.params_frames == 5
-    assert report.identity_distance == pytest.approx(np.mean([0, 1, 2, 3, 4]))
+    assert report.identity == pytest.approx(np.mean([0, 1, 2, 3, 4]))
     assert report.pose_error_deg == pytest.approx(2 / 3)
     assert report.expression_error == 0
     assert report.jitter is not None and report.jitter > 0
