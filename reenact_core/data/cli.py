@@ -28,6 +28,7 @@ def _prepare(args: argparse.Namespace) -> int:
         print(f"{summary['videos_done']} of {summary['videos']} videos prepared ({stats.prepared} now, "
               f"{stats.already_done} already done, {summary['videos_failed']} failed): {summary['samples']} samples "
               f"(crops, W+ codes, DECA codes); skipped frames: {skipped}; summary in {out}/manifest.json")
+        return 1 if summary["videos_failed"] else 0
     return 0
 
 
@@ -62,4 +63,5 @@ def register(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
     prep.add_argument("--workers", type=int, default=1, help="processes sharing the videos (default 1)")
     prep.add_argument("--dtype", choices=DTYPES, default="float32")
     prep.add_argument("--verbose", action="store_true", help="print one line per prepared video")
+    prep.epilog = "Exit status: 0 when every video is done, 1 when some could not be read (listed in the summary)."
     prep.set_defaults(run=_prepare)

@@ -27,8 +27,8 @@ from ..faces.reference_crop import CROP_SIZE
 from ..imaging import image_to_tensor
 from ..video import VideoReader
 from .files import write_npy, write_png, write_text
-from .layout import (CROP_SUFFIX, FORMAT_VERSION, FRAMES_DIR, MANIFEST, SKIP_REASONS, VIDEO_FORMAT, frame_stem,
-                     load_crop, load_w_plus, read_manifest, sample_paths)
+from .layout import (CROP_SUFFIX, FORMAT_VERSION, FRAMES_DIR, MANIFEST, SKIP_REASONS, VIDEO_FORMAT, PreparedFrame,
+                     frame_stem, load_crop, load_w_plus, read_manifest, sample_paths)
 from .sources import VideoSource
 
 DEFAULT_STRIDE = 25  # frames between samples (reference VoxCeleb preparation: `REF_FPS = 25` frame skip)
@@ -73,38 +73,40 @@ class _Counts:
 
 
 class _Batch:
-    """Crops waiting for e4e and DECA; each flush writes the missing files of its frames and records samples."""
+    """Crops waiting for e4e and DECA; each flush writes the files its frames lack and records them as samples."""
 
     def __init__(self, folder: Path, models: ReenactModels, batch_size: int, counts: _Counts):
         self.folder, self.models, self.batch_size, self.counts = folder, models, batch_size, counts
-        self.items: list[tuple[str, np.ndarray, np.ndarray, bool, bool]] = []
+        self.items: list[tuple[PreparedFrame, np.ndarray, np.ndarray]] = []
 
-    def add(self, stem: str, crop: np.ndarray, kpt68: np.ndarray, *, write_crop: bool, need_w_plus: bool) -> None:
-        self.items.append((stem, crop, kpt68, write_crop, need_w_plus))
+    def add(self, stem: str, crop: np.ndarray, kpt68: np.ndarray) -> None:
+        """Queues frame ``stem``: its (256, 256, 3) uint8 crop and (68, 2) landmarks in crop pixels."""
+        self.items.append((sample_paths(self.folder, stem), crop, kpt68))
         if len(self.items) >= self.batch_size:
             self.flush()
 
     def flush(self) -> None:
-        if not self.items:
-            return
         items, self.items = self.items, []
         models = self.models
-        crops = np.stack([item[1] for item in items])
-        codes = estimate_codes(models, crops, np.stack([item[2] for item in items])).cpu().numpy()
-        invert = [i for i, item in enumerate(items) if item[4]]
-        w_plus = {}
+        measure = [i for i, (paths, _, _) in enumerate(items) if not paths.deca_codes.is_file()]
+        invert = [i for i, (paths, _, _) in enumerate(items) if not paths.w_plus.is_file()]
+        codes, w_plus = {}, {}
+        if measure:
+            crops = np.stack([items[i][1] for i in measure])
+            kpt68 = np.stack([items[i][2] for i in measure])
+            codes = dict(zip(measure, estimate_codes(models, crops, kpt68).cpu().numpy()))
         if invert:
             with torch.no_grad():
-                x = image_to_tensor(crops[invert]).to(models.device, models.dtype)
+                x = image_to_tensor(np.stack([items[i][1] for i in invert])).to(models.device, models.dtype)
                 w_plus = dict(zip(invert, models.e4e.module(x).float().cpu().numpy()))
-        for i, (stem, crop, _, write_crop, _) in enumerate(items):
-            paths = sample_paths(self.folder, stem)
-            if write_crop:
+        for i, (paths, crop, _) in enumerate(items):
+            if not paths.crop.is_file():
                 write_png(paths.crop, crop)
             if i in w_plus:
                 write_npy(paths.w_plus, w_plus[i])
-            write_npy(paths.deca_codes, codes[i])
-            self.counts.samples.append(stem)
+            if i in codes:
+                write_npy(paths.deca_codes, codes[i])
+            self.counts.samples.append(paths.stem)
 
 
 def w_plus_shape(models: ReenactModels) -> tuple[int, int]:
@@ -185,7 +187,7 @@ def prepare_video(source: VideoSource, out: Path, models: ReenactModels, options
         if face is None:
             counts.skipped["no_face"] += 1
             continue
-        batch.add(stem, face.crop, face.kpt68, write_crop=True, need_w_plus=True)
+        batch.add(stem, face.crop, face.kpt68)
     batch.flush()
     return VideoResult(_write_manifest(folder, _manifest(counts, **common)), True)
 
@@ -223,8 +225,7 @@ def complete_video(folder: Path, models: ReenactModels, options: PrepareOptions 
     for png in sorted((folder / FRAMES_DIR).glob("*" + CROP_SUFFIX)):
         counts.frames_sampled += 1
         paths = sample_paths(folder, png.stem)
-        has_w_plus = paths.w_plus.is_file()
-        if has_w_plus:
+        if paths.w_plus.is_file():
             try:
                 load_w_plus(paths.w_plus, shape)
             except InputError:
@@ -245,7 +246,7 @@ def complete_video(folder: Path, models: ReenactModels, options: PrepareOptions 
             counts.skipped["no_face"] += 1
             continue
         kpt68 = max(faces, key=lambda face: face.area).landmarks
-        batch.add(png.stem, crop, kpt68, write_crop=False, need_w_plus=not has_w_plus)
+        batch.add(png.stem, crop, kpt68)
     batch.flush()
     manifest = _manifest(counts, id_=folder.parent.name, video=folder.name, source=None, stride=None, models=models,
                          options=options, rank=rank, world_size=world_size)

@@ -22,6 +22,7 @@ import torch
 
 from ..engine.models import ReenactModels
 from ..errors import InputError
+from ..memory import fix_heap_threshold
 from ..weights import find_model_file, load_model
 from .files import write_text
 from .layout import (COUNT_FIELDS, FORMAT_VERSION, MANIFEST, SKIP_REASONS, SUMMARY_FORMAT, iter_video_folders,
@@ -96,6 +97,7 @@ def run_shard(videos: Path, out: Path, options: PrepareOptions, model_folders: l
     """Prepares this process's share of the videos (``i mod world_size == rank``), with a progress bar."""
     from tqdm import tqdm
 
+    fix_heap_threshold()
     if threads:
         torch.set_num_threads(threads)
     models = load_dataset_models(model_folders, device, dtype)
