@@ -282,3 +282,40 @@ def test_torchrun_two_ranks_each_video_done_once(tmp_path, models_dir, video_tre
     assert ranks == {0, 1}
     summary = json.loads((tmp_path / "out" / MANIFEST).read_text())
     assert summary["videos_done"] == 2 and summary["samples"] == sum(len(v.frames) for v in iter_videos(prepared))
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_in_the_frames_and_the_videos(tmp_path, models_dir, videos):
+    import tracemalloc
+
+    from reenact_core.data.prepare import PrepareOptions, prepare_video
+    from reenact_core.data.run import load_dataset_models, run_prepare
+    from reenact_core.data.sources import VideoSource
+
+    models = load_dataset_models([models_dir])
+    longest = max(MEDIA.glob("*.mp4"), key=lambda v: VideoReader(v).frame_count or 0)
+    reader = VideoReader(longest)
+    n_frames, frame_bytes = sum(1 for _ in reader), reader.width * reader.height * 3
+
+    def peak(fn) -> int:
+        tracemalloc.start()
+        try:
+            fn()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    one_sample = PrepareOptions(stride=n_frames)   # one sample per video: the rest of the frames is only decoded
+    short, long = (peak(lambda v=v: prepare_video(VideoSource("a", v.stem, v), tmp_path / "one", models, one_sample))
+                   for v in (videos[0], longest))
+    assert long - short < 4 * frame_bytes, (n_frames, short / frame_bytes, long / frame_bytes)
+
+    def many(count: int) -> None:
+        root = tmp_path / f"videos{count}"
+        for i in range(count):
+            (root / f"id{i:03d}").mkdir(parents=True)
+            (root / f"id{i:03d}" / videos[0].name).symlink_to(videos[0])
+        run_prepare(root, tmp_path / f"out{count}", options=PrepareOptions(stride=10 ** 6), model_folders=[models_dir])
+
+    few, more = peak(lambda: many(2)), peak(lambda: many(10))
+    assert more - few < frame_bytes, (few, more)
