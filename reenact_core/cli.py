@@ -78,7 +78,7 @@ def _reenact(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
     from .engine import DriveOptions, edit, load_reenact_models, load_source, prepare_source, save_source
-    from .models.lpips import find_lpips
+    from .weights import find_lpips
     from .pipeline import reenact_file
 
     folders = model_folders(args)
@@ -127,14 +127,15 @@ def _doctor(args: argparse.Namespace) -> int:
     import torch
 
     from .errors import WeightsError
-    from .weights import KINDS, find_model_file, inspect_model_file
+    from .weights import INFERENCE, KINDS, find_model_file, inspect_model_file, kind_names
 
     folders = model_folders(args)
     print(f"torch {torch.__version__}; device: {_device(args.device)} "
           f"(cuda: {torch.cuda.is_available()}, mps: {torch.backends.mps.is_available()})")
     print("model folders searched: " + ", ".join(str(f) for f in folders))
     missing = 0
-    for name, k in KINDS.items():
+    for name in kind_names(INFERENCE):
+        k = KINDS[name]
         try:
             info = inspect_model_file(find_model_file(name, folders), expected_kind=name)
             random = " (RANDOM WEIGHTS: test file)" if info.metadata.get("random_weights") == "true" else ""
@@ -143,7 +144,7 @@ def _doctor(args: argparse.Namespace) -> int:
             missing += 1
             print(f"  MISSING  {k.canonical_file}: {exc}")
     try:
-        from .faces.dlib_backend import predictor_path
+        from .landmarks.dlib_backend import predictor_path
         print(f"  ok       dlib 68-point landmarks: {predictor_path()} (iBUG 300-W: non-commercial licence)")
     except ReenactError as exc:
         missing += 1
@@ -160,6 +161,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from .engine import load_reenact_models
     from .evaluation import DecaMeasurer, dlib_descriptor, evaluate
+    from .files import write_text
     from .video import VideoReader
 
     models = load_reenact_models(model_folders(args), device=_device(args.device), dtype=torch.float32)
@@ -168,7 +170,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                       embedder=dlib_descriptor, estimator=measurer.params, landmarks=measurer.landmarks)
     print(report.table())
     if args.json:
-        Path(args.json).write_text(report.to_json())
+        write_text(args.json, report.to_json())
         print(f"wrote {args.json}")
     return 0
 

@@ -20,7 +20,7 @@ import torch
 
 from .errors import NoFaceError
 from .faces.temporal_metrics import landmark_jitter
-from .params import RANGES, FaceParams
+from .params import EXPRESSION_DIRECTIONS, VOXCELEB, FaceParams, Normaliser
 
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"  # shipped by face-recognition-models
 
@@ -33,7 +33,7 @@ LandmarkFinder = Callable[[np.ndarray], Optional[np.ndarray]]    # RGB uint8 fra
 def _descriptor_model():
     import dlib
 
-    from .faces.dlib_backend import dlib_model_file
+    from .landmarks.dlib_backend import dlib_model_file
 
     return dlib.face_recognition_model_v1(str(dlib_model_file(DESCRIPTOR_FILE)))
 
@@ -42,7 +42,7 @@ def dlib_descriptor(frame: np.ndarray, backend: str = "dlib") -> np.ndarray | No
     """The 128-D dlib identity descriptor of the largest plausible face of an RGB uint8 frame, or None."""
     import dlib
 
-    from .faces.landmarks import detect_faces
+    from .landmarks import detect_faces
 
     faces = detect_faces(frame, backend)
     if not faces:
@@ -64,9 +64,10 @@ def pose_error_deg(output: FaceParams, driver: FaceParams) -> torch.Tensor:
     return (output.angles.double() - driver.angles.double()).abs().mean(dim=1)
 
 
-def expression_error(output: FaceParams, driver: FaceParams, ranges: str = "voxceleb") -> torch.Tensor:
-    """(B,) mean |n(out) − n(driver)| over jaw and the 11 expressions, n(x) = (x − min) / (max − min)."""
-    lo_hi = torch.tensor(RANGES[ranges][3:], dtype=torch.float64)
+def expression_error(output: FaceParams, driver: FaceParams, normaliser: Normaliser = VOXCELEB) -> torch.Tensor:
+    """(B,) mean |n(out) − n(driver)| over jaw and the 11 expressions, n(x) = (x − min) / (max − min) with the
+    ranges of ``normaliser`` (by default the official VoxCeleb ones, as the reference's metrics)."""
+    lo_hi = torch.tensor(normaliser.ranges[EXPRESSION_DIRECTIONS], dtype=torch.float64)
     span = lo_hi[:, 1] - lo_hi[:, 0]
     out = torch.cat([output.jaw[:, None], output.exp], dim=1).double()
     drv = torch.cat([driver.jaw[:, None], driver.exp], dim=1).double()
@@ -85,7 +86,7 @@ class DecaMeasurer:
 
     def landmarks(self, frame: np.ndarray) -> np.ndarray | None:
         """(68, 2) points of the largest plausible face, or None."""
-        from .faces.landmarks import detect_faces
+        from .landmarks import detect_faces
 
         if self._last is None or self._last[0] != id(frame):
             faces = detect_faces(frame, self.backend)

@@ -133,7 +133,7 @@ def test_pipeline_stage_by_stage(case, converted):
         cmp.check("angles_t", face_t.angles)
         a = models["directions"]
         assert a.config.shift_scale == consts["shift_scale"] and a.config.num_layers == consts["num_layers_shift"]
-        cmp.check("delta_p", delta_p(face_s, face_t, shift_scale=a.config.shift_scale))
+        cmp.check("delta_p", delta_p(face_s, face_t, normaliser=a.config.normaliser))
         cmp.check("shift", a.module(s["delta_p"]))
         cmp.check("w_r", apply_shift(s["w_s"].expand(s["shift"].shape[0], -1, -1), s["shift"]))
         cmp.check("w_r_truncated", truncate(s["w_r"], psi, s["truncation_latent"]))

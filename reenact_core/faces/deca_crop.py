@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..imaging import to_deca_input
+from ..models.deca import INPUT_SIZE as DECA_CROP_SIZE
 
-DECA_CROP_SIZE = 224  # DECA encoder input side (official `TestData(crop_size=224)`)
 _BOX_ENLARGE = 1.1  # kpt68 box: old_size = mean extent · 1.1 (official `bbox2point`, type 'kpt68')
 _BOX_SCALE = 1.25  # size = int(old_size · 1.25) (official `TestData(scale=1.25)`)
 
