@@ -28,7 +28,7 @@ from reenact_core.data import iter_videos, load_crop  # noqa: E402
 from reenact_core.data.prepare import PrepareOptions, prepare_video  # noqa: E402
 from reenact_core.data.sources import VideoSource  # noqa: E402
 from reenact_core.engine import estimate_codes  # noqa: E402
-from reenact_core.faces.landmarks import detect_faces  # noqa: E402
+from reenact_core.landmarks import detect_faces  # noqa: E402
 from reenact_core.imaging import image_to_tensor  # noqa: E402
 
 

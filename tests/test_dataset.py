@@ -17,7 +17,7 @@ from golden_fixtures import MEDIA
 from reenact_core.cli import main
 from reenact_core.data import iter_videos, load_crop, load_deca_codes, load_w_plus
 from reenact_core.data.layout import CODES_DIR, FRAMES_DIR, LATENTS_DIR, MANIFEST, SKIP_REASONS
-from reenact_core.faces.landmarks import detect_faces
+from reenact_core.landmarks import detect_faces
 from reenact_core.faces.reference_crop import CROP_SIZE
 from reenact_core.faces.tracking import track_faces
 from reenact_core.imaging import image_to_tensor

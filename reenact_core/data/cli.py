@@ -5,10 +5,9 @@ import argparse
 from collections.abc import Callable
 
 
-def _prepare(args: argparse.Namespace) -> int:
+def _prepare(args: argparse.Namespace, folders: Callable, device: Callable) -> int:
     import torch
 
-    from ..cli import _device, model_folders
     from ..errors import InputError
     from .layout import SKIP_REASONS
     from .prepare import PrepareOptions
@@ -19,8 +18,8 @@ def _prepare(args: argparse.Namespace) -> int:
     if not args.add_codes and args.out is None:
         raise InputError("give the output folder OUT (or --add-codes to complete a prepared tree in place)")
     options = PrepareOptions(stride=args.stride, batch_size=args.batch_size, backend=args.landmarks)
-    summary, stats = run_prepare(args.videos, args.out, options=options, model_folders=model_folders(args),
-                                 device=_device(args.device), dtype=getattr(torch, args.dtype), workers=args.workers,
+    summary, stats = run_prepare(args.videos, args.out, options=options, model_folders=folders(args),
+                                 device=device(args.device), dtype=getattr(torch, args.dtype), workers=args.workers,
                                  add_codes=args.add_codes, verbose=args.verbose)
     if summary is not None:
         skipped = ", ".join(f"{summary['skipped'][r]} {r.replace('_', ' ')}" for r in SKIP_REASONS)
@@ -32,10 +31,19 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Adds the ``dataset`` command (``prepare``, ``ranges``) to the main parser's subparsers."""
-    from ..cli import DTYPES
-    from ..faces.landmarks import DEFAULT_BACKEND, backend_names
+def register(sub, common: Callable[[argparse.ArgumentParser], None], folders: Callable[[argparse.Namespace], list],
+             device: Callable[[str], str], dtypes: tuple[str, ...]) -> None:
+    """Adds the ``dataset`` command (``prepare``, ``ranges``) to the main parser's subparsers.
+
+    Args:
+        common: adds the shared ``--models`` and ``--device`` options to a parser.
+        folders: parsed arguments → the model folders to search.
+        device: a ``--device`` value → the torch device name.
+        dtypes: the ``--dtype`` choices.
+    """
+    from functools import partial
+
+    from ..landmarks import DEFAULT_BACKEND, backend_names
     from .prepare import DEFAULT_BATCH_SIZE, DEFAULT_STRIDE
     from .sources import VIDEO_SUFFIXES
 
@@ -61,7 +69,7 @@ def register(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
     prep.add_argument("--landmarks", choices=backend_names(), default=DEFAULT_BACKEND,
                       help=f"face detector and landmark backend (default {DEFAULT_BACKEND})")
     prep.add_argument("--workers", type=int, default=1, help="processes sharing the videos (default 1)")
-    prep.add_argument("--dtype", choices=DTYPES, default="float32")
+    prep.add_argument("--dtype", choices=dtypes, default="float32")
     prep.add_argument("--verbose", action="store_true", help="print one line per prepared video")
     prep.epilog = "Exit status: 0 when every video is done, 1 when some could not be read (listed in the summary)."
-    prep.set_defaults(run=_prepare)
+    prep.set_defaults(run=partial(_prepare, folders=folders, device=device))

@@ -22,11 +22,12 @@ from ..engine.models import ReenactModels
 from ..engine.source import estimate_codes
 from ..errors import InputError
 from ..faces.alignment import FaceAligner
-from ..faces.landmarks import DEFAULT_BACKEND, detect_faces
+from ..landmarks import DEFAULT_BACKEND, detect_faces
 from ..faces.reference_crop import CROP_SIZE
 from ..imaging import image_to_tensor
 from ..video import VideoReader
-from .files import write_npy, write_png, write_text
+from ..files import write_text
+from .files import write_npy, write_png
 from .layout import (CROP_SUFFIX, FORMAT_VERSION, FRAMES_DIR, MANIFEST, SKIP_REASONS, VIDEO_FORMAT, PreparedFrame,
                      frame_stem, load_crop, load_w_plus, read_manifest, sample_paths)
 from .sources import VideoSource

@@ -24,7 +24,7 @@ from ..engine.models import ReenactModels
 from ..errors import InputError
 from ..memory import fix_heap_threshold
 from ..weights import find_model_file, load_model
-from .files import write_text
+from ..files import write_text
 from .layout import (COUNT_FIELDS, FORMAT_VERSION, MANIFEST, SKIP_REASONS, SUMMARY_FORMAT, iter_video_folders,
                      read_manifest)
 from .prepare import PrepareOptions, complete_video, prepare_video
