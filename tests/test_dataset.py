@@ -319,3 +319,42 @@ def test_memory_stays_flat_in_the_frames_and_the_videos(tmp_path, models_dir, vi
 
     few, more = peak(lambda: many(2)), peak(lambda: many(10))
     assert more - few < frame_bytes, (few, more)
+
+
+def test_ranges_are_the_min_and_max_of_seeded_synthetic_faces_and_go_into_a(tmp_path, models_dir, capsys):
+    from reenact_core.data.ranges import RANGES_ROWS, code_statistics, read_ranges
+    from reenact_core.measure import measure_codes
+
+    samples, seed = 6, 3
+    a_file = tmp_path / "a.safetensors"
+    shutil.copy(models_dir / "directions-voxceleb.safetensors", a_file)
+    before = load_model(a_file, "directions")
+    code, out, err = run(capsys, "dataset", "ranges", "--models", models_dir, "--device", "cpu", tmp_path / "r.npy",
+                         "--samples", samples, "--seed", seed, "--batch-size", 4, "--directions", a_file)
+    assert code == 0, err
+    ranges = read_ranges(tmp_path / "r.npy")
+    assert ranges.shape == (RANGES_ROWS, 2) and ranges.dtype == np.float64
+    # the same images measured in one batch: z ~ N(0, I) from a CPU generator seeded with the seed, ψ 0.7
+    g = load_model(models_dir / "stylegan2-voxceleb-256.safetensors", "stylegan2")
+    deca = load_model(models_dir / "deca-eflame.safetensors", "deca")
+    z = torch.randn(samples, g.config.style_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        images = g.module(z, input_is_latent=False, truncation=0.7, truncation_latent=g.mean_latent)
+    rows = code_statistics(measure_codes(deca.module, images)).numpy()
+    np.testing.assert_allclose(ranges, np.stack([rows.min(0), rows.max(0)], 1), rtol=1e-5, atol=1e-5)
+    assert np.all(ranges[:, 1] > ranges[:, 0])
+    # seeded: the same file again; another seed, other ranges
+    run(capsys, "dataset", "ranges", "--models", models_dir, "--device", "cpu", tmp_path / "same.npy",
+        "--samples", samples, "--seed", seed)
+    run(capsys, "dataset", "ranges", "--models", models_dir, "--device", "cpu", tmp_path / "other.npy",
+        "--samples", samples, "--seed", seed + 1)
+    np.testing.assert_array_equal(read_ranges(tmp_path / "same.npy"), ranges)
+    assert not np.array_equal(read_ranges(tmp_path / "other.npy"), ranges)
+    # the directions file now normalises Δp with these ranges; its weights are unchanged
+    after = load_model(a_file, "directions")
+    np.testing.assert_array_equal(np.array(after.config.ranges), ranges[:len(after.config.ranges)])
+    assert after.config.angle_scales == before.config.angle_scales
+    assert after.config.shift_scale == before.config.shift_scale
+    for name, value in before.module.state_dict().items():
+        assert torch.equal(after.module.state_dict()[name], value)
+    assert "ranges_source" in after.metadata

@@ -9,6 +9,8 @@ does not grow with N.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,11 +19,15 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..faces.reference_crop import CROP_SIZE
 from ..models.deca import split_codes
+from ..models.directions import NUM_DIRECTIONS
 from ..params import axis_angle_to_euler
+from ..weights import load_model, save_model
+from .files import write_npy
 
 RANGES_SAMPLES = 2000  # synthetic images (reference `extract_statistics.py`: num_images = 2000)
 RANGES_TRUNCATION = 0.7  # ψ of the rendered images (reference: truncation = 0.7)
 RANGES_ROWS = 54  # yaw, pitch, roll, jaw, 50 expressions
+_STORE_KEYS = ("format", "format_version", "kind", "config")  # metadata a model file gets anew when saved
 
 
 def code_statistics(codes: torch.Tensor) -> torch.Tensor:
@@ -67,3 +73,46 @@ def measure_ranges(generator: torch.nn.Module, mean_latent: torch.Tensor,
         if progress is not None:
             progress(done)
     return torch.stack([low, high], 1).numpy()
+
+
+def save_ranges(path: str | Path, ranges: np.ndarray) -> Path:
+    """Writes ``[54, 2]`` float64 ranges as ``.npy`` (the reference's ``ranges_*.npy`` layout), atomically."""
+    return write_npy(Path(path), np.asarray(ranges, np.float64))
+
+
+def read_ranges(path: str | Path) -> np.ndarray:
+    """A ``ranges_*.npy`` file (ours or the reference's) as float64 ``[54, 2]``.
+
+    Raises InputError (one line) if it is unreadable, of another shape, or has a row with max < min.
+    """
+    try:
+        ranges = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the ranges file {path}: {exc}") from None
+    if ranges.shape != (RANGES_ROWS, 2) or not np.all(np.isfinite(ranges)) or np.any(ranges[:, 1] < ranges[:, 0]):
+        raise InputError(f"{path}: not a ranges file (expected finite [{RANGES_ROWS}, 2] (min, max) rows, got "
+                         f"{ranges.shape})")
+    return ranges.astype(np.float64)
+
+
+def normaliser_rows(ranges: np.ndarray) -> tuple[tuple[float, float], ...]:
+    """The 15 rows of a normaliser (yaw, pitch, roll, jaw, exp0..exp10) from ``[54, 2]`` ranges."""
+    return tuple((float(lo), float(hi)) for lo, hi in np.asarray(ranges)[:NUM_DIRECTIONS])
+
+
+def write_normaliser(path: str | Path, ranges: np.ndarray, note: str) -> Path:
+    """Rewrites a directions file (A) with its normaliser's ranges taken from ``ranges``; weights, angle scales and
+    S are kept, ``note`` is stored as the ``ranges_source`` metadata.
+
+    Raises:
+        WeightsError: not a readable directions file.
+        InputError: a jaw or expression row with max == min (too few images measured).
+    """
+    loaded = load_model(path, "directions")
+    try:
+        config = replace(loaded.config, ranges=normaliser_rows(ranges))
+    except ValueError as exc:
+        raise InputError(f"these ranges cannot normalise Δp ({exc}): measure more images") from None
+    kept = {k: v for k, v in loaded.metadata.items() if k not in _STORE_KEYS}
+    return save_model(path, "directions", config, loaded.module.state_dict(), extra_tensors=loaded.extras,
+                      metadata={**kept, "ranges_source": note})
