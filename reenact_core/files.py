@@ -1,7 +1,7 @@
 """The library's file layer: finding a file in folders, reading `.safetensors` with our errors, atomic writes.
 
-Every file the library writes goes through :func:`atomic_write`: the content is written to a temporary name
-beside the target, flushed to disk, given the mode a plain ``open()`` would give (``0666`` minus the umask,
+Every file the library writes goes through :func:`atomic_write` (or, for streamed files such as videos,
+:func:`temporary_beside` then :func:`publish`): the content is written to a temporary name beside the target, flushed to disk, given the mode a plain ``open()`` would give (``0666`` minus the umask,
 e.g. ``0644`` under umask 022; safetensors alone leaves ``0600``) and renamed over the target, so a reader
 never sees a half-written file and an interrupted write leaves the old file intact.
 """
@@ -75,17 +75,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     Returns:
         ``path`` as a Path.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
+    temporary = temporary_beside(path)
     try:
         write(temporary)
-        with open(temporary, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(temporary, 0o666 & ~current_umask())
-        os.replace(temporary, path)
+        return publish(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def temporary_beside(path: str | os.PathLike) -> Path:
+    """A fresh hidden name in ``path``'s folder (created if needed) for content that :func:`publish` will move
+    to ``path``; it ends in ``path``'s suffix, so writers that pick a format by suffix (video) work on it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial{path.suffix}")
+
+
+def publish(temporary: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Flush ``temporary`` to disk, give it mode ``0666 & ~umask`` and rename it to ``path`` (atomic on one
+    file system). For writers that stream into a file themselves; others use :func:`atomic_write`."""
+    temporary, path = Path(temporary), Path(path)
+    with open(temporary, "rb+") as f:
+        os.fsync(f.fileno())
+    os.chmod(temporary, 0o666 & ~current_umask())
+    os.replace(temporary, path)
     _fsync_folder(path.parent)
     return path
 

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from ..errors import InputError, NoFaceError
-from ..faces.deca_crop import deca_crop
 from ..faces.images import check_image, to_uint8_rgb
 from ..landmarks import DEFAULT_BACKEND, LandmarkBackend, detect_faces
 from ..faces.paste_back import paste_back
@@ -22,6 +21,7 @@ from ..faces.reference_crop import CROP_SIZE, CropTransform, crop_using_landmark
 from ..faces.tracking import FaceTracker
 from ..files import read_safetensors, write_safetensors
 from ..imaging import image_to_tensor
+from ..measure import measure_codes
 from ..models.directions import apply_shift
 from ..params import FaceParams
 from .models import ReenactModels
@@ -108,10 +108,8 @@ def estimate_codes(models: ReenactModels, crops: np.ndarray, kpt68: np.ndarray) 
     Returns:
         (B, 236) float32 codes on ``models.device``.
     """
-    image = image_to_tensor(crops).to(models.device)
-    crop224, _ = deca_crop(image, torch.as_tensor(np.asarray(kpt68, np.float32)))
-    with torch.no_grad():
-        return models.deca.module(crop224.to(models.dtype)).float()
+    return measure_codes(models.deca.module, image_to_tensor(crops).to(models.device),
+                         torch.as_tensor(np.asarray(kpt68, np.float32)))
 
 
 def render(models: ReenactModels, source: PreparedSource, delta_p: torch.Tensor, *, truncation: float = TRUNCATION,
