@@ -19,6 +19,7 @@ from reenact_core.data import iter_videos, load_crop, load_deca_codes, load_w_pl
 from reenact_core.data.layout import CODES_DIR, FRAMES_DIR, LATENTS_DIR, MANIFEST, SKIP_REASONS
 from reenact_core.landmarks import detect_faces
 from reenact_core.faces.reference_crop import CROP_SIZE
+from reenact_core.files import current_umask
 from reenact_core.faces.tracking import track_faces
 from reenact_core.imaging import image_to_tensor
 from reenact_core.models.deca import N_CODES
@@ -125,6 +126,8 @@ def test_manifest_counts_match_what_the_videos_hold(prepared, videos, stride, mo
             totals[name] += want[name]
     for name in ("frames_decoded", "frames_sampled", "samples"):
         assert summary[name] == totals[name], name
+    mode = 0o666 & ~current_umask()   # every file written with the mode a plain open() gives
+    assert {p.stat().st_mode & 0o777 for p in prepared.rglob("*") if p.is_file()} == {mode}
     assert summary["skipped"]["no_face"] == totals["no_face"]
     assert summary["crops"] == summary["latents"] == summary["codes"] == totals["samples"]
 
