@@ -1,10 +1,10 @@
 """Preparing one video (or completing one reference-made video folder): crops, W+ codes, DECA codes, manifest.
 
-A video streams through :class:`~reenact_core.video.VideoReader`; every ``stride``-th frame (from frame 0; the
-reference samples VoxCeleb every 25 frames, spec §1.2 step 6) is aligned (detect → track one face →
-reference crop, spec §1.2), and the crops are inverted by e4e (raw W+, spec §1.4) and measured by DECA (its
-kpt68 crop from the frame landmarks mapped into the crop, spec §1.7) ``batch_size`` at a time. Memory holds one
-frame and one batch of crops. Every file is written atomically, so an interrupted run leaves only whole files;
+A video streams through :class:`~reenact_core.video.VideoReader`; in every ``stride``-th frame (from frame 0;
+the reference samples VoxCeleb every 25 frames, spec §1.2 step 6) the chosen face (``select``, by default the
+largest) is cropped the reference way from its 68 landmarks (spec §1.2), and the crops are inverted by e4e
+(raw W+, spec §1.4) and measured by DECA (its kpt68 crop from the frame landmarks mapped into the crop, spec
+§1.7) ``batch_size`` at a time. Memory holds one frame and one batch of crops. Every file is written atomically, so an interrupted run leaves only whole files;
 a frame whose three files exist is not computed again, and a video whose manifest says ``"done"`` is skipped.
 """
 from __future__ import annotations
@@ -21,12 +21,13 @@ import torch
 from ..engine.models import ReenactModels
 from ..engine.source import estimate_codes
 from ..errors import InputError
-from ..faces.alignment import FaceAligner
-from ..landmarks import DEFAULT_BACKEND, detect_faces
-from ..faces.reference_crop import CROP_SIZE
-from ..imaging import image_to_tensor
-from ..video import VideoReader
+from ..faces.geometry import Face
+from ..faces.reference_crop import CROP_SIZE, crop_using_landmarks
+from ..faces.tracking import FaceTracker
 from ..files import write_text
+from ..imaging import image_to_tensor
+from ..landmarks import DEFAULT_BACKEND, detect_faces
+from ..video import VideoReader
 from .files import write_npy, write_png
 from .layout import (CROP_SUFFIX, FORMAT_VERSION, FRAMES_DIR, MANIFEST, SKIP_REASONS, VIDEO_FORMAT, PreparedFrame,
                      frame_stem, load_crop, load_w_plus, read_manifest, sample_paths)
@@ -44,7 +45,7 @@ class PrepareOptions:
         stride: every ``stride``-th frame is sampled, from frame 0.
         batch_size: crops per e4e / DECA batch.
         backend: landmark backend name.
-        select: the face to follow in each video: an index from the left, ``"largest"`` or ``"score"``.
+        select: the face taken in each frame: an index from the left, ``"largest"`` or ``"score"``.
     """
 
     stride: int = DEFAULT_STRIDE
@@ -148,6 +149,12 @@ def _finished(folder: Path, stride: int | None) -> dict | None:
     return old
 
 
+def _chosen_face(rgb: np.ndarray, options: PrepareOptions) -> Face | None:
+    """The face of one (H, W, 3) uint8 RGB image picked by ``options.select``, or None. Each frame is taken on
+    its own, as the reference crops each frame: no tracking, which a stride of many frames would break."""
+    return FaceTracker(options.select, "pass").update([detect_faces(rgb, options.backend)])[0].face
+
+
 def _complete(paths) -> bool:
     return paths.crop.is_file() and paths.w_plus.is_file() and paths.deca_codes.is_file()
 
@@ -174,7 +181,6 @@ def prepare_video(source: VideoSource, out: Path, models: ReenactModels, options
         first = next(frames)
     except InputError as exc:
         return VideoResult(_write_manifest(folder, _manifest(counts, status="failed", error=str(exc), **common)), True)
-    aligner = FaceAligner(options.select, "pass", 0.0, backend=options.backend)
     batch = _Batch(folder, models, options.batch_size, counts)
     for index, frame in enumerate(_readable(first, frames, counts)):
         if index % options.stride:
@@ -184,11 +190,12 @@ def prepare_video(source: VideoSource, out: Path, models: ReenactModels, options
         if _complete(sample_paths(folder, stem)):
             counts.samples.append(stem)
             continue
-        face = aligner(frame)
+        face = _chosen_face(frame, options)
         if face is None:
             counts.skipped["no_face"] += 1
             continue
-        batch.add(stem, face.crop, face.kpt68)
+        crop, transform = crop_using_landmarks(frame, face.landmarks)
+        batch.add(stem, crop, transform.frame_to_crop(face.landmarks).astype(np.float32))
     batch.flush()
     return VideoResult(_write_manifest(folder, _manifest(counts, **common)), True)
 
@@ -242,12 +249,11 @@ def complete_video(folder: Path, models: ReenactModels, options: PrepareOptions 
         if crop is None or crop.shape != (CROP_SIZE, CROP_SIZE, 3):
             counts.skipped["unreadable"] += 1
             continue
-        faces = detect_faces(crop, options.backend)
-        if not faces:
+        face = _chosen_face(crop, options)
+        if face is None:
             counts.skipped["no_face"] += 1
             continue
-        kpt68 = max(faces, key=lambda face: face.area).landmarks
-        batch.add(png.stem, crop, kpt68)
+        batch.add(png.stem, crop, face.landmarks)
     batch.flush()
     manifest = _manifest(counts, id_=folder.parent.name, video=folder.name, source=None, stride=None, models=models,
                          options=options, rank=rank, world_size=world_size)
