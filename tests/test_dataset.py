@@ -249,6 +249,39 @@ def test_a_corrupt_video_is_skipped_in_one_line_and_counted(tmp_path, models_dir
     assert "someone/broken" in summary["failed"][0]
 
 
+def mjpeg_with_a_corrupt_frame(source: Path, path: Path, bad: int) -> None:
+    """Re-encodes ``source`` as Motion-JPEG AVI (each frame its own JPEG) and zeroes the inside of frame ``bad``'s
+    JPEG, which FFmpeg then refuses to decode."""
+    import av
+
+    frames = list(VideoReader(source))
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuvj420p"
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]  # JPEG start markers
+    assert len(starts) == len(frames)
+    data[starts[bad] + 20:starts[bad + 1] - 20] = bytes(starts[bad + 1] - starts[bad] - 40)
+    path.write_bytes(bytes(data))
+
+
+def test_a_frame_that_cannot_be_decoded_is_counted_and_ends_the_video(tmp_path, models_dir, videos, capsys):
+    (tmp_path / "in" / "who").mkdir(parents=True)
+    video = tmp_path / "in" / "who" / "clip.avi"
+    bad = sum(1 for _ in VideoReader(videos[0])) // 2
+    mjpeg_with_a_corrupt_frame(videos[0], video, bad)
+    code, _, err = prepare(capsys, models_dir, tmp_path / "in", tmp_path / "out", "--stride", 1)
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "out" / "who" / "clip" / MANIFEST).read_text())
+    assert manifest["status"] == "done" and manifest["frames_decoded"] == manifest["frames_sampled"] == bad
+    assert manifest["skipped"]["unreadable"] == 1 and f"frame {bad}" in manifest["error"]
+    assert len(manifest["samples"]) + manifest["skipped"]["no_face"] == bad
+    assert len(err.strip().splitlines()) == 1 and "clip" in err
+
+
 def prepared_lines(output: str) -> list[str]:
     return sorted(line.split("prepared ", 1)[1].split(":")[0] for line in output.splitlines()
                   if "prepared " in line and ":" in line and "videos prepared" not in line)

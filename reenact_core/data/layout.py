@@ -17,7 +17,8 @@ Per-video manifest fields (JSON object):
     id, video: the two folder names.
     source: the video file it was prepared from, or ``null`` for a tree completed in place.
     status: ``"done"`` (finished; a later run skips it) or ``"failed"`` (unreadable video; retried next run).
-    error: one-line reason when failed, else ``null``.
+    error: one-line reason when failed, or why decoding stopped early (the video is then done up to there; the
+        frame that could not be decoded counts as unreadable), else ``null``.
     stride: frame stride (every ``stride``-th frame from frame 0 was sampled), or ``null`` in place.
     frames_decoded: frames decoded from the video (0 in place).
     frames_sampled: frames considered (at the stride, or PNGs found in place).

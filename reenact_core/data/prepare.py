@@ -72,6 +72,7 @@ class _Counts:
     frames_sampled: int = 0
     samples: list[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
+    error: str | None = None  # why decoding stopped before the end of the video
 
 
 class _Batch:
@@ -123,7 +124,8 @@ def _manifest(counts: _Counts, *, id_: str, video: str, source: Path | None, str
     samples = sorted(counts.samples)
     return {
         "format": VIDEO_FORMAT, "version": FORMAT_VERSION, "id": id_, "video": video,
-        "source": None if source is None else str(source), "status": status, "error": error, "stride": stride,
+        "source": None if source is None else str(source), "status": status, "error": error or counts.error,
+        "stride": stride,
         "frames_decoded": counts.frames_decoded, "frames_sampled": counts.frames_sampled, "samples": samples,
         "crops": len(samples), "latents": len(samples), "codes": len(samples),
         "skipped": {reason: counts.skipped[reason] for reason in SKIP_REASONS},
@@ -209,8 +211,9 @@ def _readable(first: np.ndarray, frames: Iterator[np.ndarray], counts: _Counts) 
             frame = next(frames)
         except StopIteration:
             return
-        except InputError:
+        except InputError as exc:
             counts.skipped["unreadable"] += 1
+            counts.error = f"decoding stopped at frame {counts.frames_decoded}: {exc}"
             return
         counts.frames_decoded += 1
         yield frame

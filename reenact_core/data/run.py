@@ -117,6 +117,8 @@ def run_shard(videos: Path, out: Path, options: PrepareOptions, model_folders: l
                 stats.failed += 1
                 _say(f"warning: {prefix}skipped {key}: {m['error']}")
             elif result.computed:
+                if m["error"]:
+                    _say(f"warning: {prefix}{key}: {m['error']}")
                 stats.prepared += 1
                 stats.samples += len(m["samples"])
                 if verbose:
