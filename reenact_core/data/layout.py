@@ -54,7 +54,8 @@ SUMMARY_FORMAT = "latent-reenact-dataset"
 FORMAT_VERSION = 1
 SKIP_REASONS = ("unreadable", "no_face", "bad_latent")
 COUNT_FIELDS = ("crops", "latents", "codes")
-# ROOT/manifest.json: format, version, settings (the run's options), plus these totals over the videos
+# ROOT/manifest.json: format, version, settings (the run's options), these totals over the videos, skipped
+# (totals by SKIP_REASONS) and failed (the first few "ID/VIDEO: reason" lines)
 SUMMARY_FIELDS = ("videos", "videos_done", "videos_failed", "frames_decoded", "frames_sampled", "samples",
                   *COUNT_FIELDS)
 

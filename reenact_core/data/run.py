@@ -25,8 +25,8 @@ from ..errors import InputError
 from ..memory import fix_heap_threshold
 from ..weights import find_model_file, load_model
 from ..files import write_text
-from .layout import (COUNT_FIELDS, FORMAT_VERSION, MANIFEST, SKIP_REASONS, SUMMARY_FORMAT, iter_video_folders,
-                     read_manifest)
+from .layout import (COUNT_FIELDS, FORMAT_VERSION, MANIFEST, SKIP_REASONS, SUMMARY_FIELDS, SUMMARY_FORMAT,
+                     iter_video_folders, read_manifest)
 from .prepare import PrepareOptions, complete_video, prepare_video
 from .sources import VideoSource, video_sources
 
@@ -150,8 +150,7 @@ def summarise(folders: Iterable[Path], settings: dict) -> dict:
             totals[name] += m.get(name, 0)
         skipped.update({reason: m["skipped"].get(reason, 0) for reason in SKIP_REASONS})
     summary = {"format": SUMMARY_FORMAT, "version": FORMAT_VERSION, "settings": settings}
-    summary.update({name: totals[name] for name in ("videos", "videos_done", "videos_failed", "frames_decoded",
-                                                    "frames_sampled", "samples", *COUNT_FIELDS)})
+    summary.update({name: totals[name] for name in SUMMARY_FIELDS})
     summary["skipped"] = {reason: skipped[reason] for reason in SKIP_REASONS}
     summary["failed"] = failures
     return summary
