@@ -307,6 +307,7 @@ def test_torchrun_two_ranks_each_video_done_once(tmp_path, models_dir, video_tre
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "(2 now, 0 already done, 0 failed)" in done.stdout   # rank 0 reports both ranks' work
     assert prepared_lines(done.stderr) == sorted(f"{ID}/{p.stem}" for p in (video_tree / ID).iterdir())
     ranks = set()
     for video in iter_videos(prepared):
