@@ -37,7 +37,7 @@ def models_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def videos():
+def videos(shared_dir):
     """The two shortest test videos (fewest frames), whatever the media set holds."""
     found = sorted(MEDIA.glob("*.mp4"), key=lambda v: (VideoReader(v).frame_count or 10 ** 9, v.name))
     assert len(found) >= 2, "need two test videos"
