@@ -174,8 +174,8 @@ def test_another_stride_on_a_finished_tree_is_refused(prepared, models_dir, vide
 
 def reference_tree(root: Path, prepared: Path, shape: tuple[int, int]) -> dict:
     """A tree as the reference scripts leave it (crops and [1, n, d] latents, no DECA codes), from ``prepared``,
-    with one corrupt PNG, one latent of the wrong shape and one crop without a latent. Returns the expected
-    counts."""
+    with one corrupt PNG (which has a latent and codes), one latent of the wrong shape and one crop without a
+    latent. Returns the expected counts."""
     video = next(iter_videos(prepared))
     folder = root / "id00001" / "clip"
     (folder / FRAMES_DIR).mkdir(parents=True)
@@ -189,7 +189,10 @@ def reference_tree(root: Path, prepared: Path, shape: tuple[int, int]) -> dict:
     assert len(stems) >= 3, "need three crops"
     (folder / LATENTS_DIR / f"{stems[0]}.npy").unlink()                     # inverted here
     np.save(folder / LATENTS_DIR / f"{stems[1]}.npy", np.zeros((shape[0] + 1, shape[1]), np.float32))  # bad latent
-    (folder / FRAMES_DIR / "00_999999.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # corrupt PNG
+    (folder / FRAMES_DIR / "00_999999.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # corrupt PNG ...
+    shutil.copy(folder / LATENTS_DIR / f"{stems[-1]}.npy", folder / LATENTS_DIR / "00_999999.npy")  # ... with a
+    (folder / CODES_DIR).mkdir()                                                      # latent and codes
+    np.save(folder / CODES_DIR / "00_999999.npy", np.zeros(N_CODES, np.float32))
     bad_latent_had_face = bool(detect_faces(load_crop(video.frames[1].crop)))
     return {"folder": folder, "stems": stems, "sampled": len(stems) + 1, "samples": faces - bad_latent_had_face,
             "no_face": len(stems) - faces - (not bad_latent_had_face)}

@@ -223,9 +223,10 @@ def complete_video(folder: Path, models: ReenactModels, options: PrepareOptions 
                    rank: int = 0, world_size: int = 1) -> VideoResult:
     """Completes a reference-made video folder in place: W+ codes and DECA codes for ``frames_cropped/*.png``.
 
-    Existing latents of the right shape are kept (one of another shape, or unreadable: the frame is skipped as
-    ``bad_latent``); a crop that cannot be decoded or is not 256×256 RGB is skipped as ``unreadable``, one
-    without a face as ``no_face``. Landmarks are detected on the crop itself. Crops are never rewritten.
+    Every crop is decoded: one that cannot be, or is not 256×256 RGB, is skipped as ``unreadable``. Existing
+    latents of the right shape are kept (one of another shape, or unreadable: the frame is skipped as
+    ``bad_latent``); a crop without a face is skipped as ``no_face``. Landmarks are detected on the crop itself.
+    Crops are never rewritten.
     """
     old = _finished(folder, None)
     if old is not None:
@@ -236,6 +237,13 @@ def complete_video(folder: Path, models: ReenactModels, options: PrepareOptions 
     for png in sorted((folder / FRAMES_DIR).glob("*" + CROP_SUFFIX)):
         counts.frames_sampled += 1
         paths = sample_paths(folder, png.stem)
+        try:
+            crop = load_crop(png)
+        except InputError:
+            crop = None
+        if crop is None or crop.shape != (CROP_SIZE, CROP_SIZE, 3):
+            counts.skipped["unreadable"] += 1
+            continue
         if paths.w_plus.is_file():
             try:
                 load_w_plus(paths.w_plus, shape)
@@ -245,13 +253,6 @@ def complete_video(folder: Path, models: ReenactModels, options: PrepareOptions 
             if paths.deca_codes.is_file():
                 counts.samples.append(png.stem)
                 continue
-        try:
-            crop = load_crop(png)
-        except InputError:
-            crop = None
-        if crop is None or crop.shape != (CROP_SIZE, CROP_SIZE, 3):
-            counts.skipped["unreadable"] += 1
-            continue
         face = _chosen_face(crop, options)
         if face is None:
             counts.skipped["no_face"] += 1
