@@ -70,8 +70,7 @@ def main() -> None:
     parser.add_argument("--video", default=str(MEDIA / "d1.mp4"), help="video for the prepare section")
     parser.add_argument("--batch-size", type=int, default=8, help="crops per e4e / DECA batch (prepare)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or torch.get_num_threads())
     torch.manual_seed(0)
     print(f"threads {torch.get_num_threads()}; matmul baseline {matmul_gflops():.1f} GFLOP/s "
           f"(fp32 2048x2048, this process)")
