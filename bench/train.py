@@ -37,10 +37,10 @@ def bench_prepare(args: argparse.Namespace) -> None:
     video = Path(args.video)
     options = PrepareOptions(stride=1, batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        prepare_video(VideoSource("warm-up", video.stem, video), out, models, PrepareOptions(stride=10 ** 9))
+        source, out = VideoSource("bench", video.stem, video), Path(tmp) / "timed"
+        prepare_video(source, Path(tmp) / "warm-up", models, PrepareOptions(stride=10 ** 9))
         start = time.perf_counter()
-        manifest = prepare_video(VideoSource("bench", video.stem, video), out, models, options).manifest
+        manifest = prepare_video(source, out, models, options).manifest
         seconds = time.perf_counter() - start
         frames = manifest["frames_sampled"]
         [prepared] = iter_videos(out)
