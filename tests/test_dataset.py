@@ -396,3 +396,28 @@ def test_ranges_are_the_min_and_max_of_seeded_synthetic_faces_and_go_into_a(tmp_
     for name, value in before.module.state_dict().items():
         assert torch.equal(after.module.state_dict()[name], value)
     assert "ranges_source" in after.metadata
+
+
+def test_sources_from_a_file_a_folder_a_tree_and_a_list(tmp_path, videos):
+    from reenact_core.data.sources import video_sources
+    from reenact_core.errors import InputError
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "tree" / "alice").mkdir(parents=True)
+    for i, video in enumerate(videos):
+        (tmp_path / "mine" / f"take{i}{video.suffix}").symlink_to(video)
+        (tmp_path / "tree" / "alice" / video.name).symlink_to(video)
+    keys = lambda source: [s.key for s in video_sources(source)]  # noqa: E731
+    assert keys(tmp_path / "mine" / f"take0{videos[0].suffix}") == ["mine/take0"]   # identity: the folder
+    assert keys(tmp_path / "mine") == [f"mine/take{i}" for i in range(len(videos))]
+    assert keys(tmp_path / "tree") == sorted(f"alice/{v.stem}" for v in videos)
+    listing = tmp_path / "list.txt"
+    absolute = tmp_path / "tree" / "alice" / videos[0].name
+    listing.write_text(f"# training videos\n\nmine/take1{videos[1].suffix}\n{absolute}\n")
+    assert keys(listing) == ["mine/take1", f"alice/{videos[0].stem}"]
+    listing.write_text(f"mine/take1{videos[1].suffix}\nmine/missing.mp4\n")
+    with pytest.raises(InputError, match="line 2"):
+        keys(listing)
+    listing.write_text(f"mine/take1{videos[1].suffix}\n./mine/take1{videos[1].suffix}\n")
+    with pytest.raises(InputError, match="second video"):
+        keys(listing)
