@@ -5,9 +5,9 @@ measured in the same process.
 
 Sections:
   prepare: ``dataset prepare`` of one test video at stride 1 (decode, landmarks, reference crop, e4e, DECA, atomic
-      PNG/.npy writes), after a one-frame warm-up: sampled frames/s end to end, and its ratio to the networks alone (e4e + DECA crop and
-      E_flame on the same crops, same batch), i.e. the share of the time the networks take. Target: ratio >= 0.8
-      (the data path adds at most a quarter to the networks' time).
+      PNG/.npy writes), after a one-frame warm-up: sampled frames/s end to end, and its ratio to the networks
+      alone (e4e + DECA crop and E_flame on the same crops, same batch), i.e. the share of the time the networks
+      take. Target: ratio >= 0.8 (the data path adds at most a quarter to the networks' time).
 """
 from __future__ import annotations
 

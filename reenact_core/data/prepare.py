@@ -4,8 +4,9 @@ A video streams through :class:`~reenact_core.video.VideoReader`; in every ``str
 the reference samples VoxCeleb every 25 frames, spec §1.2 step 6) the chosen face (``select``, by default the
 largest) is cropped the reference way from its 68 landmarks (spec §1.2), and the crops are inverted by e4e
 (raw W+, spec §1.4) and measured by DECA (its kpt68 crop from the frame landmarks mapped into the crop, spec
-§1.7) ``batch_size`` at a time. Memory holds one frame and one batch of crops. Every file is written atomically, so an interrupted run leaves only whole files;
-a frame whose three files exist is not computed again, and a video whose manifest says ``"done"`` is skipped.
+§1.7) ``batch_size`` at a time. Memory holds one frame and one batch of crops. Every file is written
+atomically, so an interrupted run leaves only whole files; a frame whose three files exist is not computed again,
+and a video whose manifest says ``"done"`` is skipped.
 """
 from __future__ import annotations
 
