@@ -1,0 +1,36 @@
+"""Random draws as pure functions of (seed, step, global sample index, stream).
+
+Nothing random in training depends on a generator's running state: a sample's z, its chosen direction or its
+paired target are the same whichever rank, DataLoader worker or resumed process draws them. That is what makes
+``--resume`` bit for bit and 2 processes × batch b equal to 1 process × batch 2b.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+# Independent streams: one per kind of draw, so adding a draw of one kind never changes those of another.
+STREAMS = ("z_source", "z_target", "direction", "delta", "pair_target", "validation", "pair_order")
+
+
+def sample_seed(seed: int, step: int, index: int, stream: str) -> int:
+    """A 63-bit seed determined by ``(seed, step, index, stream)`` (NumPy's SeedSequence hashing)."""
+    words = np.random.SeedSequence([int(seed), STREAMS.index(stream), int(step), int(index)]).generate_state(2)
+    return int(words[0]) << 31 ^ int(words[1])
+
+
+def sample_generator(seed: int, step: int, index: int, stream: str) -> torch.Generator:
+    """A fresh CPU ``torch.Generator`` for one sample's draws of one stream."""
+    return torch.Generator().manual_seed(sample_seed(seed, step, index, stream))
+
+
+def per_sample(draw, seed: int, step: int, indices: Sequence[int], stream: str) -> torch.Tensor:
+    """``torch.stack([draw(generator_i) for each global index i])`` on the CPU (move it to the device after)."""
+    return torch.stack([draw(sample_generator(seed, step, i, stream)) for i in indices])
+
+
+def normal(shape: Sequence[int], seed: int, step: int, indices: Sequence[int], stream: str) -> torch.Tensor:
+    """Standard-normal float32 ``(len(indices), *shape)``, row i a function of (seed, step, indices[i], stream)."""
+    return per_sample(lambda g: torch.randn(tuple(shape), generator=g), seed, step, indices, stream)
