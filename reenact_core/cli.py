@@ -242,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", required=True, help="the reenacted video (frame-aligned with the driver)")
     ev.add_argument("--json", help="also write the measures as JSON")
     ev.set_defaults(run=_evaluate)
+
+    from .data.cli import register as register_dataset
+    register_dataset(sub, common)
     return parser
 
 
