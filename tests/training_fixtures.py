@@ -69,3 +69,28 @@ class ToyMethod:
 def state_of(path: Path) -> dict:
     from reenact_core.training.checkpoint import load_training_checkpoint
     return load_training_checkpoint(path)
+
+
+def make_method(kind: str, overrides: dict, ctx: DistContext, folder: Path):
+    """A training method by name, for in-process and torchrun (``ddp_worker.py``) runs alike."""
+    if kind == "toy":
+        config = TrainConfig(**{"batch_size": 4, "max_iter": 3, "lr": 0.05, "weight_decay": 0.0, "eval_every": 1000,
+                                "save_every": 1000, "num_workers": 0, **overrides})
+        return ToyMethod(config, ctx)
+    raise ValueError(kind)
+
+
+def run_torchrun(kind: str, overrides: dict, folder: Path, nproc: int) -> dict:
+    """Runs ``ddp_worker.py`` under torchrun with ``nproc`` CPU processes; returns its saved result."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           str(Path(__file__).with_name("ddp_worker.py")), kind, str(folder), json.dumps(overrides)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return torch.load(folder / "result.pt", weights_only=True)
