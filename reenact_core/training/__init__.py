@@ -1,0 +1,1 @@
+"""Training: Δp sampling and ground truth, the training losses (FLAME shape/eye/mouth, identity, LPIPS, pixel)."""

@@ -17,14 +17,19 @@ MEAN_LATENT_SAMPLES = 4096
 MEAN_LATENT_SEED = 0
 
 
-def convert(src: str | Path, dst: str | Path, expected_kind: str | None = None) -> Path:
+def convert(src: str | Path, dst: str | Path, expected_kind: str | None = None,
+            landmarks: str | Path | None = None) -> Path:
     """Convert an official checkpoint to a model file and return its path.
 
     The architecture is inferred from the tensor shapes; every key and shape is checked strictly (only the
     constant blur/upsample kernels may be missing, and are rebuilt). ``dst`` may be a folder (existing, or
     ending in a path separator): the canonical file name is then used. ``expected_kind`` refuses other kinds.
+    FLAME's ``generic_model.pkl`` needs ``landmarks``, DECA's ``landmark_embedding.npy`` (both read through an
+    allow-list unpickler).
     """
     src = Path(src)
+    if src.suffix == ".pkl" or landmarks is not None:
+        return _convert_flame(src, Path(dst), landmarks, expected_kind)
     official = read_official(src)
     if expected_kind is not None and official.kind != expected_kind:
         raise WeightsError(f"{src.name}: holds a {get_kind(official.kind).title} ({official.layout}), "
@@ -59,6 +64,27 @@ def convert(src: str | Path, dst: str | Path, expected_kind: str | None = None) 
 
     return save_model(_destination(Path(dst), official, config, k.canonical_file), official.kind, config,
                       state_dict, extra_tensors=extra, metadata=metadata)
+
+
+def _convert_flame(src: Path, dst: Path, landmarks: str | Path | None, expected_kind: str | None) -> Path:
+    from ..models.flame import config_from_state_dict
+    from .flame_files import LANDMARKS_SITE, flame_state_dict
+
+    if expected_kind not in (None, "flame"):
+        raise WeightsError(f"{src.name}: a FLAME model file, not a {get_kind(expected_kind).title}")
+    if landmarks is None:
+        raise WeightsError(f"{src.name}: FLAME needs DECA's landmark file too: add --landmarks "
+                           f"landmark_embedding.npy (from {LANDMARKS_SITE})")
+    if src.suffix != ".pkl":
+        raise WeightsError(f"{src.name}: --landmarks goes with FLAME's generic_model.pkl")
+    state_dict = flame_state_dict(src, landmarks)
+    config = config_from_state_dict(state_dict)
+    _check_finite(src, state_dict)
+    k = get_kind("flame")
+    target = dst / k.canonical_file if _is_folder(dst) else dst
+    return save_model(target, "flame", config, state_dict,
+                      metadata={"source_file": src.name, "landmarks_file": Path(landmarks).name,
+                                "source_layout": "FLAME generic_model.pkl + DECA landmark_embedding.npy"})
 
 
 def _config(official: OfficialCheckpoint):
@@ -106,9 +132,14 @@ def _check_finite(src: Path, state_dict: dict[str, torch.Tensor]) -> None:
 
 
 def _destination(dst: Path, official: OfficialCheckpoint, config, canonical: str) -> Path:
-    if not (dst.is_dir() or str(dst).endswith(("/", "\\"))):
+    if not _is_folder(dst):
         return dst
     return dst / canonical_file_name(official, config, canonical)
+
+
+def _is_folder(dst: Path) -> bool:
+    """An existing folder, or a path ending in a separator."""
+    return dst.is_dir() or str(dst).endswith(("/", "\\"))
 
 
 def canonical_file_name(official: OfficialCheckpoint, config, default: str) -> str:

@@ -55,6 +55,14 @@ KINDS: dict[str, ModelKind] = {k.name: k for k in (
               "DECA (https://github.com/yfeng95/DECA, registration required; non-commercial licence)"),
     ModelKind("directions", "directions", "DirectionMatrix", "DirectionsConfig", "directions matrix A",
               "directions-voxceleb.safetensors", "A_matrix.pt", _SOURCE),
+    ModelKind("flame", "flame", "Flame", "FlameConfig", "FLAME head model (training losses)",
+              "flame-generic.safetensors", "generic_model.pkl",
+              "the FLAME website https://flame.is.tue.mpg.de (free registration, per-user licence, never shipped), "
+              "with landmark_embedding.npy from https://github.com/yfeng95/DECA (data/)"),
+    ModelKind("arcface", "arcface", "ArcFace", "ArcFaceConfig", "ArcFace IR-SE-50 identity network",
+              "arcface-irse50.safetensors", "model_ir_se50.pth",
+              "TreB1eN/InsightFace_Pytorch (https://github.com/TreB1eN/InsightFace_Pytorch, README links; the same "
+              "file pSp and e4e use)"),
 )}
 
 

@@ -8,6 +8,7 @@
 | original e4e .pt (e4e)                    | {'state_dict': {'encoder.*', 'decoder.*'}, 'latent_avg', 'opts'}   |
 | deca_model.tar (deca)                     | {'E_flame': state_dict, 'E_detail', 'D_detail', ...}               |
 | A_matrix.pt (directions)                  | {'A_matrix': state_dict, 'learned_directions', 'shift_scale', ...} |
+| model_ir_se50.pth (arcface)               | state_dict itself (input_layer.*, body.*, output_layer.*)          |
 (reference-method §2.1–2.4)
 """
 from __future__ import annotations
@@ -21,6 +22,8 @@ from ..errors import WeightsError
 from .safe_load import load_checkpoint
 
 # Scalars A_matrix.pt carries beside its state dict (§2.4); `shift_dim` is absent from self-trained files.
+# Keys that identify model_ir_se50.pth, a plain state dict (no container).
+ARCFACE_MARKERS = {"input_layer.0.weight", "output_layer.3.weight"}
 DIRECTIONS_EXTRAS = ("learned_directions", "shift_scale", "w_plus", "num_layers_shift", "shift_dim")
 
 
@@ -57,9 +60,11 @@ def read_official(path: str | Path) -> OfficialCheckpoint:
         extras = {k: ckpt[k] for k in DIRECTIONS_EXTRAS if k in ckpt}
         return OfficialCheckpoint("directions", "directions matrix ('A_matrix')", _tensors(path, ckpt["A_matrix"]),
                                   extras=extras)
+    if ARCFACE_MARKERS <= set(ckpt):
+        return OfficialCheckpoint("arcface", "IR-SE ArcFace state dict (TreB1eN)", _tensors(path, ckpt))
     keys = ", ".join(sorted(map(str, ckpt))[:8]) or "none"
     raise WeightsError(f"{path.name}: not a known official checkpoint (top-level keys: {keys}); expected "
-                       f"'g_ema' (StyleGAN2), 'e' or 'state_dict'+'latent_avg' (e4e), 'E_flame' (DECA), 'A_matrix' (A)")
+                       f"'g_ema' (StyleGAN2), 'e' or 'state_dict'+'latent_avg' (e4e), 'E_flame' (DECA), 'A_matrix' (A), or an IR-SE state dict (ArcFace)")
 
 
 def write_official(path: str | Path, kind: str, state_dict: dict[str, torch.Tensor], *,
@@ -77,6 +82,8 @@ def write_official(path: str | Path, kind: str, state_dict: dict[str, torch.Tens
         ckpt = {"E_flame": state_dict}
     elif kind == "directions":
         ckpt = {"A_matrix": state_dict, **(extras or {})}
+    elif kind == "arcface":
+        ckpt = dict(state_dict)
     else:
         raise WeightsError(f"no official layout for kind {kind!r}")
     torch.save(ckpt, str(path))
