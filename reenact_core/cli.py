@@ -245,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .data.cli import register as register_dataset
     register_dataset(sub, common)
+
+    from .training.cli import add_train_parser
+    add_train_parser(sub)
     return parser
 
 

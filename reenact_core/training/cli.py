@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from .config import DirectionsTrainConfig, read_config_file
+from .config import DirectionsTrainConfig, field_help, read_config_file
 
 METHODS = DirectionsTrainConfig.METHODS
 
@@ -30,11 +30,12 @@ def add_train_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (under torchrun: cpu or cuda)")
     p.add_argument("--self-check", action="store_true",
                    help="20 steps of each method on tiny random networks and data it makes (no files needed)")
+    helps = field_help(DirectionsTrainConfig)
     for f in dataclasses.fields(DirectionsTrainConfig):
         choices = METHODS if f.name == "method" else None
         p.add_argument("--" + f.name.replace("_", "-"), dest=f"set_{f.name}", default=None, choices=choices,
                        metavar=None if choices else f.name.upper(),
-                       help=f"(default {f.default!r})")
+                       help=f"{helps[f.name]} (default {f.default!r})".replace("%", "%%"))
     p.set_defaults(run=run_directions)
 
 

@@ -30,8 +30,11 @@ class TrainConfig:
         seed: every random draw is a function of (seed, step, global sample index).
         batch_size: the global batch, over all ranks (official 12).
         max_iter: optimiser steps to run (official 100 000).
-        lr, weight_decay: Adam's learning rate and L2 weight decay (official 1e-4, 5e-4).
-        log_every, eval_every, save_every: cadence in steps (official 10, 1000, 1000).
+        lr: Adam's learning rate (official 1e-4).
+        weight_decay: Adam's L2 weight decay (official 5e-4).
+        log_every: steps between log records (official 10).
+        eval_every: steps between validations (official 1000).
+        save_every: steps between checkpoints (official 1000).
         keep_last: periodic checkpoints kept besides the best one.
         num_workers: DataLoader worker processes per rank (they hold no random state).
         test_batch_size: validation batch per rank (official 2).
@@ -88,8 +91,10 @@ class TrainConfig:
 def _convert(name: str, default: Any, value: Any) -> Any:
     """``value`` (JSON or a ``KEY=VALUE`` string) as the type of the field's default."""
     if isinstance(value, str) and not isinstance(default, str) and default is not None:
+        if isinstance(default, tuple) and not value.lstrip().startswith("["):
+            value = f"[{value}]"                      # 40,20,20
         try:
-            value = json.loads(value)
+            value = json.loads(value.lower() if isinstance(default, bool) else value)
         except json.JSONDecodeError:
             raise InputError(f"setting {name}: {value!r} is not a {type(default).__name__}") from None
     kind = type(default)
@@ -114,9 +119,9 @@ class DirectionsTrainConfig(TrainConfig):
         shift_scale: S, normalised Δp coordinates span [−S, S].
         ranges: jaw/expression ranges of the normaliser: a built-in name or a ``dataset ranges`` file.
         angle_scales: degrees of yaw, pitch, roll that map to S.
-        disentanglement_50: odd global sample indices move one random direction only (spec §3.4).
+        disentanglement_50: the second half of the global batch moves one random direction only (§3.4).
         truncation: ψ toward the generator's mean latent.
-        lambda_*: loss weights (spec §3.6; pixel only for ``paired``; w_reg the L1 on W+ codes, 0).
+        lambda_*: weight of that loss term (spec §3.6; pixel only for ``paired``).
         measure_crop: DECA on generated images through the ``canonical`` crop box, or ``landmarks`` per image
             (falling back to the canonical box without a face).
         data: prepared training data folder (real, real_synthetic, paired).
@@ -172,6 +177,33 @@ class DirectionsTrainConfig(TrainConfig):
             why = " (disentanglement_50 and real_synthetic split every rank's batch in halves)" if even else ""
             raise InputError(f"batch_size {self.batch_size} must be a multiple of {unit} for {world_size} "
                              f"rank(s){why}")
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """Each field's description from the ``Args:`` sections of ``cls``'s docstrings (``a, b:`` and ``prefix_*:``
+    entries included), so options are documented once."""
+    texts: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        current = None
+        for line in (klass.__doc__ or "").splitlines():
+            head, sep, rest = line.strip().partition(": ")
+            names = [n.strip() for n in head.split(",")]
+            if sep and line.startswith(" " * 8) and not line.startswith(" " * 12) and all(
+                    n.replace("*", "x").isidentifier() for n in names):
+                current = names
+                for n in names:
+                    texts[n] = rest
+            elif current and line.startswith(" " * 12):
+                for n in current:
+                    texts[n] += " " + line.strip()
+            else:
+                current = None
+    fields = {f.name for f in dataclasses.fields(cls)}
+    out = {}
+    for name in fields:
+        pattern = next((k for k in texts if k.endswith("*") and name.startswith(k[:-1])), None)
+        out[name] = texts.get(name) or (texts[pattern] if pattern else "")
+    return out
 
 
 def file_sha256(path: str | Path) -> str:
