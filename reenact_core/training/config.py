@@ -121,7 +121,9 @@ class DirectionsTrainConfig(TrainConfig):
         angle_scales: degrees of yaw, pitch, roll that map to S.
         disentanglement_50: the second half of the global batch moves one random direction only (§3.4).
         truncation: ψ toward the generator's mean latent.
-        lambda_*: weight of that loss term (spec §3.6; pixel only for ``paired``).
+        lambda_*: weight of that loss term (spec §3.6; pixel and w_reg, L1 of W+ codes, only for ``paired``).
+        legacy_255: the reference's LPIPS and pixel L1 on 0..255 images in paired training (spec §5 #14).
+        reference_euler: the reference's Euler round trip in the single-angle ground truth.
         measure_crop: DECA on generated images through the ``canonical`` crop box, or ``landmarks`` per image
             (falling back to the canonical box without a face).
         data: prepared training data folder (real, real_synthetic, paired).
@@ -144,6 +146,8 @@ class DirectionsTrainConfig(TrainConfig):
     lambda_mouth: float = 1.0
     lambda_eye: float = 1.0
     lambda_w_reg: float = 0.0
+    legacy_255: bool = False
+    reference_euler: bool = False
     measure_crop: str = "canonical"
     data: str = ""
     validation_data: str = ""

@@ -32,6 +32,7 @@ from ..params import FaceParams
 from .config import DirectionsTrainConfig
 from .data import PreparedFrames, epoch_loader
 from .distributed import DistContext
+from .losses import FlameParams, LossOptions, LossWeights, TrainingLosses
 from .loop import Validation
 from .randomness import normal, sample_generator
 from .sampling import ShiftDraws, draw_shifts, ground_truth_params, shift_vector
@@ -47,7 +48,7 @@ class DirectionsNetworks:
         generator: G, frozen (``eval()``, no parameter gradients; gradients still flow through it to A).
         mean_latent: w̄ (1, style_dim), the truncation centre.
         measure: DECA E_flame through the canonical crop box, differentiable with respect to the images.
-        criteria: the loss terms (``ReenactmentCriteria``).
+        criteria: the weighted loss terms (see :func:`loss_options`).
         files: role → weight file, hashed into the saved config.
         random_weights: some file holds random test weights (the export says so).
     """
@@ -55,7 +56,7 @@ class DirectionsNetworks:
     generator: Generator
     mean_latent: torch.Tensor
     measure: Measure
-    criteria: nn.Module
+    criteria: TrainingLosses
     files: dict[str, Path] = field(default_factory=dict)
     random_weights: bool = False
 
@@ -127,11 +128,14 @@ class DirectionsMethod:
             with torch.no_grad():
                 target_codes = self.nets.measure(target_images)
         delta_p, gt = self._delta_and_truth(sources.codes, target_codes, step, idx, target_images)
-        x_r = self._reenact(model, sources.w_plus, delta_p)
+        w_r = apply_shift(sources.w_plus, model(delta_p.to(self.device)))
+        x_r = self._render(w_r)
         reference = target_images if paired else sources.images
-        terms = self.nets.criteria(x_r, reference, self.nets.measure(x_r), gt, pixel=paired)
-        weights = self._weights(paired)
-        total = sum(weights[k] * v for k, v in terms.items())
+        terms = self.nets.criteria(x_r, reference, gt, flame_params(self.nets.measure(x_r)))
+        total = terms.pop("total")
+        if paired and self.config.lambda_w_reg:
+            terms["w_reg"] = (w_r - batch["target_w_plus"].to(self.device)).abs().mean()
+            total = total + self.config.lambda_w_reg * terms["w_reg"]
         return total, terms
 
     def validate(self, step: int) -> Validation:
@@ -183,7 +187,7 @@ class DirectionsMethod:
 
     def _delta_and_truth(self, source_codes: torch.Tensor, target_codes: torch.Tensor, step: int,
                          idx: torch.Tensor, target_images: torch.Tensor):
-        """Δp (B, 15) and the ground-truth FLAME parameters (shape (B, 100), pose (B, 6), exp (B, 50))."""
+        """Δp (B, 15) and the ground-truth :class:`FlameParams` of the shape losses."""
         c = self.config
         s, t = split_codes(source_codes), split_codes(target_codes)
         source = FaceParams.from_pose_exp(s.pose, s.exp)
@@ -196,20 +200,27 @@ class DirectionsMethod:
                                shift_scale=c.shift_scale)
         if paired:
             with torch.no_grad():
-                truth = split_codes(self.nets.measure(target_images))
-            return delta_p, (truth.shape, truth.pose, truth.exp)
+                return delta_p, flame_params(self.nets.measure(target_images))
         pose, exp = ground_truth_params(source, s.pose, s.exp, t.pose, t.exp, delta_p, draws, ranges=c.ranges,
-                                        shift_scale=c.shift_scale)
-        return delta_p, (s.shape, pose, exp)
+                                        shift_scale=c.shift_scale, reference_euler=c.reference_euler)
+        return delta_p, FlameParams(s.shape, exp, pose)
 
     def _reenact(self, model: nn.Module, w_plus: torch.Tensor, delta_p: torch.Tensor) -> torch.Tensor:
         return self._render(apply_shift(w_plus, model(delta_p.to(self.device))))
 
-    def _weights(self, paired: bool) -> dict[str, float]:
-        c = self.config
-        return {"shape": c.lambda_shape, "mouth": c.lambda_mouth, "eye": c.lambda_eye,
-                "identity": c.lambda_identity, "perceptual": c.lambda_perceptual,
-                "pixel": c.lambda_pixel if paired else 0.0}
+
+def loss_options(config: DirectionsTrainConfig) -> LossOptions:
+    """The loss weights and options of ``config`` (the pixel term only for paired training)."""
+    weights = LossWeights(shape=config.lambda_shape, eye=config.lambda_eye, mouth=config.lambda_mouth,
+                          identity=config.lambda_identity, lpips=config.lambda_perceptual,
+                          pixel=config.lambda_pixel if config.method == "paired" else 0.0)
+    return LossOptions(weights, legacy_255=config.legacy_255, reference_euler=config.reference_euler)
+
+
+def flame_params(codes: torch.Tensor) -> FlameParams:
+    """DECA codes (B, 236) → the FLAME parameters of the losses."""
+    c = split_codes(codes)
+    return FlameParams(c.shape, c.exp, c.pose)
 
 
 def _interleave(even: torch.Tensor, odd: torch.Tensor) -> torch.Tensor:
@@ -279,7 +290,8 @@ class ValidationPairs:
         """Every pair (sharded over ranks, sums reduced): identity similarity (self: to the target, cross: to
         the source), pose error (degrees) and expression error of DECA(x_r) against DECA(x_t)."""
         c, ctx = method.config, method.ctx
-        sums = torch.zeros(2, 4, dtype=torch.float64)        # [self, cross] × [count, identity, pose, expression]
+        name, similarity = identity_measure(method.nets.criteria)
+        sums = torch.zeros(2, 5, dtype=torch.float64)   # [self, cross] × [count, identity, with a face, pose, exp.]
         images: list[torch.Tensor] = []
         mine = list(range(ctx.rank, len(self.kinds), ctx.world_size))
         for start in range(0, len(mine), c.test_batch_size):
@@ -294,28 +306,50 @@ class ValidationPairs:
             t_params = FaceParams.from_deca(method.nets.measure(tgt.images))
             self_pair = torch.tensor([self.kinds[i] == "self" for i in chunk], device=x_r.device)
             reference = torch.where(self_pair[:, None, None, None], tgt.images, src.images)
-            identity = method.nets.criteria.identity_similarity(x_r, reference).double().cpu()
+            identity = similarity(x_r, reference).double().cpu()
             pose = pose_error_deg(r_params, t_params).cpu()
             expression = expression_error(r_params, t_params, c.ranges).cpu()
             for j, i in enumerate(chunk):
                 row = 0 if self.kinds[i] == "self" else 1
-                sums[row] += torch.stack([torch.ones((), dtype=torch.float64), identity[j], pose[j], expression[j]])
+                found = bool(torch.isfinite(identity[j]))
+                sums[row] += torch.tensor([1.0, float(identity[j]) if found else 0.0, float(found), float(pose[j]),
+                                           float(expression[j])], dtype=torch.float64)
             if not images:
                 images = [src.images.cpu(), tgt.images.cpu(), x_r.cpu()]
         if ctx.initialised:
             sums = sums.to(ctx.device)
             torch.distributed.all_reduce(sums)
             sums = sums.cpu()
-        name = method.nets.criteria.identity_name
         metrics = {}
         for row, kind in enumerate(("self", "cross")):
-            count = max(float(sums[row, 0]), 1.0)
-            metrics[f"{kind}_identity_{name}"] = float(sums[row, 1]) / count
-            metrics[f"{kind}_pose_error_deg"] = float(sums[row, 2]) / count
-            metrics[f"{kind}_expression_error"] = float(sums[row, 3]) / count
-        score = (metrics[f"cross_identity_{name}"], -metrics["cross_pose_error_deg"],
+            count, with_face = max(float(sums[row, 0]), 1.0), float(sums[row, 2])
+            metrics[f"{kind}_identity_{name}"] = float(sums[row, 1]) / with_face if with_face else float("nan")
+            metrics[f"{kind}_pose_error_deg"] = float(sums[row, 3]) / count
+            metrics[f"{kind}_expression_error"] = float(sums[row, 4]) / count
+        identity = metrics[f"cross_identity_{name}"]
+        score = (identity if identity == identity else -float("inf"), -metrics["cross_pose_error_deg"],
                  -metrics["cross_expression_error"])
         return Validation(metrics, score, images)
+
+
+def identity_measure(criteria: TrainingLosses) -> tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """Validation's identity similarity (B,) of two image batches, and its name: ArcFace's cosine when the
+    losses have ArcFace, else minus the distance of dlib's face descriptors (NaN where dlib finds no face)."""
+    if criteria.identity is not None:
+        return "arcface", criteria.identity.similarity
+    return "dlib", dlib_similarity
+
+
+def dlib_similarity(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Minus the dlib descriptor distance of each pair (B,) (NaN where either image shows no face)."""
+    from ..engine.source import image_to_uint8
+    from ..evaluation import dlib_descriptor, identity_distance
+
+    values = []
+    for a, b in zip(image_to_uint8(images), image_to_uint8(reference)):
+        da, db = dlib_descriptor(a), dlib_descriptor(b)
+        values.append(float("nan") if da is None or db is None else -identity_distance(da, db))
+    return torch.tensor(values, dtype=torch.float64)
 
 
 def _no_draws(n: int) -> ShiftDraws:

@@ -8,22 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
-# Independent streams: one per kind of draw, so adding a draw of one kind never changes those of another.
-STREAMS = ("z_source", "z_target", "direction", "delta", "pair_target", "validation", "pair_order")
+from .sampling import sample_seed
 
-
-def sample_seed(seed: int, step: int, index: int, stream: str) -> int:
-    """A 63-bit seed determined by ``(seed, step, index, stream)`` (NumPy's SeedSequence hashing)."""
-    words = np.random.SeedSequence([int(seed), STREAMS.index(stream), int(step), int(index)]).generate_state(2)
-    return int(words[0]) << 31 ^ int(words[1])
+# Independent streams, one per kind of draw (stream 0 is ``sampling.draw_shifts``'s), so that adding a draw of
+# one kind never changes those of another.
+STREAMS = ("shifts", "z_source", "z_target", "pair_target", "validation")
 
 
 def sample_generator(seed: int, step: int, index: int, stream: str) -> torch.Generator:
     """A fresh CPU ``torch.Generator`` for one sample's draws of one stream."""
-    return torch.Generator().manual_seed(sample_seed(seed, step, index, stream))
+    return torch.Generator().manual_seed(sample_seed(seed, step, index, STREAMS.index(stream)))
 
 
 def per_sample(draw, seed: int, step: int, indices: Sequence[int], stream: str) -> torch.Tensor:

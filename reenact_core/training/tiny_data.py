@@ -7,26 +7,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..data import frame_stem, sample_paths, video_folder
 from ..data.files import write_npy, write_png
+from ..engine.source import image_to_uint8
 from ..models.stylegan2 import Generator
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] → (B, H, W, 3) uint8 RGB (``⌊(x + 1)/2 · 255 + 0.5⌋`` after clamping)."""
-    x = ((images.detach().float().clamp(-1, 1) + 1) / 2 * 255 + 0.5).floor()
-    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @torch.no_grad()
 def write_rendered_video(root: Path, id_: str, video: str, generator: Generator, mean_latent: torch.Tensor,
                          w_plus: torch.Tensor, codes: torch.Tensor, truncation: float) -> Path:
-    """Writes frames ``G_ψ(w_plus[f])`` with ``w_plus[f]`` (n, D) and ``codes[f]`` (236,) as video ``id_/video``."""
+    """Writes 256-px crops of ``G_ψ(w_plus[f])`` with ``w_plus[f]`` (n, D) and ``codes[f]`` (236,) as video ``id_/video``."""
     folder = video_folder(root, id_, video)
-    crops = to_uint8(generator.synthesize(w_plus, truncation=truncation, truncation_latent=mean_latent).image)
+    crops = image_to_uint8(generator.synthesize(w_plus, truncation=truncation, truncation_latent=mean_latent).image)
     for f, crop in enumerate(crops):
         paths = sample_paths(folder, frame_stem(f))
         write_png(paths.crop, crop)
