@@ -124,24 +124,33 @@ def load_lpips(paths: Iterable[str | Path], device: str | torch.device = "cpu",
 
 def find_lpips(folders: Iterable[str | Path], device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32) -> LPIPS | None:
-    """LPIPS from the first of ``folders`` holding ``lpips-alex.safetensors``, else from ``alexnet-owt-7be5be79.pth``
-    and ``alex.pth`` (each looked up in ``folders`` in order); None when none of them is present.
+    """LPIPS from :func:`lpips_files` of ``folders``; None when none of the files is present.
 
     Raises MissingModelError when only one of the two published files is found, WeightsError for bad files.
+    """
+    paths = lpips_files(folders)
+    return load_lpips(paths, device, dtype) if paths else None
+
+
+def lpips_files(folders: Iterable[str | Path]) -> list[Path]:
+    """The first ``lpips-alex.safetensors`` in ``folders``, else ``alexnet-owt-7be5be79.pth`` and ``alex.pth``
+    (each looked up in ``folders`` in order); ``[]`` when none of them is present.
+
+    Raises MissingModelError when only one of the two published files is found.
     """
     folders = [Path(f) for f in folders]
     found = {name: next((f / name for f in folders if (f / name).is_file()), None)
              for name in (CONVERTED_FILE, ALEXNET_FILE, LINEAR_FILE)}
     if found[CONVERTED_FILE] is not None:
-        return load_lpips([found[CONVERTED_FILE]], device, dtype)
+        return [found[CONVERTED_FILE]]
     if found[ALEXNET_FILE] is None and found[LINEAR_FILE] is None:
-        return None
+        return []
     for name, url in ((ALEXNET_FILE, ALEXNET_URL), (LINEAR_FILE, LINEAR_URL)):
         if found[name] is None:
             searched = ", ".join(str(f) for f in folders)
             raise MissingModelError(f"missing LPIPS file '{name}' (the other one was found); searched: {searched}. "
                                     f"Download it from {url}")
-    return load_lpips([found[ALEXNET_FILE], found[LINEAR_FILE]], device, dtype)
+    return [found[ALEXNET_FILE], found[LINEAR_FILE]]
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
