@@ -77,6 +77,14 @@ def make_method(kind: str, overrides: dict, ctx: DistContext, folder: Path):
         config = TrainConfig(**{"batch_size": 4, "max_iter": 3, "lr": 0.05, "weight_decay": 0.0, "eval_every": 1000,
                                 "save_every": 1000, "num_workers": 0, **overrides})
         return ToyMethod(config, ctx)
+    if kind == "directions":
+        from reenact_core.training.config import DirectionsTrainConfig
+        from reenact_core.training.directions import DirectionsMethod
+        from reenact_core.training.networks import tiny_networks
+
+        config = DirectionsTrainConfig(**{"batch_size": 4, "max_iter": 3, "eval_every": 1000, "save_every": 1000,
+                                          "validation_samples": 2, "num_workers": 0, **overrides})
+        return DirectionsMethod(config, tiny_networks(config), ctx)
     raise ValueError(kind)
 
 
@@ -94,3 +102,70 @@ def run_torchrun(kind: str, overrides: dict, folder: Path, nproc: int) -> dict:
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return torch.load(folder / "result.pt", weights_only=True)
+
+
+def planted_tree(root: Path, nets, a_star: torch.Tensor, videos: int, frames: int, truncation: float,
+                 seed: int = 0) -> Path:
+    """A prepared tree whose frames obey a known A* (weight ``a_star`` (L·D, 15), no bias): frame f of a video is
+    ``G_ψ(w_0 ⊕ A*·n(p_f))`` with random DECA codes p_f stored, so for every pair (a, b) of a video
+    ``w_b = w_a ⊕ A*·(n(p_b) − n(p_a))`` and training on pairs can recover A*."""
+    from reenact_core.models.deca import CODE_SLICES, N_CODES
+    from reenact_core.models.directions import apply_shift
+    from reenact_core.params import FaceParams, normalise
+    from reenact_core.training.tiny import write_rendered_video
+
+    g = torch.Generator().manual_seed(seed)
+    gen = nets.generator
+    n, d = gen.config.n_latent, gen.config.style_dim
+    rows = a_star.shape[0] // d
+    for v in range(videos):
+        with torch.no_grad():
+            w0 = gen.mapping(torch.randn(1, d, generator=g)).expand(n, -1)
+        codes = torch.zeros(frames, N_CODES)
+        codes[:, CODE_SLICES["shape"]] = torch.randn(1, 100, generator=g)
+        codes[:, CODE_SLICES["exp"]] = torch.randn(frames, 50, generator=g) * 0.4
+        codes[:, CODE_SLICES["pose"]] = torch.randn(frames, 6, generator=g) * torch.tensor([.12, .2, .05, .06, 0, 0])
+        codes[:, CODE_SLICES["pose"].start + 3] = codes[:, CODE_SLICES["pose"].start + 3].abs()
+        p = FaceParams.from_pose_exp(codes[:, CODE_SLICES["pose"]], codes[:, CODE_SLICES["exp"]])
+        shift = (normalise(p) @ a_star.T).view(frames, rows, d)
+        w = apply_shift(w0.expand(frames, -1, -1), shift)
+        write_rendered_video(root, f"id{v:02d}", "video", gen, nets.mean_latent, w, codes, truncation)
+    return root
+
+
+class LinearGenerator(nn.Module):
+    """A generator that is linear in W+ (``x = U·vec(w̄ + ψ(w − w̄))``), with StyleGAN2's interface: a planted
+    A* is then exactly identifiable, which a random tiny StyleGAN2's weak rows do not allow in a few steps."""
+
+    def __init__(self, size: int = 32, n_latent: int = 10, style_dim: int = 8, seed: int = 0):
+        super().__init__()
+        from types import SimpleNamespace
+
+        g = torch.Generator().manual_seed(seed)
+        self.config = SimpleNamespace(size=size, n_latent=n_latent, style_dim=style_dim)
+        self.register_buffer("decoder", torch.randn(3 * size * size, n_latent * style_dim, generator=g)
+                             / (n_latent * style_dim) ** 0.5 * 0.3)
+        self.register_buffer("map", torch.randn(style_dim, style_dim, generator=g) / style_dim ** 0.5)
+
+    def mapping(self, z):
+        return z @ self.map.T
+
+    def mean_latent(self, n: int = 512, seed: int = 0):
+        return torch.zeros(1, self.config.style_dim)
+
+    def synthesize(self, w_plus, truncation=1.0, truncation_latent=None, **_):
+        from types import SimpleNamespace
+
+        w = truncation_latent + truncation * (w_plus - truncation_latent)
+        image = (w.flatten(1) @ self.decoder.T).view(-1, 3, self.config.size, self.config.size)
+        return SimpleNamespace(image=image)
+
+
+def linear_networks(config, seed: int = 0):
+    """``tiny_networks`` with :class:`LinearGenerator` as G."""
+    from dataclasses import replace
+
+    from reenact_core.training.networks import tiny_networks
+
+    g = LinearGenerator(seed=seed)
+    return replace(tiny_networks(config, seed), generator=g, mean_latent=g.mean_latent())

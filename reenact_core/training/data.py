@@ -57,7 +57,7 @@ def _one_thread(_worker: int) -> None:
 def _frame_tensors(frame: PreparedFrame, w_shape: tuple[int, int], size: int) -> dict[str, torch.Tensor]:
     """A prepared frame as tensors: ``image`` (3, size, size) in [-1, 1] (area-resampled from the 256-px crop
     when the generator is smaller), ``w_plus`` (n_latent, style_dim), ``codes`` (236,)."""
-    crop = torch.from_numpy(np.ascontiguousarray(load_crop(frame.crop))).permute(2, 0, 1).float() / 127.5 - 1
+    crop = torch.from_numpy(np.array(load_crop(frame.crop))).permute(2, 0, 1).float() / 127.5 - 1
     if crop.shape[-1] != size:
         crop = F.interpolate(crop[None], size=(size, size), mode="area" if crop.shape[-1] > size else "bilinear",
                              align_corners=None if crop.shape[-1] > size else False)[0]

@@ -21,6 +21,9 @@ from .losses import TrainingLosses
 from .tiny import TINY_ARCFACE, TINY_DECA, TINY_GENERATOR, random_flame
 
 
+TINY_RGB_GAIN = 0.1   # scales the random ToRGB weights of tiny generators
+
+
 def deca_measure(deca: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """DECA codes (B, 236) of generated images (B, 3, H, W) in [-1, 1], differentiable in the images."""
     from ..faces.deca_crop import deca_warp
@@ -40,6 +43,10 @@ def tiny_networks(config: DirectionsTrainConfig, seed: int = 0, device: str | to
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         g = Generator(GeneratorConfig.from_dict(generator or TINY_GENERATOR)).to(device).eval()
+        with torch.no_grad():       # images mostly inside [-1, 1], as a trained G's
+            for name, p in g.named_parameters():
+                if name.startswith("to_rgb") and name.endswith("conv.weight"):
+                    p.mul_(TINY_RGB_GAIN)
         deca = DecaEncoder(DecaConfig.from_dict(TINY_DECA)).to(device).eval().requires_grad_(False)
         arcface = ArcFace(ArcFaceConfig.from_dict(TINY_ARCFACE))
         lpips = LPIPS()
