@@ -169,3 +169,34 @@ def linear_networks(config, seed: int = 0):
 
     g = LinearGenerator(seed=seed)
     return replace(tiny_networks(config, seed), generator=g, mean_latent=g.mean_latent())
+
+
+def tiny_model_files(folder: Path, config) -> Path:
+    """The files ``train directions`` reads, holding the networks of ``tiny_networks(config)`` (random weights):
+    a 64-px, 10-row StyleGAN2 (not the canonical name: pass it with --generator), DECA, FLAME, ArcFace, LPIPS."""
+    from safetensors.torch import save_file
+
+    from reenact_core.models.arcface import ArcFaceConfig
+    from reenact_core.models.deca import DecaConfig
+    from reenact_core.models.flame import FlameConfig
+    from reenact_core.models.lpips import CONVERTED_FILE
+    from reenact_core.training.networks import tiny_networks
+    from reenact_core.training.tiny import TINY_ARCFACE, TINY_DECA, TINY_FLAME
+    from reenact_core.weights import KINDS, save_model
+    from reenact_core.weights.store import MEAN_LATENT_KEY
+
+    nets = tiny_networks(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"random_weights": "true"}
+    g = nets.generator
+    save_model(folder / "stylegan2-tiny-64.safetensors", "stylegan2", g.config, g.state_dict(),
+               extra_tensors={MEAN_LATENT_KEY: nets.mean_latent}, metadata=meta)
+    save_model(folder / KINDS["deca"].canonical_file, "deca", DecaConfig.from_dict(TINY_DECA), nets.measure.deca.state_dict(),
+               metadata=meta)
+    crit = nets.criteria
+    save_model(folder / KINDS["flame"].canonical_file, "flame", FlameConfig.from_dict(TINY_FLAME),
+               crit.flame.network.state_dict(), metadata=meta)
+    save_model(folder / KINDS["arcface"].canonical_file, "arcface", ArcFaceConfig.from_dict(TINY_ARCFACE),
+               crit.identity.arcface.network.state_dict(), metadata=meta)
+    save_file({k: v.contiguous() for k, v in crit.lpips.network.state_dict().items()}, str(folder / CONVERTED_FILE))
+    return folder / "stylegan2-tiny-64.safetensors"

@@ -1,7 +1,7 @@
 """The frozen networks of directions training, from model files (a run) or tiny and random (self-check, tests)."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -24,17 +24,25 @@ from .tiny import TINY_ARCFACE, TINY_DECA, TINY_GENERATOR, random_flame
 TINY_RGB_GAIN = 0.1   # scales the random ToRGB weights of tiny generators
 
 
-def deca_measure(deca: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """DECA codes (B, 236) of generated images (B, 3, H, W) in [-1, 1], differentiable in the images."""
-    from ..faces.deca_crop import deca_warp
-    from ..imaging import to_deca_input
+class DecaMeasure(nn.Module):
+    """DECA codes (B, 236) of generated images (B, 3, H, W) in [-1, 1], differentiable in the images; DECA is
+    frozen (eval, no parameter gradients)."""
 
-    def measure(images: torch.Tensor) -> torch.Tensor:
+    def __init__(self, deca: nn.Module):
+        super().__init__()
+        self.deca = deca.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> DecaMeasure:
+        self.training = mode
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        from ..faces.deca_crop import deca_warp
+        from ..imaging import to_deca_input
+
         h, w = images.shape[-2:]
         theta = images.new_tensor([[223 / (w - 1), 0, 0], [0, 223 / (h - 1), 0]]).expand(len(images), 2, 3)
-        return deca(deca_warp(to_deca_input(images), theta))
-
-    return measure
+        return self.deca(deca_warp(to_deca_input(images), theta))
 
 
 def tiny_networks(config: DirectionsTrainConfig, seed: int = 0, device: str | torch.device = "cpu",
@@ -53,7 +61,7 @@ def tiny_networks(config: DirectionsTrainConfig, seed: int = 0, device: str | to
         for i in range(len(ALEXNET_CONVS)):            # non-negative heads, as the published ones
             getattr(lpips, f"lin{i}").model[1].weight.data.abs_()
     criteria = TrainingLosses(random_flame(seed), arcface, lpips, loss_options(config)).to(device)
-    return DirectionsNetworks(g, g.mean_latent(512, seed), deca_measure(deca), criteria, {}, random_weights=True)
+    return DirectionsNetworks(g, g.mean_latent(512, seed), DecaMeasure(deca), criteria, {}, random_weights=True)
 
 
 def build_networks(config: DirectionsTrainConfig, folders: Sequence[Path], generator: str | None,
@@ -84,4 +92,4 @@ def build_networks(config: DirectionsTrainConfig, folders: Sequence[Path], gener
     g = loaded["generator"]
     files = {**paths, **{f"lpips_{i}": p for i, p in enumerate(lpips_files)}}
     random = any(m.metadata.get("random_weights") == "true" for m in loaded.values())
-    return DirectionsNetworks(g.module, g.mean_latent, deca_measure(loaded["deca"].module), criteria, files, random)
+    return DirectionsNetworks(g.module, g.mean_latent, DecaMeasure(loaded["deca"].module), criteria, files, random)
