@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reenact_core.errors import MissingModelError
-from reenact_core.faces.landmarks import backend_names, detect_faces, get_backend
+from reenact_core.landmarks import backend_names, detect_faces, get_backend
 from reenact_core.faces.paste_back import paste_back
 from reenact_core.faces.smoothing import smooth_sequence
 from reenact_core.faces.tracking import FaceTracker

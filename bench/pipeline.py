@@ -20,23 +20,24 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 from common import best_seconds, matmul_gflops  # noqa: E402
 
 from reenact_core.engine import DriveOptions, DriveSession, ReenactModels, estimate_codes, prepare_source  # noqa: E402
-from reenact_core.faces.landmarks import detect_faces  # noqa: E402
+from reenact_core.landmarks import detect_faces  # noqa: E402
 from reenact_core.faces.paste_back import paste_back  # noqa: E402
 from reenact_core.faces.reference_crop import crop_using_landmarks  # noqa: E402
 from reenact_core.video import VideoReader  # noqa: E402
-from reenact_core.weights import LoadedModel, kind  # noqa: E402
+from reenact_core.weights import INFERENCE, LoadedModel, kind, kind_names  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
 
 def full_size_models() -> ReenactModels:
     loaded = {}
-    for name in ("stylegan2", "e4e", "deca", "directions"):
+    for name in kind_names(INFERENCE):
         k = kind(name)
         config = k.config_from_dict({})
-        module = k.build(config).eval().requires_grad_(False)
-        mean = module.mean_latent(4096, 0) if name == "stylegan2" else None
-        loaded[name] = LoadedModel(name, config, module, Path(f"<random {name}>"), {}, mean)
+        module = k.set_mode(k.build(config), False)
+        with torch.no_grad():
+            extras = k.extra_tensors(module, config, 0)
+        loaded[name] = LoadedModel(name, config, module, Path(f"<random {name}>"), {}, extras)
     return ReenactModels(loaded["stylegan2"], loaded["e4e"], loaded["deca"], loaded["directions"],
                          torch.device("cpu"), torch.float32)
 

@@ -83,7 +83,7 @@ class Alignment:
 
 
 def _defaults() -> dict:
-    from reenact_core.faces.landmarks import DEFAULT_BACKEND, backend_names
+    from reenact_core.landmarks import DEFAULT_BACKEND, backend_names
     from reenact_core.faces.smoothing import DEFAULT_FPS, DEFAULT_STRENGTH
     from reenact_core.faces.tracking import NO_FACE_POLICIES
 

@@ -80,8 +80,7 @@ class ModelHandle:
                 from reenact_core.weights import load_model
 
                 model = load_model(path, kind, device=mm.unet_offload_device(), dtype=dtype)
-                if model.mean_latent is not None:
-                    model.mean_latent = model.mean_latent.cpu()
+                model.extras = {name: t.cpu() for name, t in model.extras.items()}
                 patcher = comfy.model_patcher.ModelPatcher(model.module, load_device=mm.get_torch_device(),
                                                            offload_device=mm.unet_offload_device())
                 handle = _HANDLES[key] = cls(kind, path, dtype, model, patcher)
@@ -97,9 +96,8 @@ class ModelHandle:
         return self._on_device()
 
     def _on_device(self) -> LoadedModel:
-        mean = self.model.mean_latent
         return replace(self.model, module=self.patcher.model,
-                       mean_latent=None if mean is None else mean.to(self.patcher.load_device))
+                       extras={name: t.to(self.patcher.load_device) for name, t in self.model.extras.items()})
 
 
 _HANDLES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()

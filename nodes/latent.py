@@ -129,7 +129,7 @@ class LatentReenactInvert(io.ComfyNode):
     def execute(cls, image, align, generator, encoder, deca, face, tune_steps, save_as) -> io.NodeOutput:
         from reenact_core.engine import prepare_source, save_source
         from reenact_core.errors import InputError, NoFaceError
-        from reenact_core.models.lpips import find_lpips
+        from reenact_core.weights import find_lpips
 
         align.check_frames(image, "image")
         if not len(align):

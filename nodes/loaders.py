@@ -3,8 +3,8 @@
 Each loader validates its file before the run (missing, unreadable or of another kind: the prompt is refused with
 our one-line message) and returns a shared :class:`~.common.ModelHandle`. ``auto`` precision is fp16 on a CUDA
 device ComfyUI runs in fp16, bf16 where ComfyUI prefers it, fp32 otherwise (CPU, MPS); a half-precision model
-whose forward pass on a neutral input (the mean face for G, mid-grey images for the encoders, Δp = 0 for A) is not
-finite is used in fp32 instead, with a warning in the log.
+whose forward pass on its kind's neutral input (hook ``probe_input``: the mean face for G, mid-grey images for the
+encoders, Δp = 0 for A) is not finite is used in fp32 instead, with a warning in the log.
 """
 from __future__ import annotations
 
@@ -98,16 +98,7 @@ def _forward_is_finite(handle: ModelHandle) -> bool:
     model = handle.loaded()
     module, config, device, dtype = model.module, model.config, handle.patcher.load_device, handle.dtype
     with torch.inference_mode():
-        if handle.kind == "stylegan2":
-            out = module(model.mean_latent)
-        elif handle.kind == "directions":
-            out = module(torch.zeros(1, config.input_dim, device=device, dtype=dtype))
-        else:
-            from reenact_core.faces.deca_crop import DECA_CROP_SIZE
-
-            side = config.input_size if handle.kind == "e4e" else DECA_CROP_SIZE
-            grey = 0.0 if handle.kind == "e4e" else 0.5   # e4e reads [-1, 1], DECA [0, 1]
-            out = module(torch.full((1, 3, side, side), grey, device=device, dtype=dtype))
+        out = module(*KINDS[handle.kind].probe_input(config, model.extras, device, dtype))
     return bool(torch.isfinite(out).all())
 
 

@@ -125,7 +125,7 @@ class LatentReenactApplyDirections(io.ComfyNode):
         models = reenact_models(None, None, None, directions)
         options = DriveOptions(mode=mode, pose=pose, expression=expression, strength=strength, smoothing=smoothing)
         on_device = source.to(models.device, models.dtype)
-        motion = DriverMotion(on_device.params, models.shift_scale, options, fps=params.alignment.fps)
+        motion = DriverMotion(on_device.params, models.normaliser, options, fps=params.alignment.fps)
         shifts = [torch.zeros(0, NUM_DIRECTIONS)]
         for rows in batch_windows(params.alignment.indices):
             shifts.append(motion(params.codes[rows].to(models.device)).cpu())
@@ -134,11 +134,12 @@ class LatentReenactApplyDirections(io.ComfyNode):
 
 
 def _slider_limit(name: str) -> float:
-    """Twice the largest magnitude A was trained on in direction ``name`` (its own unit), rounded up."""
+    """Twice the largest magnitude the official A was trained on in direction ``name`` (its own unit), rounded
+    up (the schema is fixed before any A is loaded)."""
     from reenact_core.engine import sweep_range
-    from reenact_core.params import SHIFT_SCALE
+    from reenact_core.params import VOXCELEB
 
-    lo, hi = sweep_range(name, SHIFT_SCALE)
+    lo, hi = sweep_range(name, VOXCELEB)
     return math.ceil(200 * max(abs(lo), abs(hi))) / 100
 
 
@@ -191,7 +192,7 @@ class LatentReenactEditDirections(io.ComfyNode):
 
         models = reenact_models(None, None, None, directions)
         shift = edit_delta_p(source.to(models.device, models.dtype).params, values, mode,
-                             shift_scale=models.shift_scale)
+                             normaliser=models.normaliser)
         return io.NodeOutput(LatentBatch(stored_source(source), shift.cpu(), directions,
                                          np.arange(len(shift), dtype=np.int64)))
 

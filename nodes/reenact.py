@@ -66,7 +66,7 @@ def _drive_inputs() -> list:
 
 
 def _face_inputs() -> list:
-    from reenact_core.faces.landmarks import DEFAULT_BACKEND, backend_names
+    from reenact_core.landmarks import DEFAULT_BACKEND, backend_names
 
     return [
         io.Combo.Input("source_face", options=list(SOURCE_FACES), default=SOURCE_FACES[0],
@@ -90,7 +90,7 @@ def _options(mode, pose, expression, strength, smoothing, no_face, paste_back, c
 def _prepare(models, source, source_face: str, backend: str, tune_steps: int, progress: Progress):
     """The prepared source of the first image of IMAGE ``source``; tuning moves ``progress`` and stops on Cancel."""
     from reenact_core.engine import prepare_source
-    from reenact_core.models.lpips import find_lpips
+    from reenact_core.weights import find_lpips
 
     lpips = find_lpips(folder_paths.get_folder_paths(MODEL_FOLDER_KEY), device=models.device) if tune_steps else None
     return prepare_source(comfy_to_frames(source[:1])[0], models, select=source_face, backend=backend,

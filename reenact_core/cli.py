@@ -42,7 +42,7 @@ def _progress_bar(total: int | None, desc: str):
 def _convert(args: argparse.Namespace) -> int:
     from .weights import convert, inspect_model_file
 
-    out = convert(args.src, args.dst, expected_kind=args.kind)
+    out = convert(args.src, args.dst, expected_kind=args.kind, landmarks=args.landmarks)
     info = inspect_model_file(out)
     print(f"wrote {out} ({info.kind}: {info.config})")
     return 0
@@ -78,7 +78,7 @@ def _reenact(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
     from .engine import DriveOptions, edit, load_reenact_models, load_source, prepare_source, save_source
-    from .models.lpips import find_lpips
+    from .weights import find_lpips
     from .pipeline import reenact_file
 
     folders = model_folders(args)
@@ -127,14 +127,15 @@ def _doctor(args: argparse.Namespace) -> int:
     import torch
 
     from .errors import WeightsError
-    from .weights import KINDS, find_model_file, inspect_model_file
+    from .weights import INFERENCE, KINDS, find_model_file, inspect_model_file, kind_names
 
     folders = model_folders(args)
     print(f"torch {torch.__version__}; device: {_device(args.device)} "
           f"(cuda: {torch.cuda.is_available()}, mps: {torch.backends.mps.is_available()})")
     print("model folders searched: " + ", ".join(str(f) for f in folders))
     missing = 0
-    for name, k in KINDS.items():
+    for name in kind_names(INFERENCE):
+        k = KINDS[name]
         try:
             info = inspect_model_file(find_model_file(name, folders), expected_kind=name)
             random = " (RANDOM WEIGHTS: test file)" if info.metadata.get("random_weights") == "true" else ""
@@ -143,7 +144,7 @@ def _doctor(args: argparse.Namespace) -> int:
             missing += 1
             print(f"  MISSING  {k.canonical_file}: {exc}")
     try:
-        from .faces.dlib_backend import predictor_path
+        from .landmarks.dlib_backend import predictor_path
         print(f"  ok       dlib 68-point landmarks: {predictor_path()} (iBUG 300-W: non-commercial licence)")
     except ReenactError as exc:
         missing += 1
@@ -159,16 +160,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from .engine import load_reenact_models
-    from .evaluation import DecaMeasurer, dlib_descriptor, evaluate
+    from .errors import MissingModelError
+    from .evaluation import ARCFACE_MEASURE, DecaMeasurer, arcface_embedder, cosine_similarity, dlib_descriptor, evaluate
+    from .files import write_text
     from .video import VideoReader
+    from .weights import find_model_file, load_model
 
     models = load_reenact_models(model_folders(args), device=_device(args.device), dtype=torch.float32)
     measurer = DecaMeasurer(models)
+    identity = dict(embedder=dlib_descriptor)
+    try:
+        arcface = load_model(find_model_file("arcface", model_folders(args)), "arcface", models.device).module
+        identity = dict(embedder=arcface_embedder(arcface, measurer.landmarks), compare=cosine_similarity,
+                        identity_measure=ARCFACE_MEASURE)
+    except MissingModelError:
+        pass
     report = evaluate(_read_image(args.source)[..., :3], iter(VideoReader(args.output)), iter(VideoReader(args.driving)),
-                      embedder=dlib_descriptor, estimator=measurer.params, landmarks=measurer.landmarks)
+                      estimator=measurer.params, landmarks=measurer.landmarks, **identity)
     print(report.table())
     if args.json:
-        Path(args.json).write_text(report.to_json())
+        write_text(args.json, report.to_json())
         print(f"wrote {args.json}")
     return 0
 
@@ -180,13 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     conv = sub.add_parser("convert", help="convert an official checkpoint to a .safetensors model file",
                           description="Convert an official checkpoint (stylegan-voxceleb.pt, rosinality FFHQ .pt, "
-                                      "e4e-voxceleb.pt or an original e4e .pt, deca_model.tar, A_matrix.pt) to our "
-                                      ".safetensors format. The file is read with torch.load(weights_only=True); the "
+                                      "e4e-voxceleb.pt or an original e4e .pt, deca_model.tar, A_matrix.pt, model_ir_se50.pth, "
+                                      "FLAME's generic_model.pkl with --landmarks) to our "
+                                      ".safetensors format. The file is read with torch.load(weights_only=True) (FLAME's "
+                                      "pickles with an allow-list reader); the "
                                       "architecture is inferred from its shapes and checked strictly.")
     conv.add_argument("src", help="the official checkpoint file")
     conv.add_argument("dst", help="output .safetensors file, or a folder (e.g. models/reenact/) to use the canonical name")
-    conv.add_argument("--kind", choices=["stylegan2", "e4e", "deca", "directions"],
+    conv.add_argument("--kind", choices=["stylegan2", "e4e", "deca", "directions", "flame", "arcface"],
                       help="refuse the file unless it holds this kind of model")
+    conv.add_argument("--landmarks", metavar="landmark_embedding.npy",
+                      help="with FLAME's generic_model.pkl: DECA's landmark file (github.com/yfeng95/DECA, data/)")
     conv.set_defaults(run=_convert)
 
     def common(p):

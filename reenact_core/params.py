@@ -3,6 +3,7 @@
 Reference spec §1.7 (DECA outputs, axis-angle → Euler) and §1.8 (Δp). Δp has 15 coordinates:
 0 yaw, 1 pitch, 2 roll (degrees · S/scale), 3 jaw (``pose[3]``), 4..14 the first 11 FLAME expression
 coefficients, the last 12 mapped linearly so that the training range ``[min, max]`` becomes ``[−S, S]``.
+The ranges, angle scales and S are those of the A in use (its ``Normaliser``, stored in its file).
 """
 from __future__ import annotations
 
@@ -14,55 +15,17 @@ import torch
 
 from .errors import InputError
 from .models.deca import split_codes
+from .models.directions import (ANGLE_SCALES_DEG, EXPRESSION_DIRECTIONS, NUM_DIRECTIONS, POSE_DIRECTIONS,
+                                SHIFT_SCALE, VOXCELEB, Normaliser)
 
-SHIFT_SCALE = 6.0  # S: Δp units per normalised range half-width (A checkpoint's `shift_scale`)
-ANGLE_SCALES_DEG = (40.0, 20.0, 20.0)  # yaw, pitch, roll degrees that map to S (official `voxceleb_dict`)
-NUM_DIRECTIONS = 15  # learned directions of A: 3 angles, jaw, 11 expressions (official `learned_directions`)
+__all__ = ["ANGLE_SCALES_DEG", "EXPRESSION_DIRECTIONS", "NUM_DIRECTIONS", "NUM_EXPRESSIONS", "POSE_DIRECTIONS",
+           "SHIFT_SCALE", "VOXCELEB", "Normaliser", "FaceParams", "axis_angle_to_euler", "normalise", "denormalise",
+           "delta_p"]
+
 NUM_EXPRESSIONS = 11  # FLAME expression coefficients used, exp[0:11] (official `num_expressions`)
-POSE_DIRECTIONS = slice(0, 3)  # Δp coordinates of the head pose (yaw, pitch, roll)
-EXPRESSION_DIRECTIONS = slice(3, NUM_DIRECTIONS)  # Δp coordinates of the jaw and expressions
 
 _GIMBAL_R20 = 0.998  # |R[2,0]| above which the official conversion switches to its gimbal-lock branch
 _PI_F32 = float(np.float32(math.pi))  # the official `rad2deg` divides by a float32 π
-
-# Rows 0..14 (min, max) of the official ranges_*.npy (float64, libs/configs): yaw, pitch, roll (degrees),
-# jaw pose[3] (radians), exp0..exp10. Rows 0..2 are informative only; the angles use ANGLE_SCALES_DEG.
-RANGES: dict[str, tuple[tuple[float, float], ...]] = {
-    "voxceleb": (
-        (-46.37108612060547, 45.77767562866211),
-        (-12.206389427185059, 29.508052825927734),
-        (-20.664846420288086, 23.006832122802734),
-        (-0.11169847846031189, 0.19479338824748993),
-        (-0.9968752861022949, 2.3540308475494385),
-        (-0.9558461308479309, 1.6016768217086792),
-        (-0.2513495981693268, 0.6300631761550903),
-        (-0.3255189061164856, 1.6557607650756836),
-        (-1.8895974159240723, 1.3332788944244385),
-        (-1.3506605625152588, 1.2258248329162598),
-        (-1.1249886751174927, 1.052120327949524),
-        (-1.6779751777648926, 0.9289817810058594),
-        (-0.9170559644699097, 1.0866150856018066),
-        (-0.7737163305282593, 1.8717907667160034),
-        (-1.6655000448226929, 0.8243483901023865),
-    ),
-    "ffhq": (
-        (-43.439971923828125, 41.85978317260742),
-        (-15.939606666564941, 31.32115364074707),
-        (-6.499998092651367, 4.76639986038208),
-        (-0.07054586708545685, 0.24340760707855225),
-        (-1.1691298484802246, 3.646054744720459),
-        (-1.1616681814193726, 1.8393903970718384),
-        (-0.26623764634132385, 0.5003353953361511),
-        (-0.5655865669250488, 1.3908942937850952),
-        (-1.6653085947036743, 1.6466118097305298),
-        (-1.4325170516967773, 1.127746820449829),
-        (-1.0907059907913208, 1.2641154527664185),
-        (-1.8446381092071533, 0.6157387495040894),
-        (-1.2562017440795898, 0.9579007625579834),
-        (-0.8388957381248474, 1.4292562007904053),
-        (-1.797635793685913, 0.8100603818893433),
-    ),
-}
 
 
 def axis_angle_to_euler(axis_angle: torch.Tensor) -> torch.Tensor:
@@ -153,59 +116,41 @@ class FaceParams:
         return cls.from_pose_exp(codes.pose, codes.exp)
 
 
-def _ranges(ranges: str) -> np.ndarray:
-    if ranges not in RANGES:
-        raise InputError(f"unknown parameter ranges {ranges!r}; choose one of {sorted(RANGES)}")
-    return np.array(RANGES[ranges], dtype=np.float64)
-
-
-def _jaw_exp_line(ranges: str, shift_scale: float, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slope ``a = 2S/(max − min)`` and offset ``b = S − a·max`` of rows 3..14, computed in float64 and
-    rounded to ``like``'s dtype and device."""
-    lo, hi = _ranges(ranges)[3:NUM_DIRECTIONS].T
-    a = 2 * shift_scale / (hi - lo)
-    b = shift_scale - a * hi
-    return like.new_tensor(a), like.new_tensor(b)
-
-
-def normalise(params: FaceParams, *, ranges: str = "voxceleb", shift_scale: float = SHIFT_SCALE) -> torch.Tensor:
+def normalise(params: FaceParams, *, normaliser: Normaliser) -> torch.Tensor:
     """Absolute parameters in Δp units, n(p), so that the official ``Δp = n(p_t) − n(p_s)``.
 
-    Angles: ``angle · S / scale`` with scales (40, 20, 20) degrees. Jaw and expressions: ``a·x + b``, mapping the
-    ``ranges`` interval [min, max] to [−S, S].
+    Angles: ``angle · S / scale`` with the normaliser's angle scales (official A: 40, 20, 20 degrees). Jaw and
+    expressions: ``a·x + b``, mapping the normaliser's interval [min, max] to [−S, S].
+
+    Args:
+        normaliser: the normaliser of the A in use (``DirectionsConfig.normaliser``; ``ReenactModels.normaliser``).
 
     Returns:
         (B, 15) tensor, float32 (float64 if the parameters are float64), on the parameters' device.
     """
     dtype = torch.promote_types(params.angles.dtype, torch.float32)
-    angles = params.angles.to(dtype)
-    scales = angles.new_tensor(ANGLE_SCALES_DEG)
-    a, b = _jaw_exp_line(ranges, shift_scale, angles)
-    jaw_exp = torch.cat([params.jaw.to(dtype)[:, None], params.exp.to(dtype)], 1)
-    return torch.cat([angles * shift_scale / scales, a * jaw_exp + b], 1)
+    raw = torch.cat([params.angles.to(dtype), params.jaw.to(dtype)[:, None], params.exp.to(dtype)], 1)
+    return normaliser.apply(raw)
 
 
-def denormalise(n: torch.Tensor, *, ranges: str = "voxceleb", shift_scale: float = SHIFT_SCALE) -> FaceParams:
+def denormalise(n: torch.Tensor, *, normaliser: Normaliser) -> FaceParams:
     """Inverse of :func:`normalise`: (B, 15) values in Δp units to :class:`FaceParams` (degrees, radians)."""
     if n.ndim != 2 or n.shape[1] != NUM_DIRECTIONS:
         raise InputError(f"normalised parameters must be (B, {NUM_DIRECTIONS}), got {tuple(n.shape)}")
-    n = n.to(torch.promote_types(n.dtype, torch.float32))
-    a, b = _jaw_exp_line(ranges, shift_scale, n)
-    angles = n[:, POSE_DIRECTIONS] * n.new_tensor(ANGLE_SCALES_DEG) / shift_scale
-    jaw_exp = (n[:, EXPRESSION_DIRECTIONS] - b) / a
-    return FaceParams(angles, jaw_exp[:, 0], jaw_exp[:, 1:])
+    raw = normaliser.invert(n.to(torch.promote_types(n.dtype, torch.float32)))
+    jaw = EXPRESSION_DIRECTIONS.start
+    return FaceParams(raw[:, POSE_DIRECTIONS], raw[:, jaw], raw[:, jaw + 1:])
 
 
 def delta_p(
     source: FaceParams,
     target: FaceParams,
     *,
+    normaliser: Normaliser,
     relative_to: FaceParams | None = None,
     pose: bool = True,
     expression: bool = True,
     strength: float | torch.Tensor = 1.0,
-    ranges: str = "voxceleb",
-    shift_scale: float = SHIFT_SCALE,
 ) -> torch.Tensor:
     """The 15-d input of A that moves the source face towards the target's pose and expression.
 
@@ -221,15 +166,13 @@ def delta_p(
 
     Args:
         source, target: :class:`FaceParams` of batch B (or 1, broadcast).
-        ranges: which official ranges normalise jaw and expressions: ``"voxceleb"`` or ``"ffhq"``.
-        shift_scale: S of the A checkpoint.
+        normaliser: the normaliser of the A that will take this Δp (its ranges, angle scales and S).
 
     Returns:
         (B, 15) Δp, float32 (float64 for float64 parameters).
     """
     start = source if relative_to is None else relative_to
-    n_target = normalise(target, ranges=ranges, shift_scale=shift_scale)
-    d = n_target - normalise(start, ranges=ranges, shift_scale=shift_scale)
+    d = normalise(target, normaliser=normaliser) - normalise(start, normaliser=normaliser)
     keep = d.new_tensor([float(pose)] * 3 + [float(expression)] * (NUM_DIRECTIONS - 3))
     strength = torch.as_tensor(strength, dtype=d.dtype, device=d.device)
     if strength.ndim == 1:

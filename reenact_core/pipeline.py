@@ -14,6 +14,7 @@ from PIL import Image
 
 from .engine import DriveOptions, DriveSession, PreparedSource, ReenactModels
 from .errors import InputError
+from .files import atomic_write
 from .memory import fix_heap_threshold
 from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, driver_chunks
 
@@ -86,5 +87,5 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
     if as_image:
         if written != 1:
             raise InputError(f"{out.name}: an image output needs a one-frame driver, got {written} frames")
-        Image.fromarray(last).save(out)
+        atomic_write(out, Image.fromarray(last).save)   # the temporary name keeps the suffix that picks the format
     return RunSummary(out, written, reader.fps, statuses, bool(writers) and reader.has_audio)

@@ -8,7 +8,7 @@ import torch
 from conftest import require
 from golden_fixtures import MEDIA
 from reenact_core.faces.deca_crop import deca_crop
-from reenact_core.faces.landmarks import detect_faces
+from reenact_core.landmarks import detect_faces
 from reenact_core.faces.reference_crop import crop_using_landmarks
 from reenact_core.imaging import image_to_tensor
 from reenact_core.video import VideoReader

@@ -75,23 +75,19 @@ MODEL_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weight
 
 
 class Ch:
-    """Stand-in for ``chumpy.ch.Ch``: pickles its ``__dict__`` state like chumpy (``x`` plus bookkeeping)."""
+    """Stand-in for ``chumpy.ch.Ch``: pickles its ``__dict__`` state like chumpy (``x`` plus bookkeeping).
+    ``x=None`` makes an expression node, whose state has no array ``x`` but its operands."""
 
-    def __init__(self, x):
-        self.x = x
+    def __init__(self, x=None, operands=()):
+        if x is not None:
+            self.x = x
+        else:
+            self.a, self.b = operands
         self._dirty_vars = set()
         self._itr = None
 
     def __getstate__(self):
         return dict(self.__dict__)
-
-
-class ChExpression:
-    """A chumpy expression node: its state has no array ``x``."""
-
-    def __init__(self, a, b):
-        self.a, self.b = a, b
-        self._dirty_vars = set()
 
 
 class csc_matrix:  # noqa: N801 - the scipy class name the file refers to
@@ -108,21 +104,21 @@ class csc_matrix:  # noqa: N801 - the scipy class name the file refers to
 
 @contextlib.contextmanager
 def stand_in_modules():
-    """Registers Ch/ChExpression as ``chumpy.ch`` and csc_matrix as ``scipy.sparse.csc`` while pickling."""
+    """Registers Ch as ``chumpy.ch.Ch`` and csc_matrix as ``scipy.sparse.csc.csc_matrix`` while pickling."""
     saved = {name: sys.modules.get(name) for name in ("chumpy", "chumpy.ch", "scipy.sparse.csc")}
     chumpy_ch = types.ModuleType("chumpy.ch")
     csc = types.ModuleType("scipy.sparse.csc")
-    for module, classes in ((chumpy_ch, (Ch, ChExpression)), (csc, (csc_matrix,))):
+    for module, classes in ((chumpy_ch, (Ch,)), (csc, (csc_matrix,))):
         for cls in classes:
             setattr(module, cls.__name__, cls)
-    originals = {cls: (cls.__module__, cls.__qualname__) for cls in (Ch, ChExpression, csc_matrix)}
-    Ch.__module__ = ChExpression.__module__ = "chumpy.ch"
+    originals = {cls: cls.__module__ for cls in (Ch, csc_matrix)}
+    Ch.__module__ = "chumpy.ch"
     csc_matrix.__module__ = "scipy.sparse.csc"
     sys.modules.update({"chumpy": types.ModuleType("chumpy"), "chumpy.ch": chumpy_ch, "scipy.sparse.csc": csc})
     try:
         yield
     finally:
-        for cls, (module, _) in originals.items():
+        for cls, module in originals.items():
             cls.__module__ = module
         for name, module in saved.items():
             if module is None:

@@ -11,8 +11,8 @@ from safetensors.torch import save_file
 
 from reenact_core.cli import main as cli_main
 from reenact_core.errors import WeightsError
-from reenact_core.weights import (KINDS, convert, inspect_model_file, kind, load_model, make_tiny_model_set,
-                                  tiny_config)
+from reenact_core.weights import (INFERENCE, KINDS, convert, inspect_model_file, kind, kind_names, load_model,
+                                  make_tiny_model_set, tiny_config)
 from reenact_core.weights.official import write_official
 
 EXTRAS = {"directions": {"learned_directions": 15, "shift_scale": 6.0, "w_plus": True, "num_layers_shift": 8}}
@@ -48,7 +48,7 @@ def assert_one_line_error(exc_info, *needles: str) -> None:
         assert needle in msg, f"{needle!r} not named in: {msg}"
 
 
-@pytest.mark.parametrize("kind_name", list(KINDS))
+@pytest.mark.parametrize("kind_name", kind_names(INFERENCE))
 def test_round_trip_reproduces_the_module(tmp_path, kind_name):
     src, sd = write_tiny_official(tmp_path, kind_name)
     out = convert(src, tmp_path / "out.safetensors")
@@ -84,7 +84,7 @@ def test_generator_mean_latent_seeded_or_from_checkpoint(tmp_path):
     a = load_model(convert(src, tmp_path / "a.safetensors"))
     b = load_model(convert(src, tmp_path / "b.safetensors"))
     assert a.mean_latent.shape == (1, a.config.style_dim) and torch.equal(a.mean_latent, b.mean_latent)
-    from reenact_core.weights.convert import MEAN_LATENT_SAMPLES, MEAN_LATENT_SEED
+    from reenact_core.models.stylegan2 import MEAN_LATENT_SAMPLES, MEAN_LATENT_SEED
     assert torch.allclose(a.mean_latent, a.module.mean_latent(MEAN_LATENT_SAMPLES, MEAN_LATENT_SEED), atol=1e-6)
 
     # rosinality FFHQ layout: latent_avg and an argparse Namespace beside g_ema
@@ -120,7 +120,7 @@ def test_directions_without_shift_dim_default_512(tmp_path):
     assert (loaded.config.shift_dim, loaded.config.num_layers, loaded.config.shift_scale) == (512, 8, 6.0)
 
 
-@pytest.mark.parametrize("kind_name", list(KINDS))
+@pytest.mark.parametrize("kind_name", kind_names(INFERENCE))
 def test_missing_extra_and_misshaped_keys_are_refused(tmp_path, kind_name):
     sd = tiny_state_dict(kind_name)
     victim = next(k for k in sd if sd[k].dim() >= 1 and not k.endswith("kernel"))

@@ -16,7 +16,7 @@ from reenact_core.engine import (DriveOptions, DriverMotion, ReenactModels, driv
                                  load_reenact_models, prepare_source, render)
 from reenact_core.errors import NoFaceError, WeightsError
 from reenact_core.faces.alignment import FaceAligner
-from reenact_core.faces.landmarks import detect_faces
+from reenact_core.landmarks import detect_faces
 from reenact_core.faces.reference_crop import crop_using_landmarks
 from reenact_core.faces.smoothing import DEFAULT_FPS
 from reenact_core.weights import KINDS, load_model, make_random_checkpoint, make_tiny_model_set, tiny_config
@@ -61,7 +61,7 @@ def drive_by_steps(models, source, frames, options: DriveOptions) -> tuple[list[
     window of ``batch_size`` frame indices, each on a model set holding only the networks it runs."""
     aligner = FaceAligner(options.select, options.no_face, options.smoothing, DEFAULT_FPS, options.backend)
     faces = [face for face in map(aligner, frames) if face is not None]
-    motion = DriverMotion(source.params, models.shift_scale, options, fps=DEFAULT_FPS)
+    motion = DriverMotion(source.params, models.normaliser, options, fps=DEFAULT_FPS)
     crops = []
     for window in sorted({face.index // options.batch_size for face in faces}):
         group = [face for face in faces if face.index // options.batch_size == window]

@@ -55,26 +55,27 @@ def test_opposite_yaw_edits_differ(models, source):
 def test_targets_and_offsets_meet(models, source):
     own = own_values(source)
     offsets = {"yaw": 10.0, "jaw": 0.05, "exp_00": -0.5}
-    by_offset = edit_delta_p(source.params, offsets, "offset", shift_scale=models.shift_scale)
+    by_offset = edit_delta_p(source.params, offsets, "offset", normaliser=models.normaliser)
     by_target = edit_delta_p(source.params, {n: own[n] + v for n, v in offsets.items()}, "target",
-                             shift_scale=models.shift_scale)
+                             normaliser=models.normaliser)
     assert np.allclose(by_offset.numpy(), by_target.numpy(), atol=1e-5)
     scale = models.shift_scale / ANGLE_SCALES_DEG[0]
     assert by_offset[0, 0].item() == pytest.approx(10.0 * scale, rel=1e-5)
     untouched = [i for i, n in enumerate(DIRECTION_NAMES) if n not in offsets]
     assert not by_offset[0, untouched].any()
     # A target is absolute: the same target gives the same Δp from wherever the source starts.
-    target = edit_delta_p(source.params, {"pitch": 5.0}, "target", shift_scale=models.shift_scale)
-    expected = 5.0 * models.shift_scale / ANGLE_SCALES_DEG[1] - normalise(source.params)[0, 1]
+    target = edit_delta_p(source.params, {"pitch": 5.0}, "target", normaliser=models.normaliser)
+    own_n = normalise(source.params, normaliser=models.normaliser)
+    expected = 5.0 * models.shift_scale / ANGLE_SCALES_DEG[1] - own_n[0, 1]
     assert target[0, 1].item() == pytest.approx(expected.item(), abs=1e-5)
 
 
 def test_sweep_spans_the_training_range(models, source):
-    lo, hi = sweep_range("yaw", models.shift_scale)
+    lo, hi = sweep_range("yaw", models.normaliser)
     assert (lo, hi) == pytest.approx((-ANGLE_SCALES_DEG[0], ANGLE_SCALES_DEG[0]))
-    jaw = sweep_range("jaw", models.shift_scale)
-    jaw_n = edit_delta_p(source.params, {"jaw": list(jaw)}, "target", shift_scale=models.shift_scale)[:, 3] \
-        + normalise(source.params)[0, 3]
+    jaw = sweep_range("jaw", models.normaliser)
+    jaw_n = edit_delta_p(source.params, {"jaw": list(jaw)}, "target", normaliser=models.normaliser)[:, 3] \
+        + normalise(source.params, normaliser=models.normaliser)[0, 3]
     assert jaw_n.tolist() == pytest.approx([-models.shift_scale, models.shift_scale], abs=1e-4)
     frames = sweep(source, models, "yaw", steps=3, paste_back=False, batch_size=2)
     assert len(frames) == 3 and frames.frames is None

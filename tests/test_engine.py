@@ -27,7 +27,8 @@ from reenact_core.engine.tuning import TunedLayers
 from reenact_core.errors import Interrupted, MissingModelError, NoFaceError, WeightsError
 from reenact_core.faces.reference_crop import CropTransform
 from reenact_core.params import FaceParams, delta_p
-from reenact_core.weights import KINDS, convert, load_model, make_random_checkpoint, make_tiny_model_set, tiny_config
+from reenact_core.weights import (INFERENCE, KINDS, convert, kind_names, load_model, make_random_checkpoint,
+                                  make_tiny_model_set, tiny_config)
 from reenact_core.weights.official import write_official
 
 BATCH = 2  # small windows, so that a few frames span several of them
@@ -92,18 +93,18 @@ def generator_hash(models) -> str:
 
 def test_missing_model_files_are_named_in_one_message(model_dir, tmp_path):
     missing = ("stylegan2", "deca")
-    for k in set(KINDS) - set(missing):
+    for k in set(kind_names(INFERENCE)) - set(missing):
         shutil.copy(model_dir / KINDS[k].canonical_file, tmp_path)
     with pytest.raises(MissingModelError) as error:
         load_reenact_models([tmp_path])
     message = str(error.value)
     assert "\n" not in message
-    for k in KINDS:
+    for k in kind_names(INFERENCE):
         assert (KINDS[k].canonical_file in message) == (k in missing)
 
 
 def test_models_that_do_not_fit_together_are_refused(model_dir, tmp_path):
-    for k in KINDS:
+    for k in kind_names(INFERENCE):
         shutil.copy(model_dir / KINDS[k].canonical_file, tmp_path)
     narrow = dataclasses.replace(tiny_config("directions"), shift_dim=tiny_config("stylegan2").style_dim // 2)
     make_random_checkpoint("directions", narrow, tmp_path / KINDS["directions"].canonical_file)
@@ -260,7 +261,7 @@ def test_engine_reproduces_the_golden_pipeline(case, tmp_path):
     assert (codes_s - stored["p_s"]).abs().max() <= tol["p_s"] and (codes_t - stored["p_t"]).abs().max() <= tol["p_t"]
     source = PreparedSource(crop, crop, CropTransform((0, 0, crop.shape[1], crop.shape[0]), crop.shape[:2]),
                             stored["source_kpt68"][0].numpy(), stored["w_s"], stored["truncation_latent"], codes_s)
-    shifts = delta_p(source.params, FaceParams.from_deca(codes_t), shift_scale=models.shift_scale)
+    shifts = delta_p(source.params, FaceParams.from_deca(codes_t), normaliser=models.normaliser)
     assert (shifts - stored["delta_p"]).abs().max() <= tol["delta_p"]
     crops = render(models, source, shifts, truncation=spec["constants"]["truncation"], paste=False).crops
     expected = image_to_uint8(stored["image"])

@@ -8,7 +8,7 @@ import torch
 from golden_fixtures import MEDIA
 from reenact_core.errors import NoFaceError
 from reenact_core.evaluation import dlib_descriptor, evaluate, expression_error, identity_distance, pose_error_deg
-from reenact_core.params import RANGES, FaceParams
+from reenact_core.params import VOXCELEB, FaceParams
 from reenact_core.video import VideoReader
 
 
@@ -48,7 +48,7 @@ def face(yaw=0.0, pitch=0.0, roll=0.0, jaw=0.0, exp=None) -> FaceParams:
 
 def test_pose_and_expression_errors_with_known_params():
     assert pose_error_deg(face(10, -5, 3), face(4, 1, 0)).item() == pytest.approx((6 + 6 + 3) / 3)
-    lo, hi = RANGES["voxceleb"][3]
+    lo, hi = VOXCELEB.ranges[3]
     jaw_span = hi - lo
     err = expression_error(face(jaw=0.5 * jaw_span), face(jaw=0.0)).item()
     assert err == pytest.approx(0.5 / 12, rel=1e-6)
@@ -65,7 +65,7 @@ def test_evaluate_with_injected_estimators():
     drivers = [np.full((8, 8, 3), i + 2, np.uint8) for i in range(5)]
     report = evaluate(source, frames, drivers, embedder=embedder, estimator=estimator, landmarks=landmarks)
     assert report.frames == 5 and report.identity_frames == 5 and report.params_frames == 5
-    assert report.identity_distance == pytest.approx(np.mean([0, 1, 2, 3, 4]))
+    assert report.identity == pytest.approx(np.mean([0, 1, 2, 3, 4]))
     assert report.pose_error_deg == pytest.approx(2 / 3)
     assert report.expression_error == 0
     assert report.jitter is not None and report.jitter > 0

@@ -14,12 +14,11 @@ import torch.nn.functional as F
 from conftest import require
 from golden_fixtures import MEDIA
 from reenact_core.errors import InputError, MissingModelError, NoFaceError
-from reenact_core.faces import dlib_backend, fan_backend
-from reenact_core.faces import landmarks as registry
 from reenact_core.faces.geometry import Face, box_iou, interocular_distance
 from reenact_core.faces.images import MIN_SIDE, from_float_rgb, to_uint8_rgb
-from reenact_core.faces.landmarks import LandmarkBackend, backend_names, detect_faces, get_backend
 from reenact_core.faces.plausibility import plausibility_failures
+from reenact_core.landmarks import LandmarkBackend, backend_names, detect_faces, dlib_backend, fan_backend, get_backend
+from reenact_core.landmarks import backend as registry
 from reenact_core.faces.tracking import track_faces
 
 MEDIA_FILES = sorted(p.name for p in MEDIA.glob("*.jpg")) + sorted(p.name for p in MEDIA.glob("*.mp4"))

@@ -16,17 +16,13 @@ import torch
 from flame_fixtures import synthetic_flame_arrays, write_generic_model, write_landmark_embedding
 from golden_fixtures import TRAINING, Comparer, filled_state_dict, load_case, manifest
 from reenact_core.imaging import image_to_tensor
-from reenact_core.models.lpips import load_lpips
-from reenact_core.params import FaceParams, NUM_EXPRESSIONS
+from reenact_core.models.lpips import ALEXNET_FILE, LINEAR_FILE, SCALE, SHIFT
+from reenact_core.params import NUM_EXPRESSIONS, VOXCELEB, FaceParams, Normaliser
 from reenact_core.training.losses import (FlameParams, IdentityLoss, LossOptions, LossWeights, TrainingLosses,
                                           geometry_losses, identity_input, lpips_loss, pixel_loss, pixel_range)
 from reenact_core.training.sampling import ShiftDraws, ground_truth_params, shift_vector
 from reenact_core.weights import convert, load_model
 from reenact_core.weights.official import write_official
-
-# The cases this file compares (test_golden.test_every_case_is_covered checks the manifest against it).
-TRAINING_CASES = ("flame_decode", "shift50_gt_params", "shape_losses", "id_loss", "lpips_alex")
-
 
 def spec(case: str) -> dict:
     return manifest(TRAINING)["cases"][case]
@@ -94,12 +90,12 @@ def test_shift50_gt_params():
                    "target_indices", "rand_u")
     assert s["pose_source"].shape[0] == 2 * spec(case)["batch_half"]
     draws = reference_draws(s, spec(case)["batch_half"])
-    scale = spec(case)["shift_scale"]
+    normaliser = Normaliser(shift_scale=spec(case)["shift_scale"])
     source = face_params(s, "source")
-    sv = shift_vector(source, face_params(s, "target"), draws, shift_scale=scale)
+    sv = shift_vector(source, face_params(s, "target"), draws, normaliser=normaliser)
     cmp.check("shift_vector", sv)
     gt_pose, gt_exp = ground_truth_params(source, s["pose_source"], s["exp_source"], s["pose_target"],
-                                          s["exp_target"], sv, draws, shift_scale=scale,
+                                          s["exp_target"], sv, draws, normaliser=normaliser,
                                           reference_euler=LossOptions.reference().reference_euler)
     cmp.check("gt_pose", gt_pose)
     cmp.check("gt_exp", gt_exp)
@@ -117,9 +113,9 @@ def test_shape_losses(flame):
     # The stored ground truth is what the sampling produces from the stored draws.
     draws = reference_draws(s, s["target_indices"].shape[0])
     source = face_params(s, "source")
-    sv = shift_vector(source, face_params(s, "target"), draws)
+    sv = shift_vector(source, face_params(s, "target"), draws, normaliser=VOXCELEB)
     gt_pose, gt_exp = ground_truth_params(source, s["pose_source"], s["exp_source"], s["pose_target"],
-                                          s["exp_target"], sv, draws, reference_euler=True)
+                                          s["exp_target"], sv, draws, normaliser=VOXCELEB, reference_euler=True)
     for mine, stored in ((sv, "shift_vector"), (gt_pose, "gt_pose"), (gt_exp, "gt_exp")):
         assert torch.allclose(mine, s[stored], atol=manifest(TRAINING)["cases"]["shift50_gt_params"]
                               ["tolerances_abs"][stored], rtol=0)
@@ -150,6 +146,7 @@ def test_shape_losses(flame):
     cmp.assert_all_checked()
 
 
+@pytest.mark.slow
 def test_id_loss(tmp_path):
     case = "id_loss"
     cmp = comparer(case)
@@ -170,18 +167,18 @@ def test_id_loss(tmp_path):
     cmp.assert_all_checked()
 
 
-def published_lpips_files(folder, state_dict: dict[str, torch.Tensor]):
+def write_published_lpips(folder, state_dict: dict[str, torch.Tensor]):
     """The reference LPIPS state dict written as the two published files: torchvision's AlexNet
-    (``features.<i>.*``) and PerceptualSimilarity's ``alex.pth`` (``lin<i>.model.1.weight``)."""
-    from reenact_core.models.lpips import SCALE, SHIFT
-
+    (``features.<i>.*``, with its unused classifier) and PerceptualSimilarity's ``alex.pth``
+    (``lin<i>.model.1.weight``, which the reference renames ``lin.<i>.1.weight``). Returns ``alex.pth``."""
     assert torch.equal(state_dict["net.mean"].flatten(), torch.tensor(SHIFT))
     assert torch.equal(state_dict["net.std"].flatten(), torch.tensor(SCALE))
     alexnet = {k.replace("net.layers.", "features."): v for k, v in state_dict.items() if k.startswith("net.layers.")}
+    alexnet["classifier.1.weight"] = torch.zeros(4, 9216)
     lin = {f"lin{k.split('.')[1]}.model.1.weight": v for k, v in state_dict.items() if k.startswith("lin.")}
-    torch.save(alexnet, folder / "alexnet-owt-7be5be79.pth")
-    torch.save(lin, folder / "alex.pth")
-    return [folder / "alexnet-owt-7be5be79.pth", folder / "alex.pth"]
+    torch.save(alexnet, folder / ALEXNET_FILE)
+    torch.save(lin, folder / LINEAR_FILE)
+    return folder / LINEAR_FILE
 
 
 def test_lpips_alex(tmp_path):
@@ -189,7 +186,8 @@ def test_lpips_alex(tmp_path):
     cmp = comparer(case)
     s = cmp.stored
     cmp.mark_input("crops_hat", "crops_ref")
-    lpips = load_lpips(published_lpips_files(tmp_path, filled_state_dict(case, TRAINING)))
+    linear = write_published_lpips(tmp_path, filled_state_dict(case, TRAINING))
+    lpips = load_model(convert(linear, tmp_path / "models/", expected_kind="lpips"), "lpips").module
     hat, ref = image_to_tensor(s["crops_hat"]), image_to_tensor(s["crops_ref"])
     with torch.no_grad():
         for suffix, legacy in (("", False), ("_255", True)):

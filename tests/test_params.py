@@ -9,19 +9,24 @@ from scipy.spatial.transform import Rotation
 from golden_fixtures import GOLDEN, Comparer, cases, load_case
 from reenact_core.errors import InputError
 from reenact_core.params import (
-    ANGLE_SCALES_DEG, NUM_DIRECTIONS, NUM_EXPRESSIONS, RANGES, SHIFT_SCALE, FaceParams, axis_angle_to_euler,
-    delta_p, denormalise, normalise,
+    ANGLE_SCALES_DEG, NUM_DIRECTIONS, NUM_EXPRESSIONS, SHIFT_SCALE, VOXCELEB, FaceParams, Normaliser,
+    axis_angle_to_euler, delta_p, denormalise, normalise,
 )
 
+RANGE_FILES = ("ranges_voxceleb.npy", "ranges_FFHQ.npy")
 
-@pytest.mark.parametrize("name, filename", [("voxceleb", "ranges_voxceleb.npy"), ("ffhq", "ranges_FFHQ.npy")])
-def test_shipped_ranges_equal_the_official_files(name, filename):
+
+def official_normaliser(filename: str) -> Normaliser:
     path = GOLDEN / filename
     if not path.is_file():
         pytest.fail(f"{path} is missing from the shared fixtures")
-    official = np.load(path)
-    shipped = np.array(RANGES[name], dtype=np.float64)
-    assert np.array_equal(shipped, official[:NUM_DIRECTIONS])
+    return Normaliser(ranges=tuple(map(tuple, np.load(path)[:NUM_DIRECTIONS].tolist())))
+
+
+def test_shipped_voxceleb_ranges_equal_the_official_file():
+    official = official_normaliser("ranges_voxceleb.npy")
+    assert np.array_equal(np.array(VOXCELEB.ranges, dtype=np.float64), np.array(official.ranges, dtype=np.float64))
+    assert (VOXCELEB.angle_scales, VOXCELEB.shift_scale) == (ANGLE_SCALES_DEG, SHIFT_SCALE)
 
 
 @pytest.mark.parametrize("case", cases("shift_vector_voxceleb"))
@@ -33,7 +38,7 @@ def test_shift_vector_matches_golden(case):
     target = FaceParams.from_pose_exp(stored["pose_target"], stored["exp_target"])
     compare.check("angles_source", source.angles)
     compare.check("angles_target", target.angles)
-    compare.check("delta_p", delta_p(source, target))
+    compare.check("delta_p", delta_p(source, target, normaliser=VOXCELEB))
     compare.assert_all_checked()
 
 
@@ -104,46 +109,51 @@ def _random_params(batch: int, seed: int, dtype=torch.float32) -> FaceParams:
                       exp=torch.randn(batch, NUM_EXPRESSIONS, generator=g, dtype=dtype))
 
 
-@pytest.mark.parametrize("ranges", sorted(RANGES))
-def test_normalise_maps_ranges_and_scales_to_plus_minus_s(ranges):
-    rows = torch.tensor(RANGES[ranges], dtype=torch.float64)
+@pytest.mark.parametrize("filename", RANGE_FILES)
+def test_normalise_maps_ranges_and_scales_to_plus_minus_s(filename):
+    normaliser = official_normaliser(filename)
+    rows = torch.tensor(normaliser.ranges, dtype=torch.float64)
     scales = torch.tensor(ANGLE_SCALES_DEG, dtype=torch.float64)
     for end, s in ((0, -SHIFT_SCALE), (1, SHIFT_SCALE)):
         exp = rows[4:NUM_DIRECTIONS, end][None]
         params = FaceParams(angles=(scales * np.sign(s))[None], jaw=rows[3:4, end], exp=exp)
-        assert torch.allclose(normalise(params, ranges=ranges), torch.full((1, NUM_DIRECTIONS), s, dtype=torch.float64))
+        assert torch.allclose(normalise(params, normaliser=normaliser),
+                              torch.full((1, NUM_DIRECTIONS), s, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
 def test_normalise_round_trip(dtype, tol):
     params = _random_params(5, 0, dtype)
-    n = normalise(params, shift_scale=4.0)
+    normaliser = Normaliser(shift_scale=4.0)
+    n = normalise(params, normaliser=normaliser)
     assert n.shape == (5, NUM_DIRECTIONS) and n.dtype == dtype
-    back = denormalise(n, shift_scale=4.0)
+    back = denormalise(n, normaliser=normaliser)
     for name in ("angles", "jaw", "exp"):
         assert torch.allclose(getattr(back, name), getattr(params, name), rtol=tol, atol=tol * 10)
 
 
 def test_delta_p_modes():
     source, target = _random_params(4, 1), _random_params(4, 2)
-    absolute = delta_p(source, target)
-    assert torch.allclose(absolute, normalise(target) - normalise(source))
-    assert torch.allclose(delta_p(target, source), -absolute)
+    absolute = delta_p(source, target, normaliser=VOXCELEB)
+    assert torch.allclose(absolute, normalise(target, normaliser=VOXCELEB) - normalise(source, normaliser=VOXCELEB))
+    assert torch.allclose(delta_p(target, source, normaliser=VOXCELEB), -absolute)
 
-    relative = delta_p(source, target, relative_to=FaceParams(target.angles[:1], target.jaw[:1], target.exp[:1]))
+    relative = delta_p(source, target, relative_to=FaceParams(target.angles[:1], target.jaw[:1], target.exp[:1]),
+                       normaliser=VOXCELEB)
     assert torch.equal(relative[0], torch.zeros(NUM_DIRECTIONS))  # the first driving frame itself: no motion
-    assert torch.allclose(relative, normalise(target) - normalise(target)[:1])
+    assert torch.allclose(relative, normalise(target, normaliser=VOXCELEB) - normalise(target, normaliser=VOXCELEB)[:1])
     assert torch.equal(relative, delta_p(_random_params(4, 3), target, relative_to=FaceParams(
-        target.angles[:1], target.jaw[:1], target.exp[:1])))  # the source plays no part
+        target.angles[:1], target.jaw[:1], target.exp[:1]), normaliser=VOXCELEB))  # the source plays no part
 
-    no_pose = delta_p(source, target, pose=False)
+    no_pose = delta_p(source, target, pose=False, normaliser=VOXCELEB)
     assert torch.equal(no_pose[:, :3], torch.zeros(4, 3)) and torch.equal(no_pose[:, 3:], absolute[:, 3:])
-    no_expression = delta_p(source, target, expression=False)
+    no_expression = delta_p(source, target, expression=False, normaliser=VOXCELEB)
     assert torch.equal(no_expression[:, 3:], torch.zeros(4, 12)) and torch.equal(no_expression[:, :3], absolute[:, :3])
 
-    assert torch.allclose(delta_p(source, target, strength=0.5), 0.5 * absolute)
+    assert torch.allclose(delta_p(source, target, strength=0.5, normaliser=VOXCELEB), 0.5 * absolute)
     per_sample = torch.tensor([0.0, 1.0, 2.0, -1.0])
-    assert torch.allclose(delta_p(source, target, strength=per_sample), per_sample[:, None] * absolute)
+    assert torch.allclose(delta_p(source, target, strength=per_sample, normaliser=VOXCELEB),
+                          per_sample[:, None] * absolute)
 
 
 def test_face_params_check_their_inputs():
@@ -154,7 +164,9 @@ def test_face_params_check_their_inputs():
     with pytest.raises(InputError):
         FaceParams.from_pose_exp(torch.zeros(2, 3), torch.zeros(2, 50))
     with pytest.raises(InputError):
-        normalise(_random_params(1, 0), ranges="celeba")
+        denormalise(torch.zeros(2, NUM_DIRECTIONS - 1), normaliser=VOXCELEB)
+    with pytest.raises(ValueError):
+        Normaliser(ranges=VOXCELEB.ranges[:-1])
     with pytest.raises(InputError):
         axis_angle_to_euler(torch.zeros(2, 4))
 
@@ -169,6 +181,6 @@ def test_shift_vector_on_accelerator_matches_golden(case):
     compare = Comparer(case, stored)
     compare.check("angles_source", source.angles)
     compare.check("angles_target", target.angles)
-    shift = delta_p(source, target)
+    shift = delta_p(source, target, normaliser=VOXCELEB)
     assert shift.device.type == device
     compare.check("delta_p", shift)

@@ -16,9 +16,9 @@ from reenact_core.engine import tuning
 from reenact_core.engine.tuning import TunedLayers, tune_generator, tuned_parameter_names
 from reenact_core.errors import InputError, Interrupted, MissingModelError, WeightsError
 from reenact_core.models import lpips as lpips_module
-from reenact_core.models.lpips import LPIPS, find_lpips, load_lpips
+from reenact_core.models.lpips import LPIPS
 from reenact_core.models.stylegan2 import Generator, GeneratorConfig
-from reenact_core.weights import load_model, make_tiny_model_set
+from reenact_core.weights import convert, find_lpips, load_model, make_tiny_model_set
 
 STEPS = 20
 
@@ -287,13 +287,20 @@ def test_find_lpips_reads_the_official_files(tmp_path, legacy):
     assert torch.equal(found(x, y), source(x, y))
 
 
-def test_find_lpips_reads_a_converted_file_and_reports_what_is_missing(tmp_path):
+@pytest.mark.parametrize("given", [lpips_module.ALEXNET_FILE, lpips_module.LINEAR_FILE])
+def test_find_lpips_reads_a_converted_file_and_reports_what_is_missing(tmp_path, given):
     assert find_lpips([tmp_path]) is None
     source = random_lpips(4)
-    save_file(source.state_dict(), str(tmp_path / lpips_module.CONVERTED_FILE))
-    found = find_lpips([tmp_path], dtype=torch.float64)
+    official = tmp_path / "official"
+    official.mkdir()
+    _official_files(official, source, legacy=False)
+    (tmp_path / "models").mkdir()
+    converted = convert(official / given, tmp_path / "models")
+    assert converted.name == lpips_module.CONVERTED_FILE
+    found = find_lpips([tmp_path / "models"], dtype=torch.float64)
     assert found.lin0.model[1].weight.dtype == torch.float64
     assert torch.equal(found.lin0.model[1].weight.float(), source.lin0.model[1].weight)
+    assert not found.training and not any(p.requires_grad for p in found.parameters())
 
     partial = tmp_path / "partial"
     partial.mkdir()
@@ -301,16 +308,23 @@ def test_find_lpips_reads_a_converted_file_and_reports_what_is_missing(tmp_path)
     (partial / lpips_module.ALEXNET_FILE).unlink()
     with pytest.raises(MissingModelError, match=re.escape(lpips_module.ALEXNET_FILE)):
         find_lpips([partial])
+    with pytest.raises(MissingModelError, match=re.escape(lpips_module.ALEXNET_FILE)):
+        convert(partial / lpips_module.LINEAR_FILE, tmp_path / "models")
 
 
-def test_load_lpips_refuses_incomplete_or_foreign_weights(tmp_path):
+def test_find_lpips_refuses_incomplete_or_foreign_weights(tmp_path):
     state = random_lpips().state_dict()
-    save_file({k: v for k, v in state.items() if k != "lin4.model.1.weight"}, str(tmp_path / "short.safetensors"))
+    linear = {k: v for k, v in state.items() if k.startswith("lin")}
+    torch.save({k: v for k, v in state.items() if k.startswith("features.")}, tmp_path / lpips_module.ALEXNET_FILE)
+    torch.save({k: v for k, v in linear.items() if k != "lin4.model.1.weight"}, tmp_path / lpips_module.LINEAR_FILE)
     with pytest.raises(WeightsError, match="missing keys: lin4.model.1.weight"):
-        load_lpips([tmp_path / "short.safetensors"])
-    save_file({**state, "lin0.model.1.weight": torch.zeros(1, 3, 1, 1)}, str(tmp_path / "bad.safetensors"))
+        find_lpips([tmp_path])
+    torch.save({**linear, "lin0.model.1.weight": torch.zeros(1, 3, 1, 1)}, tmp_path / lpips_module.LINEAR_FILE)
     with pytest.raises(WeightsError, match="wrong shapes"):
-        load_lpips([tmp_path / "bad.safetensors"])
-    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+        find_lpips([tmp_path])
+    (tmp_path / lpips_module.LINEAR_FILE).write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError):
-        load_lpips([tmp_path / "junk.pth"])
+        find_lpips([tmp_path])
+    save_file(state, str(tmp_path / lpips_module.CONVERTED_FILE))   # a bare state dict, not a model file
+    with pytest.raises(WeightsError, match="not a Latent Reenact model file"):
+        find_lpips([tmp_path])

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..params import NUM_DIRECTIONS, NUM_EXPRESSIONS, FaceParams, delta_p, denormalise
+from ..params import NUM_DIRECTIONS, NUM_EXPRESSIONS, FaceParams, Normaliser, delta_p, denormalise
 from .models import ReenactModels
 from .session import DEFAULT_BATCH_SIZE
 from .source import TRUNCATION, PreparedSource, Rendered, render
@@ -26,7 +26,7 @@ DEFAULT_SWEEP_STEPS = 21  # frames of a default sweep: the reference steps by S/
 
 
 def edit_delta_p(source: FaceParams, values: Mapping[str, float | Sequence[float]], mode: str = "offset", *,
-                 shift_scale: float) -> torch.Tensor:
+                 normaliser: Normaliser) -> torch.Tensor:
     """Δp of a batch of edits of one face.
 
     Args:
@@ -34,7 +34,7 @@ def edit_delta_p(source: FaceParams, values: Mapping[str, float | Sequence[float
         values: direction name → value (degrees for yaw/pitch/roll, radians for jaw, coefficients for exp_XX),
             a number or a sequence of B numbers (one per edit; numbers are broadcast).
         mode: ``"target"`` (the value replaces the source's) or ``"offset"`` (it is added to the source's).
-        shift_scale: S of A.
+        normaliser: the normaliser of the A in use (``ReenactModels.normaliser``).
 
     Returns:
         (B, 15) float32 Δp on the parameters' device; 0 for directions not named.
@@ -55,7 +55,7 @@ def edit_delta_p(source: FaceParams, values: Mapping[str, float | Sequence[float
         i = DIRECTION_NAMES.index(name)
         edited[:, i] = column if mode == "target" else edited[:, i] + column
     target = FaceParams(edited[:, :3], edited[:, 3], edited[:, 4:])
-    return delta_p(source, target, shift_scale=shift_scale)
+    return delta_p(source, target, normaliser=normaliser)
 
 
 def edit(source: PreparedSource, models: ReenactModels, values: Mapping[str, float | Sequence[float]],
@@ -73,21 +73,21 @@ def edit(source: PreparedSource, models: ReenactModels, values: Mapping[str, flo
         :class:`~reenact_core.engine.source.Rendered` with one (256, 256, 3) uint8 crop per edit (and pasted
         frames and masks).
     """
-    shift = edit_delta_p(source.params, values, mode, shift_scale=models.shift_scale)
+    shift = edit_delta_p(source.params, values, mode, normaliser=models.normaliser)
     return Rendered.concatenate([
         render(models, source, shift[i:i + batch_size], truncation=truncation, paste=paste_back,
                color_match=color_match) for i in range(0, len(shift), batch_size)])
 
 
-def sweep_range(name: str, shift_scale: float) -> tuple[float, float]:
+def sweep_range(name: str, normaliser: Normaliser) -> tuple[float, float]:
     """The values of direction ``name`` that A was trained over: Δp units [−S, S] in the direction's own unit
-    (yaw ±40°, pitch and roll ±20°, jaw and expressions over the training ranges)."""
+    (official A: yaw ±40°, pitch and roll ±20°, jaw and expressions over the training ranges)."""
     if name not in DIRECTION_NAMES:
         raise InputError(f"unknown direction {name!r}; choose from {', '.join(DIRECTION_NAMES)}")
     i = DIRECTION_NAMES.index(name)
     ends = torch.zeros(2, NUM_DIRECTIONS, dtype=torch.float64)
-    ends[:, i] = torch.tensor([-shift_scale, shift_scale], dtype=torch.float64)
-    p = denormalise(ends, shift_scale=shift_scale)
+    ends[:, i] = torch.tensor([-normaliser.shift_scale, normaliser.shift_scale], dtype=torch.float64)
+    p = denormalise(ends, normaliser=normaliser)
     column = torch.cat([p.angles, p.jaw[:, None], p.exp], 1)[:, i]
     return float(column[0]), float(column[1])
 
@@ -109,7 +109,7 @@ def sweep(source: PreparedSource, models: ReenactModels, name: str, values: Sequ
     if values is None:
         if steps < 2:
             raise InputError(f"a sweep needs at least 2 steps, got {steps}")
-        values = np.linspace(*sweep_range(name, models.shift_scale), steps)
+        values = np.linspace(*sweep_range(name, models.normaliser), steps)
     if len(values) == 0:
         raise InputError("a sweep needs at least one value")
     return edit(source, models, {name: values}, mode, **render_options)

@@ -14,8 +14,8 @@ import torch
 from ..errors import MissingModelError, WeightsError
 from ..faces.reference_crop import CROP_SIZE
 from ..models.deca import N_CODES
-from ..params import NUM_DIRECTIONS
-from ..weights import KINDS, LoadedModel, find_model_file, load_model
+from ..params import NUM_DIRECTIONS, Normaliser
+from ..weights import INFERENCE, LoadedModel, find_model_file, kind_names, load_model
 
 
 @dataclass
@@ -24,7 +24,7 @@ class ReenactModels:
 
     A step that runs only some networks may leave the others None: preparing a source runs G, e4e and DECA,
     :func:`~reenact_core.engine.estimate_codes` DECA, :func:`~reenact_core.engine.render` G and A, and Δp needs
-    A's S.
+    A's normaliser.
 
     Attributes:
         generator: StyleGAN2 G; its ``mean_latent`` (1, style_dim) is the truncation centre w̄.
@@ -54,9 +54,14 @@ class ReenactModels:
     @property
     def shift_scale(self) -> float:
         """S of A: Δp coordinates span [−S, S] over the training ranges."""
+        return self.normaliser.shift_scale
+
+    @property
+    def normaliser(self) -> Normaliser:
+        """A's normaliser (ranges, angle scales, S), stored in its file: every Δp for this A is made with it."""
         if self.directions is None:
             raise WeightsError("this step needs the directions model A (its scale S), none was given")
-        return float(self.directions.config.shift_scale)
+        return self.directions.config.normaliser
 
 
 def check_compatible(models: ReenactModels) -> None:
@@ -94,13 +99,14 @@ def load_reenact_models(folders: Iterable[str | Path], device: str | torch.devic
     """
     folders = [Path(f) for f in folders]
     paths, missing = {}, []
-    for name in KINDS:
+    names = kind_names(INFERENCE)
+    for name in names:
         try:
             paths[name] = find_model_file(name, folders)
         except MissingModelError as exc:
             missing.append(str(exc))
     if missing:
-        raise MissingModelError(f"{len(missing)} of {len(KINDS)} model files missing: " + " | ".join(missing))
+        raise MissingModelError(f"{len(missing)} of {len(names)} model files missing: " + " | ".join(missing))
     device = torch.device(device)
     loaded = {name: load_model(path, name, device, dtype) for name, path in paths.items()}
     return ReenactModels(loaded["stylegan2"], loaded["e4e"], loaded["deca"], loaded["directions"], device, dtype)

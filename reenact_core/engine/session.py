@@ -28,11 +28,11 @@ import torch
 
 from ..errors import InputError, NoFaceError
 from ..faces.alignment import AlignedFace, FaceAligner
-from ..faces.landmarks import DEFAULT_BACKEND, LandmarkBackend
+from ..landmarks import DEFAULT_BACKEND, LandmarkBackend
 from ..faces.reference_crop import CROP_SIZE
 from ..faces.smoothing import DEFAULT_FPS, DEFAULT_STRENGTH, SequenceSmoother
 from ..faces.tracking import NO_FACE_POLICIES
-from ..params import FaceParams, delta_p, denormalise, normalise
+from ..params import FaceParams, Normaliser, delta_p, denormalise, normalise
 from .models import ReenactModels
 from .source import TRUNCATION, PreparedSource, Rendered, estimate_codes, render
 
@@ -118,27 +118,27 @@ class DriverMotion:
 
     Args:
         source_params: the source's parameters, batch 1 (on the device of the codes to come).
-        shift_scale: S of A.
+        normaliser: the normaliser of the A in use (its S also scales the smoother).
         options: ``mode``, ``pose``, ``expression``, ``strength`` and ``smoothing`` are used.
         fps: driver frame rate, for the smoother's time constants.
     """
 
-    def __init__(self, source_params: FaceParams, shift_scale: float, options: DriveOptions = DriveOptions(), *,
+    def __init__(self, source_params: FaceParams, normaliser: Normaliser, options: DriveOptions = DriveOptions(), *,
                  fps: float = DEFAULT_FPS):
-        self.source_params, self.shift_scale, self.options = source_params, shift_scale, options
-        self._smoother = SequenceSmoother("params", options.smoothing, fps, scale=2 * shift_scale)
+        self.source_params, self.normaliser, self.options = source_params, normaliser, options
+        self._smoother = SequenceSmoother("params", options.smoothing, fps, scale=2 * normaliser.shift_scale)
         self._reference: FaceParams | None = None
 
     def __call__(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, 236) DECA codes of the next B driver faces → their (B, 15) Δp."""
-        o, scale = self.options, self.shift_scale
+        o, normaliser = self.options, self.normaliser
         params = FaceParams.from_deca(codes)
         if self._smoother.filter.settings is not None:
-            params = denormalise(self._smoother(normalise(params, shift_scale=scale)), shift_scale=scale)
+            params = denormalise(self._smoother(normalise(params, normaliser=normaliser)), normaliser=normaliser)
         if o.mode == "relative" and self._reference is None:
             self._reference = FaceParams(params.angles[:1], params.jaw[:1], params.exp[:1])
         return delta_p(self.source_params, params, relative_to=self._reference, pose=o.pose,
-                       expression=o.expression, strength=o.strength, shift_scale=scale)
+                       expression=o.expression, strength=o.strength, normaliser=normaliser)
 
 
 class _Outputs:
@@ -181,7 +181,7 @@ class DriveSession:
         self.options = options
         self.source = source.to(models.device, models.dtype)
         self._aligner = FaceAligner(options.select, options.no_face, options.smoothing, fps, options.backend)
-        self._motion = DriverMotion(self.source.params, models.shift_scale, options, fps=fps)
+        self._motion = DriverMotion(self.source.params, models.normaliser, options, fps=fps)
         self._window: list[_Observed] = []
         self._last: tuple | None = None
         self._waiting = 0  # leading frames without a face, under "hold": frames 0 .. _waiting − 1

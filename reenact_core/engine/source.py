@@ -13,17 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
-
 from ..errors import InputError, NoFaceError
-from ..faces.deca_crop import deca_crop
 from ..faces.images import check_image, to_uint8_rgb
-from ..faces.landmarks import DEFAULT_BACKEND, LandmarkBackend, detect_faces
+from ..landmarks import DEFAULT_BACKEND, LandmarkBackend, detect_faces
 from ..faces.paste_back import paste_back
 from ..faces.reference_crop import CROP_SIZE, CropTransform, crop_using_landmarks
 from ..faces.tracking import FaceTracker
+from ..files import read_safetensors, write_safetensors
 from ..imaging import image_to_tensor
+from ..measure import measure_codes
 from ..models.directions import apply_shift
 from ..params import FaceParams
 from .models import ReenactModels
@@ -110,10 +108,8 @@ def estimate_codes(models: ReenactModels, crops: np.ndarray, kpt68: np.ndarray) 
     Returns:
         (B, 236) float32 codes on ``models.device``.
     """
-    image = image_to_tensor(crops).to(models.device)
-    crop224, _ = deca_crop(image, torch.as_tensor(np.asarray(kpt68, np.float32)))
-    with torch.no_grad():
-        return models.deca.module(crop224.to(models.dtype)).float()
+    return measure_codes(models.deca.module, image_to_tensor(crops).to(models.device),
+                         torch.as_tensor(np.asarray(kpt68, np.float32)))
 
 
 def render(models: ReenactModels, source: PreparedSource, delta_p: torch.Tensor, *, truncation: float = TRUNCATION,
@@ -221,8 +217,8 @@ def prepare_source(
 
 
 def save_source(source: PreparedSource, path: str | Path) -> Path:
-    """Writes a prepared source to one ``.safetensors`` file (tensors as float32 on the CPU; the image as is)."""
-    path = Path(path)
+    """Writes a prepared source to one ``.safetensors`` file (tensors as float32 on the CPU; the image as is),
+    atomically, with mode ``0666 & ~umask``."""
     tensors = {
         "image": torch.from_numpy(np.array(source.image)),   # a writable copy (inputs may be read-only views)
         "crop": torch.from_numpy(np.array(source.crop)),
@@ -237,11 +233,7 @@ def save_source(source: PreparedSource, path: str | Path) -> Path:
     t = source.transform
     meta = {"format": SOURCE_FORMAT, "format_version": SOURCE_FORMAT_VERSION,
             "crop_transform": json.dumps({"box": list(t.box), "frame_hw": list(t.frame_hw), "size": t.size})}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata=meta)
-    partial.replace(path)
-    return path
+    return write_safetensors(path, tensors, meta)
 
 
 def load_source(path: str | Path, device: str | torch.device = "cpu",
@@ -254,12 +246,7 @@ def load_source(path: str | Path, device: str | torch.device = "cpu",
     path = Path(path)
     if not path.is_file():
         raise InputError(f"prepared source not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k).clone() for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(f"{path.name}: not a readable .safetensors file: {exc}") from None
+    tensors, meta = read_safetensors(path, error=InputError)
     if meta.get("format") != SOURCE_FORMAT or meta.get("format_version") != SOURCE_FORMAT_VERSION:
         raise InputError(f"{path.name}: not a prepared source (format {meta.get('format')!r} "
                          f"version {meta.get('format_version')!r})")

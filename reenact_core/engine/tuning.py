@@ -132,7 +132,7 @@ def tune_generator(
         mean_latent: w̄ ``(1, style_dim)``, the truncation centre used everywhere else (spec §5 #10); may be
             None only with ``truncation=1``.
         steps: Adam steps; lr: its learning rate; truncation: ψ.
-        lpips: the perceptual term, e.g. from ``reenact_core.models.lpips.find_lpips``.
+        lpips: the perceptual term, e.g. from ``reenact_core.weights.find_lpips``.
         progress: called after every step as ``progress(step, steps, eta_seconds, loss)``, step counting from
             1; the ETA is the mean step time so far times the steps left.
         should_stop: polled before every step; True raises ``Interrupted``.

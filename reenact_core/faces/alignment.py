@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from .images import check_image, to_uint8_rgb
-from .landmarks import DEFAULT_BACKEND, LandmarkBackend, detect_faces
+from ..landmarks import DEFAULT_BACKEND, LandmarkBackend, detect_faces
 from .reference_crop import CropTransform, crop_using_landmarks
 from .smoothing import DEFAULT_FPS, DEFAULT_STRENGTH, SequenceSmoother
 from .tracking import NO_FACE_POLICIES, FaceTracker

@@ -6,15 +6,26 @@ kornia 0.4.1 does it"); newer kornia samples up to a pixel elsewhere, which move
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
 from ..imaging import to_deca_input
+from ..models.deca import INPUT_SIZE as DECA_CROP_SIZE
+from .reference_crop import CROP_SIZE, CropTransform, crop_box
 
-DECA_CROP_SIZE = 224  # DECA encoder input side (official `TestData(crop_size=224)`)
 _BOX_ENLARGE = 1.1  # kpt68 box: old_size = mean extent · 1.1 (official `bbox2point`, type 'kpt68')
 _BOX_SCALE = 1.25  # size = int(old_size · 1.25) (official `TestData(scale=1.25)`)
+
+# Bounding box ((x_min, y_min), (x_max, y_max)) of the mean 68-point face: OpenFace's `align_dlib.TEMPLATE`
+# (cmusatyalab/openface, openface/align_dlib.py; the mean of dlib's iBUG-68 landmarks in normalised units):
+# x from point 0 to point 16, y from point 24 (brow) to point 8 (chin). Only this box matters here, since both
+# the reference crop and DECA's box depend on the landmarks through their min/max alone.
+TEMPLATE_BOX = ((0.0792396913815, 0.182360984545), (0.971193274221, 1.06080371126))
+_TEMPLATE_PIXELS = 1000.0  # template scale when cropping it (crop rounding then moves the box < 0.1 %)
 
 
 def deca_crop_theta(kpt68: torch.Tensor) -> torch.Tensor:
@@ -33,7 +44,39 @@ def deca_crop_theta(kpt68: torch.Tensor) -> torch.Tensor:
     if not isinstance(kpt68, torch.Tensor) or kpt68.ndim != 3 or kpt68.shape[1:] != (68, 2):
         raise InputError(f"kpt68 must be a (B, 68, 2) tensor, got {getattr(kpt68, 'shape', type(kpt68).__name__)}")
     kpt = kpt68.detach().to("cpu", torch.float64)
-    lo, hi = kpt.amin(1), kpt.amax(1)
+    return _theta_of_box(kpt.amin(1), kpt.amax(1)).to(device=kpt68.device, dtype=torch.float32)
+
+
+def canonical_deca_theta(batch: int, size: int = CROP_SIZE, device: torch.device | str | None = None) -> torch.Tensor:
+    """DECA's crop similarity for aligned reference crops without landmarks: the box of the mean face.
+
+    The mean 68-point face (``TEMPLATE_BOX``) is cropped as the reference method crops a frame
+    (``reference_crop.crop_box``); DECA's box of its landmarks in that 256-px crop (computed once) is the
+    canonical box, scaled to crops of side ``size``. Used where landmarks cannot be detected, e.g. on images of
+    tiny random generators during training; on real reference crops it agrees with the landmark box to a few
+    percent of the face size (tests compare them on the golden crops).
+
+    Returns:
+        (batch, 2, 3) float32 ``theta`` (image pixels → DECA crop pixels) on ``device``.
+    """
+    lo, hi = (torch.tensor(p, dtype=torch.float64) * (size / CROP_SIZE) for p in _canonical_landmark_box())
+    theta = _theta_of_box(lo[None], hi[None]).to(device=device, dtype=torch.float32)
+    return theta.expand(batch, 2, 3).clone()
+
+
+@lru_cache(maxsize=1)
+def _canonical_landmark_box() -> tuple[tuple[float, float], tuple[float, float]]:
+    """Where the template's landmark box lies in its 256-px reference crop: ((x_min, y_min), (x_max, y_max))."""
+    corners = (np.array(TEMPLATE_BOX) + 1.0) * _TEMPLATE_PIXELS   # + 1: the whole crop box in positive pixels
+    points = np.repeat(corners, 34, axis=0).astype(np.float32)      # 68 points whose min/max are the corners
+    box = crop_box(points)
+    transform = CropTransform(box, (box[3], box[2]), CROP_SIZE)
+    lo, hi = transform.frame_to_crop(corners)
+    return (float(lo[0]), float(lo[1])), (float(hi[0]), float(hi[1]))
+
+
+def _theta_of_box(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 3) float64 ``theta`` of landmark boxes ``lo``/``hi`` (B, 2) float64 on the CPU (see above)."""
     extent = hi - lo
     center = hi - extent / 2
     size = torch.trunc((extent[:, 0] + extent[:, 1]) / 2 * _BOX_ENLARGE * _BOX_SCALE)
@@ -41,10 +84,10 @@ def deca_crop_theta(kpt68: torch.Tensor) -> torch.Tensor:
         raise InputError("landmarks span less than a pixel; cannot build the DECA crop")
     k = (DECA_CROP_SIZE - 1) / size
     corner = center - size[:, None] / 2
-    theta = torch.zeros(kpt.shape[0], 2, 3, dtype=torch.float64)
+    theta = torch.zeros(lo.shape[0], 2, 3, dtype=torch.float64)
     theta[:, 0, 0] = theta[:, 1, 1] = k
     theta[:, :, 2] = -k[:, None] * corner
-    return theta.to(device=kpt68.device, dtype=torch.float32)
+    return theta
 
 
 def deca_warp(image: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:

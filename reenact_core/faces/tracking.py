@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import InputError, NoFaceError
 from .geometry import Face, box_iou
-from .landmarks import DEFAULT_BACKEND, LandmarkBackend, detect_faces, get_backend
+from ..landmarks import DEFAULT_BACKEND, LandmarkBackend, detect_faces, get_backend
 
 SELECT_RULES = ("largest", "score")  # or an int: the face's index in left-to-right order
 NO_FACE_POLICIES = ("raise", "pass", "hold")

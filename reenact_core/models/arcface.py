@@ -15,6 +15,7 @@ from torch import nn
 
 from reenact_core.errors import InputError, WeightsError
 from reenact_core.models.config import ModelConfig, shape_of
+from reenact_core.models.kind import TRAINING, ModelKind
 from reenact_core.models.e4e import irse_body, irse_input_layer, irse_stages
 
 INPUT_SIZE = 112          # ArcFace's aligned face side
@@ -90,3 +91,19 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> ArcFaceCon
         raise WeightsError(f"{name} weights: the embedding layer takes {in_features} features, a 112-px input gives "
                            f"{widths[-1] * config.feature_side ** 2}")
     return config
+
+
+def _frozen(module: nn.Module, trainable: bool) -> nn.Module:
+    """ArcFace is a fixed measure: eval mode (BatchNorm statistics, no Dropout) without gradients either way."""
+    return module.eval().requires_grad_(False)
+
+
+KIND = ModelKind(
+    name="arcface", title="ArcFace IR-SE-50 identity network", role=TRAINING, model_class=ArcFace,
+    config_class=ArcFaceConfig, canonical_file="arcface-irse50.safetensors", official_file="model_ir_se50.pth",
+    source="TreB1eN/InsightFace_Pytorch (https://github.com/TreB1eN/InsightFace_Pytorch, README links; the file "
+           "pSp and e4e use)",
+    config_from_state_dict=config_from_state_dict, set_mode=_frozen,
+    probe_input=lambda config, extras, device, dtype: (
+        torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE, device=device, dtype=dtype),),
+)

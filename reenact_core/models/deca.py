@@ -15,6 +15,9 @@ from torch import nn
 
 from reenact_core.errors import InputError, WeightsError
 from reenact_core.models.config import ModelConfig, check, count_indexed, shape_of
+from reenact_core.models.kind import INFERENCE, ModelKind
+
+INPUT_SIZE = 224  # side of E_flame's input crop (official `TestData(crop_size=224)`)
 
 # Bottleneck output width / inner width (torchvision ResNet-50 `Bottleneck.expansion`).
 EXPANSION = 4
@@ -192,3 +195,16 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> DecaConfig
     check(feature_dim == config.feature_dim, name,
           f"the head takes {feature_dim} features, the trunk of width {config.base_width} gives {config.feature_dim}")
     return config
+
+
+# --- model kind ---------------------------------------------------------------------------------------------
+
+KIND = ModelKind(
+    name="deca", title="DECA E_flame encoder", role=INFERENCE, model_class=DecaEncoder, config_class=DecaConfig,
+    canonical_file="deca-eflame.safetensors", official_file="deca_model.tar",
+    source="DECA (https://github.com/yfeng95/DECA, registration required; non-commercial licence)",
+    config_from_state_dict=config_from_state_dict,
+    # mid-grey in DECA's [0, 1] range
+    probe_input=lambda config, extras, device, dtype: (
+        torch.full((1, 3, INPUT_SIZE, INPUT_SIZE), 0.5, device=device, dtype=dtype),),
+)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,8 @@ from torch import nn
 
 from reenact_core.errors import InputError, WeightsError
 from reenact_core.models.config import ModelConfig, check, count_indexed, shape_of
-from reenact_core.models.stylegan2 import EqualLinear
+from reenact_core.models.kind import INFERENCE, Converted, ModelKind, OfficialParts
+from reenact_core.models.stylegan2 import REFERENCE_SOURCE, EqualLinear
 
 # First W+ row fed by each pyramid level (c3, p2, p1): e4e psp_encoders.py `coarse_ind = 3`, `middle_ind = 7`.
 PYRAMID_LEVEL_STARTS = (0, 3, 7)
@@ -239,3 +240,36 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> EncoderCon
     except ValueError as e:
         raise WeightsError(f"{name} weights: inconsistent architecture ({e})") from None
     return config
+
+
+# --- model kind ---------------------------------------------------------------------------------------------
+
+def _from_official(parts: OfficialParts) -> Converted:
+    """An original e4e checkpoint's ``latent_avg`` becomes the ``latent_avg`` buffer the encoder adds."""
+    config, state_dict, metadata = parts.config, dict(parts.state_dict), {}
+    if parts.latent_avg is not None:
+        config = replace(config, add_latent_avg=True)
+        avg = parts.latent_avg
+        state_dict["latent_avg"] = avg.reshape(config.n_styles, config.style_dim) \
+            if avg.numel() == config.n_styles * config.style_dim else avg
+    metadata["adds_latent_avg"] = str(parts.latent_avg is not None).lower()
+    return Converted(config, state_dict, metadata=metadata)
+
+
+def _file_name(config: EncoderConfig, metadata: Mapping[str, str]) -> str:
+    """The method's VoxCeleb encoder keeps the canonical name; others say what they are."""
+    from_ffhq = metadata.get("adds_latent_avg") == "true"
+    if not from_ffhq and config.size == 256:
+        return KIND.canonical_file
+    return f"e4e-{'ffhq' if from_ffhq else 'custom'}-{config.size}.safetensors"
+
+
+KIND = ModelKind(
+    name="e4e", title="e4e encoder (IR-SE-50)", role=INFERENCE, model_class=Encoder4Editing,
+    config_class=EncoderConfig, canonical_file="e4e-voxceleb-256.safetensors", official_file="e4e-voxceleb.pt",
+    source=REFERENCE_SOURCE, config_from_state_dict=config_from_state_dict, from_official=_from_official,
+    # mid-grey in the encoder's [-1, 1] range
+    probe_input=lambda config, extras, device, dtype: (
+        torch.zeros(1, 3, config.input_size, config.input_size, device=device, dtype=dtype),),
+    file_name=_file_name,
+)

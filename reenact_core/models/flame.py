@@ -19,11 +19,13 @@ from torch import nn
 
 from reenact_core.errors import InputError, WeightsError
 from reenact_core.models.config import ModelConfig
+from reenact_core.models.kind import TRAINING, ModelKind
 
 # Joints of FLAME's kinematic tree, in order: global (root), neck, jaw, left eye, right eye.
 N_JOINTS = 5
 NECK_JOINT = 1
 JAW_JOINT = 2
+PARENTS = (-1, 0, 1, 1, 1)    # kinematic tree: neck on the root, jaw and eyes on the neck
 # iBUG-68 landmarks: 17 contour points chosen by head yaw (dynamic), then 51 fixed points.
 N_CONTOUR = 17
 N_STATIC = 51
@@ -160,6 +162,7 @@ class Flame(nn.Module):
         }
         for name, (shape, dtype) in shapes.items():
             self.register_buffer(name, torch.zeros(shape, dtype=dtype))
+        self.parents.copy_(torch.tensor(PARENTS))
 
     def forward(self, shape_params: torch.Tensor, expression_params: torch.Tensor,
                 pose_params: torch.Tensor) -> FlameOutput:
@@ -201,9 +204,10 @@ class Flame(nn.Module):
         pose_feature = (rotations[:, 1:] - ident).reshape(b, -1)
         v_posed = torch.matmul(pose_feature, self.posedirs).view(b, -1, 3) + v_shaped
         joints_posed, transforms = self._rigid_transform(rotations, joints)
-        skinning = torch.matmul(self.lbs_weights.expand(b, -1, -1), transforms.view(b, N_JOINTS, 16)).view(b, -1, 4, 4)
-        homogeneous = torch.cat([v_posed, torch.ones_like(v_posed[:, :, :1])], 2)
-        vertices = torch.matmul(skinning, homogeneous[..., None])[:, :, :3, 0]
+        skinning = torch.matmul(self.lbs_weights.expand(b, -1, -1), transforms[:, :, :3].reshape(b, N_JOINTS, 12))
+        skinning = skinning.view(b, -1, 3, 4)
+        # Each vertex's 3×4 transform applied to (v, 1), as sums over the row (no per-vertex matmul calls).
+        vertices = (skinning[..., :3] * v_posed[:, :, None, :]).sum(-1) + skinning[..., 3]
         return vertices, joints, joints_posed, rotations
 
     def _rigid_transform(self, rotations: torch.Tensor, joints: torch.Tensor):
@@ -250,3 +254,19 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> FlameConfi
         raise WeightsError(f"FLAME shapedirs has {n_betas} components, expected more than {n_exp}")
     return FlameConfig(n_shape=n_betas - n_exp, n_exp=n_exp, n_vertices=v,
                        n_faces=state_dict["faces_tensor"].shape[0])
+
+
+def _frozen(module: nn.Module, trainable: bool) -> nn.Module:
+    """FLAME is data, never trained: eval mode without gradients either way."""
+    return module.eval().requires_grad_(False)
+
+
+KIND = ModelKind(
+    name="flame", title="FLAME head model (training losses)", role=TRAINING, model_class=Flame,
+    config_class=FlameConfig, canonical_file="flame-generic.safetensors",
+    official_file="generic_model.pkl + landmark_embedding.npy",
+    source="the FLAME website https://flame.is.tue.mpg.de (FLAME 2020; free registration, per-user licence, never "
+           "shipped), and landmark_embedding.npy from the DECA repository https://github.com/yfeng95/DECA (data/)",
+    convert_options="--landmarks landmark_embedding.npy",
+    config_from_state_dict=config_from_state_dict, set_mode=_frozen,
+)

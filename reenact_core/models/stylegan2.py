@@ -29,6 +29,7 @@ from torch import nn
 
 from reenact_core.errors import WeightsError
 from reenact_core.models.config import ModelConfig, check, count_indexed, shape_of
+from reenact_core.models.kind import INFERENCE, Converted, ModelKind, OfficialParts
 
 # Constant buffers that official files may lack (the authors load with strict=False, spec §2.1); they are
 # rebuilt from the constructor instead of being loaded.
@@ -500,3 +501,56 @@ class Generator(nn.Module):
         device = generator.device if generator is not None else like.device
         return [torch.randn((batch, 1, *n.shape[2:]), generator=generator, device=device, dtype=like.dtype)
                 .to(like.device) for n in stored]
+
+
+# --- model kind ---------------------------------------------------------------------------------------------
+
+REFERENCE_SOURCE = ("the official repository https://github.com/StelaBou/stylegan_directions_face_reenactment "
+                    "(links in its README)")
+MEAN_LATENT_KEY = "mean_latent"  # model files: the truncation centre w̄, [1, style_dim], beside the state dict
+# Truncation centre of converted generators without a stored w_avg: mean of mapping(z) over this many z
+# drawn from a CPU generator with this seed (the official code draws 4096 unseeded; reference-method §5 #10).
+MEAN_LATENT_SAMPLES = 4096
+MEAN_LATENT_SEED = 0
+RANDOM_MEAN_LATENT_SAMPLES = 512  # w̄ of a random test generator (cheaper; its value is not a result)
+
+
+def _from_official(parts: OfficialParts) -> Converted:
+    converted = Converted(parts.config, dict(parts.state_dict))
+    if parts.latent_avg is not None:
+        if parts.latent_avg.numel() != parts.config.style_dim:
+            raise WeightsError(f"latent_avg has shape {tuple(parts.latent_avg.shape)}, "
+                               f"expected [{parts.config.style_dim}]")
+        converted.extra_tensors[MEAN_LATENT_KEY] = parts.latent_avg.reshape(1, -1).to(torch.float32)
+        converted.metadata[MEAN_LATENT_KEY] = "checkpoint latent_avg"
+    return converted
+
+
+def _converted_extras(module: Generator, parts: OfficialParts) -> tuple[dict, dict]:
+    if parts.latent_avg is not None:
+        return {}, {}
+    with torch.no_grad():
+        w_bar = module.mean_latent(MEAN_LATENT_SAMPLES, MEAN_LATENT_SEED)
+    how = f"mean of mapping(z) over {MEAN_LATENT_SAMPLES} z, CPU generator seed {MEAN_LATENT_SEED}"
+    return {MEAN_LATENT_KEY: w_bar}, {MEAN_LATENT_KEY: how}
+
+
+def _file_name(config: GeneratorConfig, metadata: Mapping[str, str]) -> str:
+    """The method's VoxCeleb generator keeps the canonical name; others say what they are."""
+    from_ffhq = metadata.get(MEAN_LATENT_KEY) == "checkpoint latent_avg"
+    if not from_ffhq and config.size == 256:
+        return KIND.canonical_file
+    return f"stylegan2-{'ffhq' if from_ffhq else 'custom'}-{config.size}.safetensors"
+
+
+KIND = ModelKind(
+    name="stylegan2", title="StyleGAN2 generator", role=INFERENCE, model_class=Generator,
+    config_class=GeneratorConfig, canonical_file="stylegan2-voxceleb-256.safetensors",
+    official_file="stylegan-voxceleb.pt", source=REFERENCE_SOURCE,
+    rebuilt_buffer_suffixes=REBUILT_BUFFER_SUFFIXES, config_from_state_dict=config_from_state_dict,
+    from_official=_from_official, converted_extras=_converted_extras,
+    extra_tensors=lambda module, config, seed: {MEAN_LATENT_KEY: module.mean_latent(RANDOM_MEAN_LATENT_SAMPLES, seed)},
+    extra_shapes=lambda config: {MEAN_LATENT_KEY: (1, config.style_dim)},
+    probe_input=lambda config, extras, device, dtype: (extras[MEAN_LATENT_KEY].to(device, dtype),),
+    file_name=_file_name,
+)

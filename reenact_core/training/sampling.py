@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
-from ..params import (ANGLE_SCALES_DEG, NUM_DIRECTIONS, NUM_EXPRESSIONS, SHIFT_SCALE, FaceParams, denormalise,
-                      normalise)
+from ..params import NUM_DIRECTIONS, NUM_EXPRESSIONS, FaceParams, Normaliser, denormalise, normalise
 
 _PI_F32 = torch.tensor(torch.pi, dtype=torch.float32).item()   # the reference's deg2rad multiplies by float32 π
 _MASK64 = (1 << 64) - 1
@@ -85,13 +84,14 @@ def draw_shifts(seed: int, step: int, sample_index: torch.Tensor, global_batch: 
     return ShiftDraws(index >= global_batch // 2, cat(direction, torch.long), cat(uniform, torch.float32))
 
 
-def shift_vector(source: FaceParams, target: FaceParams, draws: ShiftDraws, *, ranges: str = "voxceleb",
-                 shift_scale: float = SHIFT_SCALE) -> torch.Tensor:
+def shift_vector(source: FaceParams, target: FaceParams, draws: ShiftDraws, *,
+                 normaliser: Normaliser) -> torch.Tensor:
     """Δp ``(B, 15)`` of ``disentanglement_50``: ``n(target) − n(source)`` for full samples; for a single-direction
     sample only coordinate d, ``(lo − hi)·u + hi`` with ``start = n(source)_d``, ``lo = −S − start``,
-    ``hi = S − start``, so that ``start + Δp_d`` is uniform in [−S, S]."""
-    n_source = normalise(source, ranges=ranges, shift_scale=shift_scale)
-    full = normalise(target, ranges=ranges, shift_scale=shift_scale) - n_source
+    ``hi = S − start``, so that ``start + Δp_d`` is uniform in [−S, S] (S and n from the A's ``normaliser``)."""
+    n_source = normalise(source, normaliser=normaliser)
+    full = normalise(target, normaliser=normaliser) - n_source
+    shift_scale = normaliser.shift_scale
     draws = draws.to(full.device)
     start = n_source.gather(1, draws.direction[:, None])[:, 0]
     lo, hi = -shift_scale - start, shift_scale - start
@@ -148,8 +148,8 @@ def reference_euler_to_axis_angle(angles_deg: torch.Tensor) -> torch.Tensor:
 
 def ground_truth_params(source: FaceParams, source_pose: torch.Tensor, source_exp: torch.Tensor,
                         target_pose: torch.Tensor, target_exp: torch.Tensor, delta_p: torch.Tensor,
-                        draws: ShiftDraws, *, reference_euler: bool = False, ranges: str = "voxceleb",
-                        shift_scale: float = SHIFT_SCALE) -> tuple[torch.Tensor, torch.Tensor]:
+                        draws: ShiftDraws, *, normaliser: Normaliser,
+                        reference_euler: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Ground-truth pose ``(B, 6)`` and expression ``(B, 50)`` for the shape losses (the shape is the source's).
 
     Full samples: the target's pose and expression. Single-direction samples: the source's, with coordinate
@@ -160,7 +160,7 @@ def ground_truth_params(source: FaceParams, source_pose: torch.Tensor, source_ex
         source: the source's :class:`FaceParams` (its ``angles`` are those Δp was made from).
         source_pose, target_pose: ``(B, 6)`` DECA pose, axis-angle radians (global, jaw).
         source_exp, target_exp: ``(B, 50)`` DECA expression.
-        delta_p: ``(B, 15)`` from :func:`shift_vector` with the same ``draws``.
+        delta_p: ``(B, 15)`` from :func:`shift_vector` with the same ``draws`` and ``normaliser``.
     """
     b = delta_p.shape[0]
     if source_pose.shape != (b, 6) or target_pose.shape != (b, 6) or source_exp.shape[0] != b \
@@ -170,8 +170,7 @@ def ground_truth_params(source: FaceParams, source_pose: torch.Tensor, source_ex
     draws = draws.to(delta_p.device)
     d = draws.direction
     is_d = torch.nn.functional.one_hot(d, NUM_DIRECTIONS).bool()
-    new = denormalise(normalise(source, ranges=ranges, shift_scale=shift_scale) + delta_p, ranges=ranges,
-                      shift_scale=shift_scale)
+    new = denormalise(normalise(source, normaliser=normaliser) + delta_p, normaliser=normaliser)
     convert = reference_euler_to_axis_angle if reference_euler else euler_to_axis_angle
     angles = torch.where(is_d[:, :N_ANGLES], new.angles, source.angles)
     single_pose = torch.cat([torch.where((d < N_ANGLES)[:, None], convert(angles), source_pose[:, :3]),

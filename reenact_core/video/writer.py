@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
+from ..files import atomic_write, publish, temporary_beside
 from .audio import DriverAudio
 from .rate import exact_rate
 
@@ -67,7 +68,8 @@ class PngFramesWriter(_FrameSink):
 
     def _write(self, frames: np.ndarray) -> None:
         for offset, rgb in enumerate(frames):
-            Image.fromarray(rgb).save(self.frames_dir / f"{self.frames_written + offset:06d}.png")
+            atomic_write(self.frames_dir / f"{self.frames_written + offset:06d}.png",
+                         Image.fromarray(rgb).save)
 
 
 class VideoWriter(_FrameSink):
@@ -84,7 +86,8 @@ class VideoWriter(_FrameSink):
     one packet, ~20-60 ms, past the video); after the audio ends, an output longer than it is silent. A file
     without audio adds no audio stream. Audio is muxed as the frames arrive, so nothing accumulates.
 
-    The parent folder is created. ``close()`` (or leaving a ``with`` block, also on error) finalises the file;
+    The parent folder is created. The video is written under a temporary name beside ``path``; ``close()`` (or
+    leaving a ``with`` block, also on error) finalises it and moves it to ``path`` with mode ``0666 & ~umask``;
     if no frame was written, no file is left.
 
     Args:
@@ -103,8 +106,8 @@ class VideoWriter(_FrameSink):
         super().__init__()
         self.path, self.fps, self.codec = Path(path), exact_rate(fps), codec or pick_video_codec()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._container = av.open(str(self.path), "w")
+            self._temporary = temporary_beside(self.path)   # published to `path` when closed
+            self._container = av.open(str(self._temporary), "w")
         except (OSError, ValueError) as exc:  # ValueError: no container format for this suffix
             raise InputError(f"cannot write video {self.path}: {getattr(exc, 'strerror', None) or exc}") from exc
         self._audio = None
@@ -113,6 +116,7 @@ class VideoWriter(_FrameSink):
                 self._audio = DriverAudio(Path(audio_from))
             except InputError:
                 self._container.close()
+                self._temporary.unlink(missing_ok=True)
                 raise
         self._video: av.VideoStream | None = None
         self._closed = False
@@ -156,4 +160,6 @@ class VideoWriter(_FrameSink):
                 self._audio.close()
             self._container.close()
             if self._video is None:
-                self.path.unlink(missing_ok=True)
+                self._temporary.unlink(missing_ok=True)
+            else:
+                publish(self._temporary, self.path)

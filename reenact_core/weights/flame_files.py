@@ -121,25 +121,29 @@ def scan_globals(data: bytes) -> set[tuple[str, str]]:
     Raises WeightsError for data that is not a readable pickle.
     """
     found: set[tuple[str, str]] = set()
-    strings: list[str] = []
+    strings: list[str] = []        # strings pushed so far (STACK_GLOBAL takes the last two)
+    top: str | None = None         # the string on top of the stack, if the last push was one
     memo: dict = {}
     try:
         for op, arg, _ in pickletools.genops(data):
+            pushed = None
             if op.name in _STRING_OPS:
-                strings.append(arg if isinstance(arg, str) else str(arg))
+                pushed = arg if isinstance(arg, str) else str(arg)
+            elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+                pushed = memo.get(arg)
+            elif op.name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                memo[len(memo) if op.name == "MEMOIZE" else arg] = top
+                continue
             elif op.name in ("GLOBAL", "INST"):
                 module, _, name = arg.partition(" ")
                 found.add((module, name))
-            elif op.name in ("PUT", "BINPUT", "LONG_BINPUT") and strings:
-                memo[arg] = strings[-1]
-            elif op.name == "MEMOIZE" and strings:
-                memo[len(memo)] = strings[-1]
-            elif op.name in ("GET", "BINGET", "LONG_BINGET") and isinstance(memo.get(arg), str):
-                strings.append(memo[arg])
             elif op.name == "STACK_GLOBAL":
                 found.add((strings[-2], strings[-1]) if len(strings) >= 2 else ("?", "?"))
             elif op.name in ("EXT1", "EXT2", "EXT4"):
                 found.add(("copyreg extension", str(arg)))
+            if isinstance(pushed, str):
+                strings.append(pushed)
+            top = pushed if isinstance(pushed, str) else None
     except (ValueError, EOFError) as exc:
         raise WeightsError(f"not a readable pickle: {exc}") from None
     return found

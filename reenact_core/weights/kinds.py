@@ -1,69 +1,37 @@
-"""The model kinds we load: their architecture module, canonical file name and where the weights come from."""
+"""The registry of model kinds: every network the library loads, declared beside it as ``KIND``.
+
+A new kind is a network module in ``reenact_core.models`` with a ``KIND = ModelKind(...)`` (see
+``reenact_core.models.kind`` for the hooks) registered here with :func:`register_kind`. Its ``role`` says who
+needs it: ``inference`` kinds make up the set reenactment needs (``make_tiny_model_set``, ``doctor``,
+``load_reenact_models``), ``training`` kinds only the trainers, ``optional`` kinds improve a step when present.
+"""
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from ..errors import MissingModelError, WeightsError
+from ..files import find_file
+from ..models import arcface, deca, directions, e4e, flame, lpips, stylegan2
+from ..models.kind import INFERENCE, OPTIONAL, ROLES, TRAINING, ModelKind
 
-REFERENCE_REPO = "https://github.com/StelaBou/stylegan_directions_face_reenactment"
+__all__ = ["KINDS", "ModelKind", "INFERENCE", "TRAINING", "OPTIONAL", "ROLES", "register_kind", "kind",
+           "kind_names", "find_model_file", "missing_model_message"]
 
-
-@dataclass(frozen=True)
-class ModelKind:
-    """One kind of network: how to build it and where its published weights come from."""
-
-    name: str
-    module: str                 # reenact_core.models.<module> holding the architecture
-    model_class: str            # nn.Module class, constructed from its config
-    config_class: str           # frozen dataclass with to_dict()/from_dict()
-    title: str                  # what the user sees
-    canonical_file: str         # file name `convert` writes and the loaders look for
-    official_file: str          # the published file it is converted from
-    source: str                 # where the published file comes from
-
-    def _module(self):
-        return importlib.import_module(f"reenact_core.models.{self.module}")
-
-    def build(self, config):
-        """The nn.Module for ``config`` (its own random init)."""
-        return getattr(self._module(), self.model_class)(config)
-
-    def config_from_dict(self, data: dict):
-        return getattr(self._module(), self.config_class).from_dict(data)
-
-    def config_from_state_dict(self, state_dict):
-        """Architecture inferred from the shapes of an official-layout state dict (WeightsError if impossible)."""
-        return self._module().config_from_state_dict(state_dict)
-
-    def rebuilt_buffer_suffixes(self) -> tuple[str, ...]:
-        """Keys (by suffix) of constant buffers that official files may lack; they are rebuilt, not loaded."""
-        return tuple(getattr(self._module(), "REBUILT_BUFFER_SUFFIXES", ()))
+KINDS: dict[str, ModelKind] = {}
 
 
-_SOURCE = f"the official repository {REFERENCE_REPO} (links in its README)"
+def register_kind(model_kind: ModelKind) -> ModelKind:
+    """Add ``model_kind`` to ``KINDS`` (WeightsError if another kind has its name or canonical file)."""
+    for other in KINDS.values():
+        if other.name == model_kind.name or other.canonical_file == model_kind.canonical_file:
+            raise WeightsError(f"model kind {model_kind.name!r} collides with {other.name!r}")
+    KINDS[model_kind.name] = model_kind
+    return model_kind
 
-KINDS: dict[str, ModelKind] = {k.name: k for k in (
-    ModelKind("stylegan2", "stylegan2", "Generator", "GeneratorConfig", "StyleGAN2 generator",
-              "stylegan2-voxceleb-256.safetensors", "stylegan-voxceleb.pt", _SOURCE),
-    ModelKind("e4e", "e4e", "Encoder4Editing", "EncoderConfig", "e4e encoder (IR-SE-50)",
-              "e4e-voxceleb-256.safetensors", "e4e-voxceleb.pt", _SOURCE),
-    ModelKind("deca", "deca", "DecaEncoder", "DecaConfig", "DECA E_flame encoder",
-              "deca-eflame.safetensors", "deca_model.tar",
-              "DECA (https://github.com/yfeng95/DECA, registration required; non-commercial licence)"),
-    ModelKind("directions", "directions", "DirectionMatrix", "DirectionsConfig", "directions matrix A",
-              "directions-voxceleb.safetensors", "A_matrix.pt", _SOURCE),
-    ModelKind("flame", "flame", "Flame", "FlameConfig", "FLAME head model (training losses)",
-              "flame-generic.safetensors", "generic_model.pkl",
-              "the FLAME website https://flame.is.tue.mpg.de (free registration, per-user licence, never shipped), "
-              "with landmark_embedding.npy from https://github.com/yfeng95/DECA (data/)"),
-    ModelKind("arcface", "arcface", "ArcFace", "ArcFaceConfig", "ArcFace IR-SE-50 identity network",
-              "arcface-irse50.safetensors", "model_ir_se50.pth",
-              "TreB1eN/InsightFace_Pytorch (https://github.com/TreB1eN/InsightFace_Pytorch, README links; the same "
-              "file pSp and e4e use)"),
-)}
+
+for _module in (stylegan2, e4e, deca, directions, lpips, flame, arcface):
+    register_kind(_module.KIND)
 
 
 def kind(name: str) -> ModelKind:
@@ -74,19 +42,30 @@ def kind(name: str) -> ModelKind:
         raise WeightsError(f"unknown model kind {name!r}; known kinds: {', '.join(KINDS)}") from None
 
 
-def find_model_file(kind_name: str, folders: Iterable[str | Path], file_name: str | None = None) -> Path:
-    """Path of a model file in the first folder that holds it.
+def kind_names(role: str | None = None) -> tuple[str, ...]:
+    """Names of the registered kinds with ``role`` (all kinds for None), in registration order."""
+    if role is not None and role not in ROLES:
+        raise WeightsError(f"unknown model role {role!r}; roles: {', '.join(ROLES)}")
+    return tuple(name for name, k in KINDS.items() if role is None or k.role == role)
 
-    Raises MissingModelError naming the file, every folder searched, the official file and its source, and
-    the conversion command.
-    """
+
+def missing_model_message(kind_name: str, folders: Iterable[str | Path], file_name: str | None = None) -> str:
+    """The one-line message for an absent model file: the file, the folders searched, its source and the
+    conversion command."""
     k = kind(kind_name)
-    name = file_name or k.canonical_file
-    folders = [Path(f) for f in folders]
-    for folder in folders:
-        if (folder / name).is_file():
-            return folder / name
     searched = ", ".join(str(f) for f in folders) or "(no folder given)"
-    raise MissingModelError(
-        f"missing model file '{name}' ({k.title}); searched: {searched}. Download '{k.official_file}' from "
-        f"{k.source}, then run: python -m reenact_core convert {k.official_file} <models>/reenact/")
+    return (f"missing model file '{file_name or k.canonical_file}' ({k.title}); searched: {searched}. Download "
+            f"'{k.official_file}' from {k.source}, then run: python -m reenact_core convert "
+            f"{' '.join(filter(None, (k.official_file.split(' + ')[0], k.convert_options)))} <models>/reenact/")
+
+
+def find_model_file(kind_name: str, folders: Iterable[str | Path], file_name: str | None = None) -> Path:
+    """Path of a model file (the kind's canonical one unless ``file_name``) in the first folder holding it.
+
+    Raises MissingModelError (see :func:`missing_model_message`).
+    """
+    folders = [Path(f) for f in folders]
+    found = find_file(file_name or kind(kind_name).canonical_file, folders)
+    if found is None:
+        raise MissingModelError(missing_model_message(kind_name, folders, file_name))
+    return found

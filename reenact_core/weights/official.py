@@ -8,8 +8,9 @@
 | original e4e .pt (e4e)                    | {'state_dict': {'encoder.*', 'decoder.*'}, 'latent_avg', 'opts'}   |
 | deca_model.tar (deca)                     | {'E_flame': state_dict, 'E_detail', 'D_detail', ...}               |
 | A_matrix.pt (directions)                  | {'A_matrix': state_dict, 'learned_directions', 'shift_scale', ...} |
-| model_ir_se50.pth (arcface)               | state_dict itself (input_layer.*, body.*, output_layer.*)          |
-(reference-method §2.1–2.4)
+| alexnet-owt-7be5be79.pth + alex.pth (lpips) | two flat state dicts: torchvision AlexNet, PerceptualSimilarity heads |
+| model_ir_se50.pth (arcface)               | the state dict itself (input_layer.*, body.*, output_layer.*)      |
+(reference-method §2.1–2.5). Either LPIPS file converts both; the other must lie beside it.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import WeightsError
+from ..errors import MissingModelError, WeightsError
+from ..models.lpips import ALEXNET_FILE, ALEXNET_URL, LINEAR_FILE, LINEAR_URL
 from .safe_load import load_checkpoint
 
 # Scalars A_matrix.pt carries beside its state dict (§2.4); `shift_dim` is absent from self-trained files.
@@ -62,9 +64,33 @@ def read_official(path: str | Path) -> OfficialCheckpoint:
                                   extras=extras)
     if ARCFACE_MARKERS <= set(ckpt):
         return OfficialCheckpoint("arcface", "IR-SE ArcFace state dict (TreB1eN)", _tensors(path, ckpt))
+    if ckpt and all(isinstance(k, str) and k.startswith("lin") for k in ckpt):
+        return _lpips(path, partner=path.with_name(ALEXNET_FILE), linear=path)
+    if "features.0.weight" in ckpt and "classifier.1.weight" in ckpt:
+        return _lpips(path, partner=path.with_name(LINEAR_FILE), alexnet=path)
     keys = ", ".join(sorted(map(str, ckpt))[:8]) or "none"
     raise WeightsError(f"{path.name}: not a known official checkpoint (top-level keys: {keys}); expected "
-                       f"'g_ema' (StyleGAN2), 'e' or 'state_dict'+'latent_avg' (e4e), 'E_flame' (DECA), 'A_matrix' (A), or an IR-SE state dict (ArcFace)")
+                       f"'g_ema' (StyleGAN2), 'e' or 'state_dict'+'latent_avg' (e4e), 'E_flame' (DECA), 'A_matrix' (A), "
+                       f"LPIPS's {ALEXNET_FILE} / {LINEAR_FILE}, or an IR-SE state dict (ArcFace)")
+
+
+def _lpips(path: Path, partner: Path, **files: Path) -> OfficialCheckpoint:
+    if not partner.is_file():
+        url = ALEXNET_URL if partner.name == ALEXNET_FILE else LINEAR_URL
+        raise MissingModelError(f"{path.name} is half of LPIPS: put {partner.name} beside it (from {url})")
+    files.setdefault("alexnet", partner)
+    files.setdefault("linear", partner)
+    return OfficialCheckpoint("lpips", "LPIPS (torchvision AlexNet + PerceptualSimilarity v0.1 heads)",
+                              read_lpips_official(files["alexnet"], files["linear"]))
+
+
+def read_lpips_official(alexnet: Path, linear: Path) -> dict[str, torch.Tensor]:
+    """LPIPS's state dict from the two published files (AlexNet's unused ``classifier.*`` left out)."""
+    state_dict = {}
+    for path in (Path(alexnet), Path(linear)):
+        state_dict.update({k: v for k, v in _tensors(path, load_checkpoint(path)).items()
+                           if not k.startswith("classifier.")})
+    return state_dict
 
 
 def write_official(path: str | Path, kind: str, state_dict: dict[str, torch.Tensor], *,

@@ -1,29 +1,32 @@
 """Valid model files with random weights, for tests and the self-check (never presented as results)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
-from .kinds import KINDS, kind as get_kind
-from .store import MEAN_LATENT_KEY, save_model
-
-RANDOM_MEAN_LATENT_SAMPLES = 512
+from ..models.kind import INFERENCE
+from .kinds import kind as get_kind, kind_names
+from .store import save_model
 
 # A consistent set of tiny architectures (one W+ width shared by G, e4e and A; 256-px images as the method's
-# real crops), small enough to build, save and run in well under a second each.
+# real crops), small enough to build, save and run in well under a second each. A kind without an entry here
+# has no tiny form and is built with its default config.
 TINY_CONFIGS: dict[str, dict] = {
     "stylegan2": {"size": 256, "style_dim": 32, "n_mlp": 2, "channels": [32, 32, 32, 32, 16, 16, 8]},
     "e4e": {"size": 256, "input_size": 256, "style_dim": 32, "widths": [8, 16, 24, 32], "units": [1, 1, 1, 1],
             "se_reduction": 4},
     "deca": {"base_width": 8, "blocks": [1, 1, 1, 1], "hidden": 32},
     "directions": {"shift_dim": 32},
+    "arcface": {"widths": [8, 16, 24, 32], "units": [1, 1, 1, 1], "se_reduction": 4, "embedding_dim": 16},
+    "flame": {"n_shape": 10, "n_exp": 10, "n_vertices": 60, "n_faces": 40},
 }
 
 
 def tiny_config(kind_name: str):
-    """The tiny architecture of ``kind_name`` (see TINY_CONFIGS)."""
-    return get_kind(kind_name).config_from_dict(TINY_CONFIGS[kind_name])
+    """The tiny architecture of ``kind_name`` (see TINY_CONFIGS; the default config for kinds without one)."""
+    return get_kind(kind_name).config_from_dict(TINY_CONFIGS.get(kind_name, {}))
 
 
 def make_random_checkpoint(kind_name: str, config, path: str | Path, seed: int = 0) -> Path:
@@ -35,16 +38,25 @@ def make_random_checkpoint(kind_name: str, config, path: str | Path, seed: int =
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = k.build(config).eval()
-    extra = {}
-    if kind_name == "stylegan2":
-        with torch.no_grad():
-            extra[MEAN_LATENT_KEY] = model.mean_latent(RANDOM_MEAN_LATENT_SAMPLES, seed)
+    with torch.no_grad():
+        extra = k.extra_tensors(model, config, seed)
     return save_model(path, kind_name, config, model.state_dict(), extra_tensors=extra,
                       metadata={"random_weights": "true", "seed": str(seed)})
 
 
-def make_tiny_model_set(folder: str | Path, seed: int = 0) -> dict[str, Path]:
-    """Write one tiny random model file of every kind under its canonical name in ``folder``."""
+def make_tiny_model_set(folder: str | Path, seed: int = 0, kinds: Iterable[str] | None = None) -> dict[str, Path]:
+    """Write one tiny random model file per kind under its canonical name in ``folder``.
+
+    Args:
+        kinds: the kinds to write; by default the inference set (the kinds whose role is ``inference``), so
+            registering training or optional kinds never changes what callers get by default.
+
+    Returns:
+        kind name → path written.
+    """
     folder = Path(folder)
-    return {name: make_random_checkpoint(name, tiny_config(name), folder / k.canonical_file, seed + i)
-            for i, (name, k) in enumerate(KINDS.items())}
+    order = kind_names()   # each kind's seed offset is its registry position, whatever else is written
+    names = kind_names(INFERENCE) if kinds is None else tuple(kinds)
+    return {name: make_random_checkpoint(name, tiny_config(name), folder / get_kind(name).canonical_file,
+                                         seed + order.index(get_kind(name).name))
+            for name in names}

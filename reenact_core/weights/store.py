@@ -2,20 +2,24 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from ..errors import WeightsError
+from ..files import read_safetensors, write_safetensors
+from ..models.stylegan2 import MEAN_LATENT_KEY
 from .kinds import kind as get_kind
 
+logger = logging.getLogger(__name__)
+
 FORMAT = "latent-reenact"
-FORMAT_VERSION = "1"
-MEAN_LATENT_KEY = "mean_latent"  # StyleGAN2 files: the truncation centre w̄, [1, style_dim]
+FORMAT_VERSION = "2"          # 2: directions files store their normaliser in the config
+READABLE_VERSIONS = ("1", "2")
 
 
 @dataclass(frozen=True)
@@ -31,35 +35,47 @@ class ModelInfo:
 
 @dataclass
 class LoadedModel:
-    """A network built from one file: the module (eval mode) plus the file's non-module data."""
+    """A network built from one file: the module plus the file's non-module data.
+
+    Attributes:
+        kind, config, path, metadata: what the file says.
+        module: the network, in eval mode without gradients, or trainable (``load_model(trainable=True)``).
+        extras: the tensors stored beside the state dict (kind hook ``extra_shapes``), on the module's device
+            in its dtype; for StyleGAN2 the truncation centre ``mean_latent`` [1, style_dim].
+    """
 
     kind: str
     config: Any
     module: torch.nn.Module
     path: Path
     metadata: dict[str, str] = field(default_factory=dict)
-    mean_latent: torch.Tensor | None = None   # StyleGAN2 only: [1, style_dim], on the module's device/dtype
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def mean_latent(self) -> torch.Tensor | None:
+        """StyleGAN2 only: the truncation centre w̄ (1, style_dim); None for other kinds."""
+        return self.extras.get(MEAN_LATENT_KEY)
+
+    @mean_latent.setter
+    def mean_latent(self, value: torch.Tensor) -> None:
+        self.extras[MEAN_LATENT_KEY] = value
 
 
 def save_model(path: str | Path, kind_name: str, config, state_dict: Mapping[str, torch.Tensor],
                extra_tensors: Mapping[str, torch.Tensor] | None = None,
                metadata: Mapping[str, str] | None = None) -> Path:
-    """Write a model file: the state dict (contiguous CPU copies) and metadata (kind, config JSON, format)."""
+    """Write a model file atomically: the state dict and extra tensors (contiguous CPU copies) and metadata
+    (kind, config JSON, format)."""
     get_kind(kind_name)
-    path = Path(path)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    tensors = dict(state_dict)
     for k, v in (extra_tensors or {}).items():
         if k in tensors:
             raise WeightsError(f"extra tensor {k!r} collides with a state-dict key")
-        tensors[k] = v.detach().to("cpu").contiguous()
+        tensors[k] = v
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind_name,
             "config": json.dumps(config.to_dict(), sort_keys=True)}
     meta.update({k: str(v) for k, v in (metadata or {}).items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
-    return path
+    return write_safetensors(path, tensors, meta)
 
 
 def inspect_model_file(path: str | Path, expected_kind: str | None = None) -> ModelInfo:
@@ -71,31 +87,35 @@ def inspect_model_file(path: str | Path, expected_kind: str | None = None) -> Mo
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"model file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path.name}: not a readable .safetensors file (truncated or corrupt?): {exc}") from None
+    header, meta = read_safetensors(path, tensors=False)
+    shapes = {k: tuple(t.shape) for k, t in header.items()}
     if meta.get("format") != FORMAT:
         raise WeightsError(f"{path.name}: not a Latent Reenact model file (no '{FORMAT}' metadata); convert the "
                            f"official checkpoint with: python -m reenact_core convert SRC DST")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise WeightsError(f"{path.name}: format version {meta.get('format_version')!r} is not supported "
-                           f"(this version reads {FORMAT_VERSION})")
+                           f"(this version reads {', '.join(READABLE_VERSIONS)})")
     k = get_kind(meta.get("kind", "?"))
     if expected_kind is not None and k.name != expected_kind:
         raise WeightsError(f"{path.name}: holds a {k.title} ('{k.name}'), expected "
                            f"a {get_kind(expected_kind).title} ('{expected_kind}')")
     try:
-        config = k.config_from_dict(json.loads(meta["config"]))
+        config_dict = json.loads(meta["config"])
+        config = k.config_from_dict(config_dict)
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(f"{path.name}: invalid architecture metadata: {exc}") from None
     expected = {name: tuple(t.shape) for name, t in _meta_module(k, config).state_dict().items()}
-    if k.name == "stylegan2":
-        expected[MEAN_LATENT_KEY] = (1, config.style_dim)
+    expected.update(k.extra_shapes(config))
     check_state_dict_shapes(path.name, expected, shapes)
+    notice = k.legacy_notice(config_dict)
+    if notice:
+        _say_once(str(path.resolve()), f"{path.name}: {notice}")
     return ModelInfo(path, k.name, config, meta, shapes)
+
+
+@lru_cache(maxsize=None)
+def _say_once(_key: str, message: str) -> None:
+    logger.warning(message)
 
 
 def _meta_module(k, config) -> torch.nn.Module:
@@ -124,28 +144,22 @@ def check_state_dict_shapes(what: str, expected: Mapping[str, tuple], actual: Ma
 
 
 def load_model(path: str | Path, expected_kind: str | None = None, device: str | torch.device = "cpu",
-               dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """Build the network a model file describes, load its weights strictly and put it in eval mode.
+               dtype: torch.dtype = torch.float32, *, trainable: bool = False) -> LoadedModel:
+    """Build the network a model file describes and load its weights strictly.
 
-    Floating-point tensors are cast to ``dtype``; integer buffers (BatchNorm counters) keep theirs.
+    Floating-point tensors are cast to ``dtype``; integer buffers (BatchNorm counters) keep theirs. The module
+    is put in the kind's eval mode without gradients, or with ``trainable=True`` in its trainable mode (kind
+    hook ``set_mode``; by default ``train()`` with gradients on every parameter).
     """
     info = inspect_model_file(path, expected_kind)
     k = get_kind(info.kind)
-    tensors = _read_tensors(info.path)
-    mean_latent = tensors.pop(MEAN_LATENT_KEY, None)
+    tensors, _ = read_safetensors(info.path)
+    extras = {name: tensors.pop(name) for name in k.extra_shapes(info.config)}
     module = _meta_module(k, info.config)
     module.load_state_dict(tensors, strict=True, assign=True)
     module = module.to(device=device)
     module = module.to(dtype=dtype) if dtype is not None else module
-    module.eval().requires_grad_(False)
-    if mean_latent is not None:
-        mean_latent = mean_latent.to(device=device, dtype=dtype)
-    return LoadedModel(info.kind, info.config, module, info.path, info.metadata, mean_latent)
-
-
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k).clone() for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path.name}: cannot read its tensors (truncated or corrupt?): {exc}") from None
+    module = k.set_mode(module, trainable)
+    extras = {name: t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+              for name, t in extras.items()}
+    return LoadedModel(info.kind, info.config, module, info.path, info.metadata, extras)

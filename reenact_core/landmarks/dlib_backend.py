@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingModelError
-from .images import downscaled
-from .landmarks import LandmarkBackend
+from ..faces.images import downscaled
+from ..files import find_file
+from .backend import LandmarkBackend
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"  # shipped by the face-recognition-models package
 DETECT_MAX_SIDE = 640  # long side (px) of the copy the HOG detector sees
@@ -36,9 +37,9 @@ def dlib_model_file(name: str, models_dir: str | os.PathLike | None = None) -> P
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is not None and spec.origin is not None:
         folders.append(Path(spec.origin).parent / "models")
-    for folder in folders:
-        if (folder / name).is_file():
-            return folder / name
+    found = find_file(name, folders)
+    if found is not None:
+        return found
     searched = ", ".join(str(f) for f in folders) or "no folder: face-recognition-models is not installed"
     raise MissingModelError(f"{name} not found (searched {searched}); install it with: pip install face-recognition-models")
 

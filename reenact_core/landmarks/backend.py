@@ -1,11 +1,4 @@
-"""Face detection and 68-point landmarks through pluggable backends, chosen by name.
-
-Built-in backends: ``"dlib"`` (default; HOG detector and the 68-point shape predictor of
-``face-recognition-models``, no download; the predictor was trained on iBUG 300-W, whose licence excludes
-commercial use) and ``"face-alignment"`` (the FAN network of the optional ``face-alignment`` package; its
-weights must already be on disk). Backends are built lazily and cached per process, so nothing is loaded at
-import time.
-"""
+"""The landmark backend interface, the registry of backends by name, and face detection through them."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -15,9 +8,9 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import InputError
-from .geometry import Face
-from .images import check_image, to_uint8_rgb
-from .plausibility import is_plausible
+from ..faces.geometry import Face
+from ..faces.images import check_image, to_uint8_rgb
+from ..faces.plausibility import is_plausible
 
 DEFAULT_BACKEND = "dlib"
 
@@ -70,7 +63,6 @@ def get_backend(name: str = DEFAULT_BACKEND, **options) -> LandmarkBackend:
     return _cached_backend(name, tuple(sorted(options.items())))
 
 
-
 def detect_faces(image: np.ndarray, backend: str | LandmarkBackend = DEFAULT_BACKEND, **options) -> list[Face]:
     """The plausible faces of an image, left to right.
 
@@ -87,19 +79,3 @@ def detect_faces(image: np.ndarray, backend: str | LandmarkBackend = DEFAULT_BAC
         backend = get_backend(backend, **options)
     faces = [face for face in backend.detect(rgb) if is_plausible(face)]
     return sorted(faces, key=lambda face: face.box[0] + face.box[2])
-
-
-def _dlib_backend(**options) -> LandmarkBackend:
-    from .dlib_backend import DlibBackend
-
-    return DlibBackend(**options)
-
-
-def _fan_backend(**options) -> LandmarkBackend:
-    from .fan_backend import FanBackend
-
-    return FanBackend(**options)
-
-
-register_backend("dlib", _dlib_backend)
-register_backend("face-alignment", _fan_backend)

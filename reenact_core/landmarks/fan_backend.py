@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from ..errors import InputError, MissingModelError
+from ..faces.images import downscaled
+from ..files import find_file
 from ..weights.safe_load import load_checkpoint
 from .dlib_backend import DETECT_MAX_SIDE, DlibBackend
-from .images import downscaled
-from .landmarks import LandmarkBackend
+from .backend import LandmarkBackend
 
 _RELEASES = "https://www.adrianbulat.com/downloads/python-fan/"  # face-alignment 1.5 `models_urls`
 FAN_WEIGHTS = "2DFAN4-11f355bf06.pth.tar"  # face-alignment 1.5 `models_urls['2DFAN-4']`
@@ -49,9 +50,9 @@ def weight_folders(models_dir: str | os.PathLike | None = None) -> list[Path]:
 def find_weights(file_name: str, models_dir: str | os.PathLike | None = None) -> Path:
     """The path of ``file_name`` in :func:`weight_folders`; MissingModelError naming file, folders and source."""
     folders = weight_folders(models_dir)
-    for folder in folders:
-        if (folder / file_name).is_file():
-            return folder / file_name
+    found = find_file(file_name, folders)
+    if found is not None:
+        return found
     raise MissingModelError(
         f"face-alignment weights {file_name} not found in {', '.join(str(f) for f in folders)}; "
         f"download {_RELEASES}{file_name} into one of them"
