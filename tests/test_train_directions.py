@@ -40,7 +40,7 @@ def test_planted_solution_is_recovered_and_every_loss_term_falls(tmp_path):
     nets = linear_networks(config)
     rows, width = config.num_layers_shift, nets.generator.config.style_dim
     a_star = torch.randn(rows * width, 15, generator=torch.Generator().manual_seed(7)) * PLANTED_SCALE
-    planted_tree(tmp_path / "data", nets, a_star, videos=4, frames=5, truncation=config.truncation)
+    planted_tree(tmp_path / "data", nets, a_star, videos=4, frames=5, config=config)
     method = DirectionsMethod(config, nets, CPU)
     batch = next(iter(method.batches(0, 0)))
 
@@ -65,7 +65,7 @@ def test_resume_mid_epoch_with_workers_is_bit_for_bit(tmp_path):
     config = paired_config(tmp_path / "data", max_iter=5, num_workers=1, save_every=2)
     nets = tiny_networks(config)
     planted_tree(tmp_path / "data", nets, torch.zeros(config.num_layers_shift * 32, 15), videos=2, frames=4,
-                 truncation=config.truncation)         # 8 frames: 2 steps an epoch
+                 config=config)         # 8 frames: 2 steps an epoch
     train(DirectionsMethod(config, tiny_networks(config), CPU), tmp_path / "full", CPU)
     part = config.with_overrides({"max_iter": 3})
     train(DirectionsMethod(part, tiny_networks(part), CPU), tmp_path / "part", CPU)

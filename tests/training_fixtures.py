@@ -104,7 +104,7 @@ def run_torchrun(kind: str, overrides: dict, folder: Path, nproc: int) -> dict:
     return torch.load(folder / "result.pt", weights_only=True)
 
 
-def planted_tree(root: Path, nets, a_star: torch.Tensor, videos: int, frames: int, truncation: float,
+def planted_tree(root: Path, nets, a_star: torch.Tensor, videos: int, frames: int, config,
                  seed: int = 0) -> Path:
     """A prepared tree whose frames obey a known A* (weight ``a_star`` (L·D, 15), no bias): frame f of a video is
     ``G_ψ(w_0 ⊕ A*·n(p_f))`` with random DECA codes p_f stored, so for every pair (a, b) of a video
@@ -127,9 +127,9 @@ def planted_tree(root: Path, nets, a_star: torch.Tensor, videos: int, frames: in
         codes[:, CODE_SLICES["pose"]] = torch.randn(frames, 6, generator=g) * torch.tensor([.12, .2, .05, .06, 0, 0])
         codes[:, CODE_SLICES["pose"].start + 3] = codes[:, CODE_SLICES["pose"].start + 3].abs()
         p = FaceParams.from_pose_exp(codes[:, CODE_SLICES["pose"]], codes[:, CODE_SLICES["exp"]])
-        shift = (normalise(p) @ a_star.T).view(frames, rows, d)
+        shift = (normalise(p, normaliser=config.normaliser) @ a_star.T).view(frames, rows, d)
         w = apply_shift(w0.expand(frames, -1, -1), shift)
-        write_rendered_video(root, f"id{v:02d}", "video", gen, nets.mean_latent, w, codes, truncation)
+        write_rendered_video(root, f"id{v:02d}", "video", gen, nets.mean_latent, w, codes, config.truncation)
     return root
 
 
@@ -174,12 +174,9 @@ def linear_networks(config, seed: int = 0):
 def tiny_model_files(folder: Path, config) -> Path:
     """The files ``train directions`` reads, holding the networks of ``tiny_networks(config)`` (random weights):
     a 64-px, 10-row StyleGAN2 (not the canonical name: pass it with --generator), DECA, FLAME, ArcFace, LPIPS."""
-    from safetensors.torch import save_file
-
     from reenact_core.models.arcface import ArcFaceConfig
     from reenact_core.models.deca import DecaConfig
     from reenact_core.models.flame import FlameConfig
-    from reenact_core.models.lpips import CONVERTED_FILE
     from reenact_core.training.networks import tiny_networks
     from reenact_core.training.tiny import TINY_ARCFACE, TINY_DECA, TINY_FLAME
     from reenact_core.weights import KINDS, save_model
@@ -198,5 +195,6 @@ def tiny_model_files(folder: Path, config) -> Path:
                crit.flame.network.state_dict(), metadata=meta)
     save_model(folder / KINDS["arcface"].canonical_file, "arcface", ArcFaceConfig.from_dict(TINY_ARCFACE),
                crit.identity.arcface.network.state_dict(), metadata=meta)
-    save_file({k: v.contiguous() for k, v in crit.lpips.network.state_dict().items()}, str(folder / CONVERTED_FILE))
+    save_model(folder / KINDS["lpips"].canonical_file, "lpips", crit.lpips.network.config,
+               crit.lpips.network.state_dict(), metadata=meta)
     return folder / "stylegan2-tiny-64.safetensors"

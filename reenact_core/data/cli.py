@@ -34,7 +34,7 @@ def _prepare(args: argparse.Namespace) -> int:
 def register(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
     """Adds the ``dataset`` command (``prepare``, ``ranges``) to the main parser's subparsers."""
     from ..cli import DTYPES
-    from ..faces.landmarks import DEFAULT_BACKEND, backend_names
+    from ..landmarks import DEFAULT_BACKEND, backend_names
     from .prepare import DEFAULT_BATCH_SIZE, DEFAULT_STRIDE
     from .sources import VIDEO_SUFFIXES
 

@@ -22,7 +22,7 @@ from ..engine.models import ReenactModels
 from ..engine.source import estimate_codes
 from ..errors import InputError
 from ..faces.alignment import FaceAligner
-from ..faces.landmarks import DEFAULT_BACKEND, detect_faces
+from ..landmarks import DEFAULT_BACKEND, detect_faces
 from ..faces.reference_crop import CROP_SIZE
 from ..imaging import image_to_tensor
 from ..video import VideoReader

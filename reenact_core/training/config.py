@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import InputError
-from ..params import ANGLE_SCALES_DEG, NUM_DIRECTIONS, SHIFT_SCALE
+from ..models.directions import (ANGLE_SCALES_DEG, NUM_DIRECTIONS, SHIFT_SCALE, VOXCELEB_RANGES, DirectionsConfig,
+                                 Normaliser)
 
 C = TypeVar("C", bound="TrainConfig")
 
@@ -117,7 +118,8 @@ class DirectionsTrainConfig(TrainConfig):
         bias: A has a bias (official True; False makes Δp = 0 an exact identity).
         init_std: std of A's initial weight (official N(0, 0.03)); the bias keeps PyTorch's default init.
         shift_scale: S, normalised Δp coordinates span [−S, S].
-        ranges: jaw/expression ranges of the normaliser: a built-in name or a ``dataset ranges`` file.
+        ranges: the (min, max) table of the normaliser: ``voxceleb`` (the official one), or a file of at least
+            15 rows × 2 (``.npy`` as the official ``ranges_*.npy``, or ``.json``) from ``dataset ranges``.
         angle_scales: degrees of yaw, pitch, roll that map to S.
         disentanglement_50: the second half of the global batch moves one random direction only (§3.4).
         truncation: ψ toward the generator's mean latent.
@@ -160,9 +162,7 @@ class DirectionsTrainConfig(TrainConfig):
             raise InputError(f"unknown training method {self.method!r}; choose one of {', '.join(self.METHODS)}")
         if self.measure_crop not in ("canonical", "landmarks"):
             raise InputError(f"measure_crop must be 'canonical' or 'landmarks', got {self.measure_crop!r}")
-        if len(self.angle_scales) != 3 or min(self.angle_scales) <= 0 or self.shift_scale <= 0:
-            raise InputError(f"angle_scales needs 3 positive degrees and shift_scale > 0, got "
-                             f"{self.angle_scales}, {self.shift_scale}")
+        self.normaliser                     # checks ranges, angle_scales and shift_scale
         if self.num_layers_shift < 1 or not 0 < self.truncation <= 1:
             raise InputError(f"num_layers_shift must be ≥ 1 and truncation in (0, 1], got "
                              f"{self.num_layers_shift}, {self.truncation}")
@@ -173,6 +173,21 @@ class DirectionsTrainConfig(TrainConfig):
     def learned_directions(self) -> int:
         return NUM_DIRECTIONS
 
+    @property
+    def normaliser(self) -> Normaliser:
+        """Δp's normaliser: the ranges table, the angle scales and S of this config."""
+        try:
+            return Normaliser(read_ranges(self.ranges), self.angle_scales, self.shift_scale)
+        except ValueError as exc:
+            raise InputError(f"invalid normaliser settings: {exc}") from None
+
+    def directions_config(self, style_dim: int) -> DirectionsConfig:
+        """The architecture and normaliser of the A this config trains, for W+ rows ``style_dim`` wide."""
+        n = self.normaliser
+        return DirectionsConfig(input_dim=NUM_DIRECTIONS, num_layers=self.num_layers_shift, shift_dim=style_dim,
+                                bias=self.bias, shift_scale=n.shift_scale, ranges=n.ranges,
+                                angle_scales=n.angle_scales)
+
     def check_world(self, world_size: int) -> None:
         """Refuses a global batch that does not split evenly (and in even halves) over ``world_size`` ranks."""
         even = self.disentanglement_50 or self.method == "real_synthetic"
@@ -181,6 +196,29 @@ class DirectionsTrainConfig(TrainConfig):
             why = " (disentanglement_50 and real_synthetic split every rank's batch in halves)" if even else ""
             raise InputError(f"batch_size {self.batch_size} must be a multiple of {unit} for {world_size} "
                              f"rank(s){why}")
+
+
+BUILT_IN_RANGES = {"voxceleb": VOXCELEB_RANGES}
+
+
+def read_ranges(name_or_file: str) -> tuple[tuple[float, float], ...]:
+    """The 15 (min, max) rows of a built-in table or of a file's first 15 rows (``.npy`` or ``.json``)."""
+    if name_or_file in BUILT_IN_RANGES:
+        return BUILT_IN_RANGES[name_or_file]
+    path = Path(name_or_file)
+    try:
+        if path.suffix == ".npy":
+            import numpy as np
+            rows = np.load(path, allow_pickle=False).tolist()
+        else:
+            rows = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"ranges {name_or_file!r}: neither {', '.join(BUILT_IN_RANGES)} nor a readable ranges "
+                         f"file ({exc})") from None
+    if not isinstance(rows, list) or len(rows) < NUM_DIRECTIONS or any(
+            not isinstance(r, list) or len(r) != 2 for r in rows[:NUM_DIRECTIONS]):
+        raise InputError(f"ranges file {path} must hold at least {NUM_DIRECTIONS} (min, max) rows")
+    return tuple((float(lo), float(hi)) for lo, hi in rows[:NUM_DIRECTIONS])
 
 
 def field_help(cls: type) -> dict[str, str]:

@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import InputError
 from ..evaluation import expression_error, pose_error_deg
 from ..models.deca import split_codes
-from ..models.directions import DirectionMatrix, DirectionsConfig, apply_shift
+from ..models.directions import DirectionMatrix, apply_shift
 from ..models.stylegan2 import Generator
 from ..params import FaceParams
 from .config import DirectionsTrainConfig
@@ -65,9 +65,7 @@ def init_directions(config: DirectionsTrainConfig, style_dim: int) -> DirectionM
     """A with the reference's initialisation: weight ~ N(0, init_std), PyTorch's default bias (seeded)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        a = DirectionMatrix(DirectionsConfig(input_dim=config.learned_directions, num_layers=config.num_layers_shift,
-                                             shift_dim=style_dim, bias=config.bias,
-                                             shift_scale=config.shift_scale))
+        a = DirectionMatrix(config.directions_config(style_dim))
         nn.init.normal_(a.linear.weight, std=config.init_std)
     return a
 
@@ -93,6 +91,7 @@ class DirectionsMethod:
         self.name = f"directions ({config.method})"
         self.directions = directions if directions is not None else init_directions(config, g.style_dim)
         self.local_batch = config.batch_size // ctx.world_size
+        self.normaliser = self.directions.config.normaliser
         self.device = ctx.device
         nets.generator.requires_grad_(False).eval()
         nets.criteria.requires_grad_(False).eval()
@@ -196,13 +195,12 @@ class DirectionsMethod:
             draws = draw_shifts(c.seed, step, idx, c.batch_size)
         else:
             draws = _no_draws(len(idx))
-        delta_p = shift_vector(source, FaceParams.from_pose_exp(t.pose, t.exp), draws, ranges=c.ranges,
-                               shift_scale=c.shift_scale)
+        delta_p = shift_vector(source, FaceParams.from_pose_exp(t.pose, t.exp), draws, normaliser=self.normaliser)
         if paired:
             with torch.no_grad():
                 return delta_p, flame_params(self.nets.measure(target_images))
-        pose, exp = ground_truth_params(source, s.pose, s.exp, t.pose, t.exp, delta_p, draws, ranges=c.ranges,
-                                        shift_scale=c.shift_scale, reference_euler=c.reference_euler)
+        pose, exp = ground_truth_params(source, s.pose, s.exp, t.pose, t.exp, delta_p, draws,
+                                        normaliser=self.normaliser, reference_euler=c.reference_euler)
         return delta_p, FlameParams(s.shape, exp, pose)
 
     def _reenact(self, model: nn.Module, w_plus: torch.Tensor, delta_p: torch.Tensor) -> torch.Tensor:
@@ -300,7 +298,7 @@ class ValidationPairs:
             tgt = self._load(method, [self.targets[i] for i in chunk])
             s, t = split_codes(src.codes), split_codes(tgt.codes)
             delta_p = shift_vector(FaceParams.from_pose_exp(s.pose, s.exp), FaceParams.from_pose_exp(t.pose, t.exp),
-                                   _no_draws(len(chunk)), ranges=c.ranges, shift_scale=c.shift_scale)
+                                   _no_draws(len(chunk)), normaliser=method.normaliser)
             x_r = method._reenact(method.directions, src.w_plus, delta_p)
             r_params = FaceParams.from_deca(method.nets.measure(x_r))
             t_params = FaceParams.from_deca(method.nets.measure(tgt.images))
@@ -308,7 +306,7 @@ class ValidationPairs:
             reference = torch.where(self_pair[:, None, None, None], tgt.images, src.images)
             identity = similarity(x_r, reference).double().cpu()
             pose = pose_error_deg(r_params, t_params).cpu()
-            expression = expression_error(r_params, t_params, c.ranges).cpu()
+            expression = expression_error(r_params, t_params, method.normaliser).cpu()
             for j, i in enumerate(chunk):
                 row = 0 if self.kinds[i] == "self" else 1
                 found = bool(torch.isfinite(identity[j]))

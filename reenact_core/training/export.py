@@ -17,15 +17,13 @@ def export_directions(directions: DirectionMatrix, config: DirectionsTrainConfig
                       step: int, provenance: dict) -> tuple[Path, Path]:
     """Writes ``folder/directions-<name>.safetensors`` and ``folder/A_matrix.pt``; returns both paths.
 
-    The safetensors metadata holds the normaliser (``ranges``, ``angle_scales``, ``shift_scale``) and
-    ``provenance`` (JSON: method, step, config, weight files and hashes); ``random_weights: true`` is copied
-    when the networks trained with were random test weights.
+    The file's config holds A's normaliser; its metadata ``provenance`` (JSON: method, step, training config,
+    weight files and hashes), and ``random_weights: true`` when the networks trained with were random.
     """
     folder = Path(folder)
     state = {k: v.detach().cpu() for k, v in directions.state_dict().items()}
     a = directions.config
-    metadata = {"ranges": config.ranges, "angle_scales": json.dumps(list(config.angle_scales)),
-                "provenance": json.dumps({**provenance, "step": step, "config": config.to_dict()}, sort_keys=True)}
+    metadata = {"provenance": json.dumps({**provenance, "step": step, "config": config.to_dict()}, sort_keys=True)}
     if provenance.get("random_weights"):
         metadata["random_weights"] = "true"
     path = save_model(folder / f"directions-{name}.safetensors", "directions", a, state, metadata=metadata)

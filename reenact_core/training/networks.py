@@ -10,11 +10,12 @@ from torch import nn
 from ..models.arcface import ArcFace, ArcFaceConfig
 from ..models.deca import DecaConfig, DecaEncoder
 from ..errors import MissingModelError
-from ..models.lpips import (ALEXNET_CONVS, ALEXNET_FILE, ALEXNET_URL, CONVERTED_FILE, LINEAR_FILE, LINEAR_URL, LPIPS,
-                            load_lpips)
-from ..models.lpips import lpips_files as lpips_files_in
+from ..faces.reference_crop import CROP_SIZE
+from ..files import find_file
+from ..measure import measure_codes
+from ..models.lpips import ALEXNET_CONVS, ALEXNET_FILE, ALEXNET_URL, LINEAR_FILE, LINEAR_URL, LPIPS
 from ..models.stylegan2 import Generator, GeneratorConfig
-from ..weights import find_model_file, load_model
+from ..weights import find_lpips, find_model_file, kind, load_model
 from .config import DirectionsTrainConfig
 from .directions import DirectionsNetworks, loss_options
 from .losses import TrainingLosses
@@ -25,24 +26,48 @@ TINY_RGB_GAIN = 0.1   # scales the random ToRGB weights of tiny generators
 
 
 class DecaMeasure(nn.Module):
-    """DECA codes (B, 236) of generated images (B, 3, H, W) in [-1, 1], differentiable in the images; DECA is
-    frozen (eval, no parameter gradients)."""
+    """DECA codes (B, 236) of generated images (B, 3, H, W) in [-1, 1] (``measure.measure_codes``), with
+    gradients to the images when autograd is on; DECA is frozen (eval, no parameter gradients).
 
-    def __init__(self, deca: nn.Module):
+    ``crop="canonical"``: the canonical box of aligned crops. ``"landmarks"``: DECA's box from 68 landmarks
+    found on each image (the reference's way), the canonical box where no face is found.
+    """
+
+    def __init__(self, deca: nn.Module, crop: str = "canonical"):
         super().__init__()
         self.deca = deca.eval().requires_grad_(False)
+        self.crop = crop
 
     def train(self, mode: bool = True) -> DecaMeasure:
         self.training = mode
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        from ..faces.deca_crop import deca_warp
-        from ..imaging import to_deca_input
+        grad = torch.is_grad_enabled()
+        if self.crop == "canonical":
+            return measure_codes(self.deca, images, None, grad=grad)
+        kpt68 = landmarks_or_none(images)
+        found = torch.tensor([k is not None for k in kpt68], device=images.device)
+        codes = measure_codes(self.deca, images, None, grad=grad)
+        if bool(found.any()):
+            boxes = torch.stack([k for k in kpt68 if k is not None]).to(images.device)
+            codes = codes.index_put((found.nonzero()[:, 0],), measure_codes(self.deca, images[found], boxes,
+                                                                            grad=grad))
+        return codes
 
-        h, w = images.shape[-2:]
-        theta = images.new_tensor([[223 / (w - 1), 0, 0], [0, 223 / (h - 1), 0]]).expand(len(images), 2, 3)
-        return self.deca(deca_warp(to_deca_input(images), theta))
+
+def landmarks_or_none(images: torch.Tensor) -> list[torch.Tensor | None]:
+    """68 landmarks (68, 2) of the largest face of each image, in its pixels, or None (dlib, no gradients)."""
+    from ..engine.source import image_to_uint8
+    from ..landmarks import detect_faces
+
+    scale = images.shape[-1] / CROP_SIZE
+    found = []
+    for frame in image_to_uint8(images.detach()):
+        faces = detect_faces(frame)
+        face = max(faces, key=lambda f: f.area) if faces else None
+        found.append(None if face is None else torch.as_tensor(face.landmarks, dtype=torch.float32) * scale)
+    return found
 
 
 def tiny_networks(config: DirectionsTrainConfig, seed: int = 0, device: str | torch.device = "cpu",
@@ -61,7 +86,8 @@ def tiny_networks(config: DirectionsTrainConfig, seed: int = 0, device: str | to
         for i in range(len(ALEXNET_CONVS)):            # non-negative heads, as the published ones
             getattr(lpips, f"lin{i}").model[1].weight.data.abs_()
     criteria = TrainingLosses(random_flame(seed), arcface, lpips, loss_options(config)).to(device)
-    return DirectionsNetworks(g, g.mean_latent(512, seed), DecaMeasure(deca), criteria, {}, random_weights=True)
+    return DirectionsNetworks(g, g.mean_latent(512, seed), DecaMeasure(deca, config.measure_crop), criteria, {},
+                              random_weights=True)
 
 
 def build_networks(config: DirectionsTrainConfig, folders: Sequence[Path], generator: str | None,
@@ -79,17 +105,21 @@ def build_networks(config: DirectionsTrainConfig, folders: Sequence[Path], gener
             paths[role] = Path(generator) if role == "generator" and generator else find_model_file(kind_name, folders)
         except MissingModelError as exc:
             missing.append(str(exc))
-    lpips_files = lpips_files_in(folders) if config.lambda_perceptual else []
-    if config.lambda_perceptual and not lpips_files:
-        missing.append(f"missing LPIPS weights: put '{CONVERTED_FILE}', or '{ALEXNET_FILE}' ({ALEXNET_URL}) and "
-                       f"'{LINEAR_FILE}' ({LINEAR_URL}), in {', '.join(map(str, folders))}")
+    lpips = find_lpips(folders, device) if config.lambda_perceptual else None
+    if config.lambda_perceptual and lpips is None:
+        missing.append(f"missing LPIPS weights: put '{kind('lpips').canonical_file}' (python -m reenact_core convert "
+                       f"alex.pth <models>/reenact/), or '{ALEXNET_FILE}' ({ALEXNET_URL}) and '{LINEAR_FILE}' "
+                       f"({LINEAR_URL}), in {', '.join(map(str, folders))}")
     if missing:
         raise MissingModelError(" | ".join(missing))
     loaded = {role: load_model(path, roles[role], device) for role, path in paths.items()}
-    lpips = load_lpips(lpips_files, device) if lpips_files else None
+    converted = find_file(kind("lpips").canonical_file, folders)
+    lpips_files = ([converted] if converted else [find_file(n, folders) for n in (ALEXNET_FILE, LINEAR_FILE)]
+                   if lpips is not None else [])
     arcface = loaded["arcface"].module if "arcface" in loaded else None
     criteria = TrainingLosses(loaded["flame"].module, arcface, lpips, loss_options(config)).to(device)
     g = loaded["generator"]
     files = {**paths, **{f"lpips_{i}": p for i, p in enumerate(lpips_files)}}
     random = any(m.metadata.get("random_weights") == "true" for m in loaded.values())
-    return DirectionsNetworks(g.module, g.mean_latent, DecaMeasure(loaded["deca"].module), criteria, files, random)
+    return DirectionsNetworks(g.module, g.mean_latent, DecaMeasure(loaded["deca"].module, config.measure_crop),
+                              criteria, files, random)
