@@ -121,3 +121,41 @@ def test_64px_generator_trains_and_its_export_runs_in_the_engine(tmp_path, capsy
                             torch.zeros(1, 236))
     rendered = render(models, source, torch.zeros(3, 15), paste=False)
     assert rendered.crops.shape == (3, 256, 256, 3)
+
+
+def run_cli(args, capsys) -> tuple[int, str]:
+    code = main(["train", "directions", "--device", "cpu", *args])
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("absent", ["flame-generic.safetensors", "arcface-irse50.safetensors", "lpips-alex.safetensors"])
+def test_missing_training_file_is_one_line_with_source_and_command(tmp_path, capsys, absent):
+    from reenact_core.weights import KINDS
+
+    generator = tiny_model_files(tmp_path / "models", DirectionsTrainConfig())
+    names = {k.canonical_file: k for k in KINDS.values()}
+    (tmp_path / "models" / names[absent].canonical_file).unlink()
+    code, err = run_cli(["--models", str(tmp_path / "models"), "--generator", str(generator),
+                         "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and "\n" not in err and absent in err
+    assert names[absent].official_file.split(" ")[0] in err and ("convert" in err or "http" in err)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_training_inputs_are_one_line(tmp_path, capsys):
+    generator = tiny_model_files(tmp_path / "models", DirectionsTrainConfig())
+    common = ["--models", str(tmp_path / "models"), "--generator", str(generator), "--num-workers", "0",
+              "--validation-samples", "2"]
+    code, err = run_cli([*common, "--out", str(tmp_path / "a"), "--batch-size", "3"], capsys)
+    assert code == 2 and "\n" not in err and "batch_size 3 must be a multiple of 2" in err
+    (tmp_path / "empty").mkdir()
+    code, err = run_cli([*common, "--out", str(tmp_path / "b"), "--method", "paired", "--data",
+                         str(tmp_path / "empty")], capsys)
+    assert code == 2 and "\n" not in err and "no videos with at least 2 prepared frames" in err
+    code, err = run_cli([*common, "--out", str(tmp_path / "c"), "--batch-size", "2", "--max-iter", "1"], capsys)
+    assert code == 0
+    code, err = run_cli([*common, "--out", str(tmp_path / "c"), "--batch-size", "2", "--max-iter", "2",
+                         "--lr", "0.5", "--resume"], capsys)
+    assert code == 2 and "\n" not in err and "cannot resume" in err and "lr=0.0001" in err
+    code, err = run_cli([*common, "--out", str(tmp_path / "d"), "--resume"], capsys)
+    assert code == 2 and "\n" not in err and "no checkpoint to resume from" in err, err

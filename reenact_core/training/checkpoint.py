@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, WeightsError
+from ..files import atomic_write
 from ..weights.safe_load import load_checkpoint
 
 FORMAT = "latent-reenact-training"
@@ -55,12 +56,8 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def save_atomic(obj: dict, path: Path) -> Path:
-    """``torch.save`` to a temporary name, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-    return path
+    """``torch.save`` through :func:`reenact_core.files.atomic_write`: a reader never sees half a file."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_checkpoint(folder: Path, state: dict, keep_last: int, best: bool) -> Path:
@@ -84,6 +81,8 @@ def periodic_checkpoints(folder: Path) -> list[Path]:
 def load_training_checkpoint(path: str | Path) -> dict:
     """A checkpoint written by :func:`save_checkpoint`, or a folder's latest; one-line errors otherwise."""
     path = Path(path)
+    if not path.exists():
+        raise InputError(f"no checkpoint to resume from: {path} does not exist")
     if path.is_dir():
         found = periodic_checkpoints(path)
         if not found:

@@ -272,9 +272,7 @@ def write_config_file(folder: str | Path, config: TrainConfig, weight_files: Map
                       extra: Mapping[str, Any] | None = None) -> Path:
     """``train-config.json`` in ``folder``: the config, and the path and SHA-256 of every weight file used."""
     weights = {role: {"path": str(p), "sha256": file_sha256(p)} for role, p in sorted(weight_files.items())}
-    path = Path(folder) / CONFIG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps({"config": config.to_dict(), "weights": weights, **(extra or {})}, indent=2))
-    tmp.replace(path)
-    return path
+    from ..files import write_text
+
+    return write_text(Path(folder) / CONFIG_FILE,
+                      json.dumps({"config": config.to_dict(), "weights": weights, **(extra or {})}, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..files import atomic_write
 from ..models.directions import DirectionMatrix
 from ..weights.official import write_official
 from ..weights.store import save_model
@@ -27,10 +28,7 @@ def export_directions(directions: DirectionMatrix, config: DirectionsTrainConfig
     if provenance.get("random_weights"):
         metadata["random_weights"] = "true"
     path = save_model(folder / f"directions-{name}.safetensors", "directions", a, state, metadata=metadata)
-    official = folder / OFFICIAL_FILE
-    tmp = official.with_name(official.name + ".partial")
-    write_official(tmp, "directions", state, extras={
+    official = atomic_write(folder / OFFICIAL_FILE, lambda tmp: write_official(tmp, "directions", state, extras={
         "learned_directions": a.input_dim, "shift_scale": float(a.shift_scale), "w_plus": True,
-        "num_layers_shift": a.num_layers, "shift_dim": a.shift_dim, "step": step})
-    tmp.replace(official)
+        "num_layers_shift": a.num_layers, "shift_dim": a.shift_dim, "step": step}))
     return path, official

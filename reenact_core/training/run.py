@@ -25,15 +25,17 @@ def run_directions_training(config: DirectionsTrainConfig, folders: Sequence[Pat
     result = train(method, out, ctx, resume)
     exported: list[Path] = []
     if ctx.is_main and not result.interrupted:
-        exported = list(export_run(method, Path(out), name or nets.files["generator"].stem.replace("stylegan2-", "")))
+        exported = list(export_run(method, Path(out), name or nets.files["generator"].stem.replace("stylegan2-", ""),
+                                   result.step))
     ctx.barrier()
     return result, exported
 
 
-def export_run(method: DirectionsMethod, out: Path, name: str) -> tuple[Path, Path]:
-    """Exports the best checkpoint's A (by validation) or, without one, the current A, to ``out/export``."""
+def export_run(method: DirectionsMethod, out: Path, name: str, step: int) -> tuple[Path, Path]:
+    """Exports the best checkpoint's A (by validation) or, without one, the current A (``step``), to
+    ``out/export``."""
     best = out / CHECKPOINT_DIR / BEST_FILE
-    directions, step = method.directions, None
+    directions = method.directions
     if best.is_file():
         state = load_training_checkpoint(best)
         directions = type(directions)(directions.config)
@@ -43,5 +45,4 @@ def export_run(method: DirectionsMethod, out: Path, name: str) -> tuple[Path, Pa
     provenance = {"trainer": "python -m reenact_core train directions", "method": method.config.method,
                   "weights": {role: {"file": Path(p).name, "sha256": file_sha256(p)} for role, p in files.items()},
                   "random_weights": method.nets.random_weights}
-    return export_directions(directions, method.config, out / EXPORT_DIR, name,
-                             step if step is not None else -1, provenance)
+    return export_directions(directions, method.config, out / EXPORT_DIR, name, step, provenance)
