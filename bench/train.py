@@ -1,13 +1,20 @@
-"""Speed of the training losses on the CPU at the official batch (12), as ratios of the matmul rate measured in
-the same process.
+"""Speed of the training losses on the CPU at the official batch (12), and seconds per step of the directions
+trainer, as ratios of the matmul rate measured in the same process.
 
-    .venv/bin/python bench/train.py [--batch 12] [--threads N]
+    .venv/bin/python bench/train.py [--batch 12] [--threads N] [--section losses|step|all]
+                                    [--step-batches 2,12] [--device cpu|cuda]
 
 Rows: FLAME decode of the ground truth and the reenacted parameters + shape/eye/mouth losses; the identity
 loss (ArcFace IR-SE-50 on the 188-px crop pooled to 112, both images); LPIPS-AlexNet at 256 px; and all of
 them together (``TrainingLosses``). Each is timed forward only and forward + backward (gradients to the images
 and the reenacted parameters, as a training step needs). Full-size networks with random weights (FLAME 2020
 sizes; speed does not depend on the values).
+
+Step section (``train directions``, synthetic method, full-size random G 256 px, DECA ResNet-50, FLAME 2020,
+IR-SE-50, LPIPS-AlexNet), at each of ``--step-batches``: the parts of one step — sources and targets (two G
+renders and two DECA measures without gradients), G forward + backward of x_r, DECA forward + backward of x_r,
+FLAME + losses forward + backward, data (reading a paired sample's two frames from a prepared tree) — then the
+whole step (loss + backward) and the peak memory (CPU: the process's peak RSS; CUDA: peak allocated).
 """
 from __future__ import annotations
 
@@ -64,10 +71,104 @@ def cases(batch: int):
     yield "all (TrainingLosses)", lambda grad: losses(image(grad), ref, params(batch, False), params(batch, grad))["total"]
 
 
+def step_cases(batch: int, device: torch.device, folder: Path):
+    """(name, function) of the parts of one directions training step and of the whole step."""
+    from reenact_core.measure import measure_codes
+    from reenact_core.models.deca import DecaConfig, DecaEncoder
+    from reenact_core.models.stylegan2 import Generator
+    from reenact_core.training.config import DirectionsTrainConfig
+    from reenact_core.training.data import PreparedFrames
+    from reenact_core.training.directions import DirectionsMethod, DirectionsNetworks, loss_options
+    from reenact_core.training.distributed import DistContext
+    from reenact_core.training.networks import DecaMeasure
+    from reenact_core.training.tiny import random_flame as small_random_flame, write_rendered_video
+
+    config = DirectionsTrainConfig(batch_size=batch)
+    g = Generator().to(device).eval().requires_grad_(False)
+    deca = DecaEncoder(DecaConfig()).to(device).eval().requires_grad_(False)
+    flame = small_random_flame(0, FlameConfig().n_vertices, FlameConfig().n_faces)
+    losses = TrainingLosses(flame, ArcFace(), LPIPS(), loss_options(config)).to(device)
+    nets = DirectionsNetworks(g, g.mean_latent(), DecaMeasure(deca), losses)
+    method = DirectionsMethod(config, nets, DistContext(device=device))
+    z = torch.randn(batch, 512, device=device)
+    w = nets.generator.mapping(z)[:, None].expand(-1, 14, -1).detach()
+    ref = torch.rand(batch, 3, 256, 256, device=device) * 2 - 1
+
+    def sources_targets():
+        with torch.no_grad():
+            for _ in range(2):
+                measure_codes(deca, method._render(w))
+
+    def generator():
+        method._reenact(method.directions, w, torch.randn(batch, 15, device=device)).sum().backward()
+
+    def measure():
+        measure_codes(deca, ref.clone().requires_grad_(True), grad=True).sum().backward()
+
+    def flame_losses():
+        gt, reenacted = (FlameParams(*(t.to(device) for t in params(batch, grad))) for grad in (False, True))
+        losses(ref.clone().requires_grad_(True), ref, gt, reenacted)["total"].backward()
+
+    with torch.no_grad():   # a prepared tree of one video for the data row
+        write_rendered_video(folder, "id", "video", g, nets.mean_latent, w[:2], torch.zeros(2, 236), 0.7)
+    frames = PreparedFrames(folder, (14, 512), 256, pairs=True, seed=0)
+
+    def data():
+        for i in range(batch):
+            frames[(0, i % len(frames))]
+
+    def whole():
+        loss, _ = method.loss(method.directions, None, 0)
+        loss.backward()
+    yield "sources + targets (no grad)", sources_targets
+    yield "G forward + backward", generator
+    yield "DECA forward + backward", measure
+    yield "FLAME + losses fwd + bwd", flame_losses
+    yield "data (paired, 2 frames/sample)", data
+    yield "whole step", whole
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def step_section(batches: list[int], device: torch.device) -> None:
+    import tempfile
+
+    print(f"{'directions step (synthetic)':<32} {'batch':>5} {'s':>8} {'GFLOP':>8} {'GFLOP/s':>8} {'matmul':>7} "
+          f"{'ratio':>6}")
+    for batch in batches:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, fn in step_cases(batch, device, Path(tmp)):
+                def run():
+                    fn()
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                flops = count_flops(run)
+                base = matmul_gflops()
+                seconds = best_seconds(run, repeats=2)
+                rate = flops / seconds / 1e9
+                print(f"{name:<32} {batch:>5} {seconds:>8.2f} {flops / 1e9:>8.1f} {rate:>8.1f} {base:>7.1f} "
+                      f"{rate / base:>6.2f}")
+        print(f"peak memory after batch {batch}: {peak_memory_mb(device):.0f} MiB ({device.type})")
+
+
 def main() -> None:
-    args = parse_bench_args(__doc__.splitlines()[0],
-                            lambda parser: parser.add_argument("--batch", type=int, default=12))
-    print(f"threads {torch.get_num_threads()}; batch {args.batch}; {BASELINE_NOTE}")
+    def configure(parser):
+        parser.add_argument("--batch", type=int, default=12)
+        parser.add_argument("--section", choices=("losses", "step", "all"), default="all")
+        parser.add_argument("--step-batches", default="2,12", help="comma-separated batches of the step section")
+        parser.add_argument("--device", default="cpu", help="device of the step section (cpu, cuda)")
+    args = parse_bench_args(__doc__.splitlines()[0], configure)
+    print(f"threads {torch.get_num_threads()}; {BASELINE_NOTE}")
+    if args.section in ("step", "all"):
+        step_section([int(b) for b in args.step_batches.split(",")], torch.device(args.device))
+    if args.section == "step":
+        return
+    print(f"batch {args.batch}")
     print(f"{'losses':<28} {'pass':<8} {'ms/batch':>9} {'GFLOP':>7} {'GFLOP/s':>8} {'matmul':>7} {'ratio':>6}")
     for name, fn in cases(args.batch):
         for label, run in (("forward", lambda: fn(False)), ("fwd+bwd", lambda: fn(True).backward())):
