@@ -1,31 +1,46 @@
-"""Speed of the training losses on the CPU at the official batch (12), and seconds per step of the directions
-trainer, as ratios of the matmul rate measured in the same process.
+"""Training-side speed on the CPU (the step section also on CUDA) with the full-size architectures and random
+weights, against baselines measured in the same process.
 
-    .venv/bin/python bench/train.py [--batch 12] [--threads N] [--section losses|step|all]
-                                    [--step-batches 2,12] [--device cpu|cuda]
+    .venv/bin/python bench/train.py [--section losses|step|prepare ...] [--threads N] [--batch 12]
+                                    [--step-batches 2,12] [--device cpu|cuda] [--video V] [--batch-size 8]
 
-Rows: FLAME decode of the ground truth and the reenacted parameters + shape/eye/mouth losses; the identity
-loss (ArcFace IR-SE-50 on the 188-px crop pooled to 112, both images); LPIPS-AlexNet at 256 px; and all of
-them together (``TrainingLosses``). Each is timed forward only and forward + backward (gradients to the images
-and the reenacted parameters, as a training step needs). Full-size networks with random weights (FLAME 2020
-sizes; speed does not depend on the values).
-
-Step section (``train directions``, synthetic method, full-size random G 256 px, DECA ResNet-50, FLAME 2020,
-IR-SE-50, LPIPS-AlexNet), at each of ``--step-batches``: the parts of one step — sources and targets (two G
-renders and two DECA measures without gradients), G forward + backward of x_r, DECA forward + backward of x_r,
-FLAME + losses forward + backward, data (reading a paired sample's two frames from a prepared tree) — then the
-whole step (loss + backward) and the peak memory (CPU: the process's peak RSS; CUDA: peak allocated).
+Sections (default all):
+  losses: at ``--batch``: FLAME decode of the ground truth and the reenacted parameters + shape/eye/mouth losses;
+      the identity loss (ArcFace IR-SE-50 on the 188-px crop pooled to 112, both images); LPIPS-AlexNet at
+      256 px; all of them together (``TrainingLosses``); each forward only and forward + backward (gradients
+      to the images and the reenacted parameters, as a training step needs). FLAME 2020 sizes.
+  step: ``train directions`` (synthetic method; G 256 px, DECA ResNet-50, FLAME 2020, IR-SE-50, LPIPS) at each
+      of ``--step-batches`` on ``--device``: the parts of one step — sources and targets (two G renders and two
+      DECA measures without gradients), G forward + backward of x_r, DECA forward + backward of x_r, FLAME +
+      losses forward + backward, data (reading a paired sample's two frames from a prepared tree) — then the
+      whole step (loss + backward), in seconds, and the peak memory (CPU: peak RSS; CUDA: peak allocated).
+  prepare: ``dataset prepare`` of one test video at stride 1 (decode, landmarks, reference crop, e4e, DECA, atomic
+      PNG/.npy writes), after a one-frame warm-up: sampled frames/s end to end, and its ratio to the networks
+      alone (e4e + DECA crop and E_flame on the same crops, same batch), i.e. the share of the time the networks
+      take. Target: ratio >= 0.8 (the data path adds at most a quarter to the networks' time).
+Ratios: each losses/step row's baseline is the fp32 2048x2048 matmul rate measured just before it.
 """
 from __future__ import annotations
 
+import argparse
 import sys
+import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from common import BASELINE_NOTE, best_seconds, count_flops, matmul_gflops, parse_bench_args  # noqa: E402
+from pipeline import MEDIA, full_size_models  # noqa: E402
 
+from reenact_core.data import iter_videos, load_crop  # noqa: E402
+from reenact_core.data.prepare import PrepareOptions, prepare_video  # noqa: E402
+from reenact_core.data.sources import VideoSource  # noqa: E402
+from reenact_core.engine import estimate_codes  # noqa: E402
+from reenact_core.imaging import image_to_tensor  # noqa: E402
+from reenact_core.landmarks import detect_faces  # noqa: E402
 from reenact_core.models.arcface import ArcFace  # noqa: E402
 from reenact_core.models.flame import Flame, FlameConfig  # noqa: E402
 from reenact_core.models.lpips import LPIPS  # noqa: E402
@@ -136,8 +151,6 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def step_section(batches: list[int], device: torch.device) -> None:
-    import tempfile
-
     print(f"{'directions step (synthetic)':<32} {'batch':>5} {'s':>8} {'GFLOP':>8} {'GFLOP/s':>8} {'matmul':>7} "
           f"{'ratio':>6}")
     for batch in batches:
@@ -156,18 +169,36 @@ def step_section(batches: list[int], device: torch.device) -> None:
         print(f"peak memory after batch {batch}: {peak_memory_mb(device):.0f} MiB ({device.type})")
 
 
-def main() -> None:
-    def configure(parser):
-        parser.add_argument("--batch", type=int, default=12)
-        parser.add_argument("--section", choices=("losses", "step", "all"), default="all")
-        parser.add_argument("--step-batches", default="2,12", help="comma-separated batches of the step section")
-        parser.add_argument("--device", default="cpu", help="device of the step section (cpu, cuda)")
-    args = parse_bench_args(__doc__.splitlines()[0], configure)
-    print(f"threads {torch.get_num_threads()}; {BASELINE_NOTE}")
-    if args.section in ("step", "all"):
-        step_section([int(b) for b in args.step_batches.split(",")], torch.device(args.device))
-    if args.section == "step":
-        return
+def bench_prepare(args: argparse.Namespace) -> None:
+    models = full_size_models()
+    video = Path(args.video)
+    options = PrepareOptions(stride=1, batch_size=args.batch_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        source, out = VideoSource("bench", video.stem, video), Path(tmp) / "timed"
+        prepare_video(source, Path(tmp) / "warm-up", models, PrepareOptions(stride=10 ** 9))
+        start = time.perf_counter()
+        manifest = prepare_video(source, out, models, options).manifest
+        seconds = time.perf_counter() - start
+        frames = manifest["frames_sampled"]
+        [prepared] = iter_videos(out)
+        crops = np.stack([load_crop(f.crop) for f in prepared.frames[:args.batch_size]])
+    kpt68 = np.stack([max(detect_faces(c), key=lambda f: f.area).landmarks for c in crops])
+    x = image_to_tensor(crops)
+
+    def networks():
+        with torch.no_grad():
+            models.e4e.module(x)
+        estimate_codes(models, crops, kpt68)
+
+    net = best_seconds(networks, repeats=1) / len(crops)
+    e2e = seconds / frames
+    print(f"prepare {video.name}: {frames} frames ({len(manifest['samples'])} samples) in {seconds:.1f} s: "
+          f"{1 / e2e:.2f} frames/s end to end; networks alone (e4e + DECA, batch {len(crops)}) "
+          f"{1 / net:.2f} frames/s; ratio {net / e2e:.2f}")
+
+
+
+def bench_losses(args: argparse.Namespace) -> None:
     print(f"batch {args.batch}")
     print(f"{'losses':<28} {'pass':<8} {'ms/batch':>9} {'GFLOP':>7} {'GFLOP/s':>8} {'matmul':>7} {'ratio':>6}")
     for name, fn in cases(args.batch):
@@ -179,6 +210,28 @@ def main() -> None:
             rate = flops / seconds / 1e9
             print(f"{name:<28} {label:<8} {seconds * 1e3:>9.0f} {flops / 1e9:>7.1f} {rate:>8.1f} {base:>7.1f} "
                   f"{rate / base:>6.2f}")
+
+
+def bench_step(args: argparse.Namespace) -> None:
+    step_section([int(b) for b in args.step_batches.split(",")], torch.device(args.device))
+
+
+SECTIONS = {"losses": bench_losses, "step": bench_step, "prepare": bench_prepare}
+
+
+def main() -> None:
+    def configure(parser):
+        parser.add_argument("--section", choices=sorted(SECTIONS), action="append",
+                            help="run only these sections (repeatable; default all)")
+        parser.add_argument("--batch", type=int, default=12, help="batch of the losses section")
+        parser.add_argument("--step-batches", default="2,12", help="comma-separated batches of the step section")
+        parser.add_argument("--device", default="cpu", help="device of the step section (cpu, cuda)")
+        parser.add_argument("--video", default=str(MEDIA / "d1.mp4"), help="video for the prepare section")
+        parser.add_argument("--batch-size", type=int, default=8, help="crops per e4e / DECA batch (prepare)")
+    args = parse_bench_args(__doc__.splitlines()[0], configure)
+    print(f"threads {torch.get_num_threads()}; {BASELINE_NOTE}")
+    for name in args.section or sorted(SECTIONS):
+        SECTIONS[name](args)
 
 
 if __name__ == "__main__":

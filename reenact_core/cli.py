@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(run=_evaluate)
 
     from .data.cli import register as register_dataset
-    register_dataset(sub, common)
+    register_dataset(sub, common, model_folders, _device, DTYPES)
 
     from .training.cli import add_train_parser
     add_train_parser(sub)

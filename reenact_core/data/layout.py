@@ -17,7 +17,8 @@ Per-video manifest fields (JSON object):
     id, video: the two folder names.
     source: the video file it was prepared from, or ``null`` for a tree completed in place.
     status: ``"done"`` (finished; a later run skips it) or ``"failed"`` (unreadable video; retried next run).
-    error: one-line reason when failed, else ``null``.
+    error: one-line reason when failed, or why decoding stopped early (the video is then done up to there; the
+        frame that could not be decoded counts as unreadable), else ``null``.
     stride: frame stride (every ``stride``-th frame from frame 0 was sampled), or ``null`` in place.
     frames_decoded: frames decoded from the video (0 in place).
     frames_sampled: frames considered (at the stride, or PNGs found in place).
@@ -53,7 +54,8 @@ SUMMARY_FORMAT = "latent-reenact-dataset"
 FORMAT_VERSION = 1
 SKIP_REASONS = ("unreadable", "no_face", "bad_latent")
 COUNT_FIELDS = ("crops", "latents", "codes")
-# ROOT/manifest.json: format, version, settings (the run's options), plus these totals over the videos
+# ROOT/manifest.json: format, version, settings (the run's options), these totals over the videos, skipped
+# (totals by SKIP_REASONS) and failed (the first few "ID/VIDEO: reason" lines)
 SUMMARY_FIELDS = ("videos", "videos_done", "videos_failed", "frames_decoded", "frames_sampled", "samples",
                   *COUNT_FIELDS)
 

@@ -1,11 +1,12 @@
 """Preparing one video (or completing one reference-made video folder): crops, W+ codes, DECA codes, manifest.
 
-A video streams through :class:`~reenact_core.video.VideoReader`; every ``stride``-th frame (from frame 0; the
-reference samples VoxCeleb every 25 frames, spec §1.2 step 6) is aligned (detect → track one face →
-reference crop, spec §1.2), and the crops are inverted by e4e (raw W+, spec §1.4) and measured by DECA (its
-kpt68 crop from the frame landmarks mapped into the crop, spec §1.7) ``batch_size`` at a time. Memory holds one
-frame and one batch of crops. Every file is written atomically, so an interrupted run leaves only whole files;
-a frame whose three files exist is not computed again, and a video whose manifest says ``"done"`` is skipped.
+A video streams through :class:`~reenact_core.video.VideoReader`; in every ``stride``-th frame (from frame 0;
+the reference samples VoxCeleb every 25 frames, spec §1.2 step 6) the chosen face (``select``, by default the
+largest) is cropped the reference way from its 68 landmarks (spec §1.2), and the crops are inverted by e4e
+(raw W+, spec §1.4) and measured by DECA (its kpt68 crop from the frame landmarks mapped into the crop, spec
+§1.7) ``batch_size`` at a time. Memory holds one frame and one batch of crops. Every file is written
+atomically, so an interrupted run leaves only whole files; a frame whose three files exist is not computed again,
+and a video whose manifest says ``"done"`` is skipped.
 """
 from __future__ import annotations
 
@@ -21,14 +22,16 @@ import torch
 from ..engine.models import ReenactModels
 from ..engine.source import estimate_codes
 from ..errors import InputError
-from ..faces.alignment import FaceAligner
-from ..landmarks import DEFAULT_BACKEND, detect_faces
-from ..faces.reference_crop import CROP_SIZE
+from ..faces.geometry import Face
+from ..faces.reference_crop import CROP_SIZE, crop_using_landmarks
+from ..faces.tracking import FaceTracker
+from ..files import write_text
 from ..imaging import image_to_tensor
+from ..landmarks import DEFAULT_BACKEND, detect_faces
 from ..video import VideoReader
-from .files import write_npy, write_png, write_text
-from .layout import (CROP_SUFFIX, FORMAT_VERSION, FRAMES_DIR, MANIFEST, SKIP_REASONS, VIDEO_FORMAT, frame_stem,
-                     load_crop, load_w_plus, read_manifest, sample_paths)
+from .files import write_npy, write_png
+from .layout import (CROP_SUFFIX, FORMAT_VERSION, FRAMES_DIR, MANIFEST, SKIP_REASONS, VIDEO_FORMAT, PreparedFrame,
+                     frame_stem, load_crop, load_w_plus, read_manifest, sample_paths)
 from .sources import VideoSource
 
 DEFAULT_STRIDE = 25  # frames between samples (reference VoxCeleb preparation: `REF_FPS = 25` frame skip)
@@ -43,7 +46,7 @@ class PrepareOptions:
         stride: every ``stride``-th frame is sampled, from frame 0.
         batch_size: crops per e4e / DECA batch.
         backend: landmark backend name.
-        select: the face to follow in each video: an index from the left, ``"largest"`` or ``"score"``.
+        select: the face taken in each frame: an index from the left, ``"largest"`` or ``"score"``.
     """
 
     stride: int = DEFAULT_STRIDE
@@ -70,41 +73,44 @@ class _Counts:
     frames_sampled: int = 0
     samples: list[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
+    error: str | None = None  # why decoding stopped before the end of the video
 
 
 class _Batch:
-    """Crops waiting for e4e and DECA; each flush writes the missing files of its frames and records samples."""
+    """Crops waiting for e4e and DECA; each flush writes the files its frames lack and records them as samples."""
 
     def __init__(self, folder: Path, models: ReenactModels, batch_size: int, counts: _Counts):
         self.folder, self.models, self.batch_size, self.counts = folder, models, batch_size, counts
-        self.items: list[tuple[str, np.ndarray, np.ndarray, bool, bool]] = []
+        self.items: list[tuple[PreparedFrame, np.ndarray, np.ndarray]] = []
 
-    def add(self, stem: str, crop: np.ndarray, kpt68: np.ndarray, *, write_crop: bool, need_w_plus: bool) -> None:
-        self.items.append((stem, crop, kpt68, write_crop, need_w_plus))
+    def add(self, stem: str, crop: np.ndarray, kpt68: np.ndarray) -> None:
+        """Queues frame ``stem``: its (256, 256, 3) uint8 crop and (68, 2) landmarks in crop pixels."""
+        self.items.append((sample_paths(self.folder, stem), crop, kpt68))
         if len(self.items) >= self.batch_size:
             self.flush()
 
     def flush(self) -> None:
-        if not self.items:
-            return
         items, self.items = self.items, []
         models = self.models
-        crops = np.stack([item[1] for item in items])
-        codes = estimate_codes(models, crops, np.stack([item[2] for item in items])).cpu().numpy()
-        invert = [i for i, item in enumerate(items) if item[4]]
-        w_plus = {}
+        measure = [i for i, (paths, _, _) in enumerate(items) if not paths.deca_codes.is_file()]
+        invert = [i for i, (paths, _, _) in enumerate(items) if not paths.w_plus.is_file()]
+        codes, w_plus = {}, {}
+        if measure:
+            crops = np.stack([items[i][1] for i in measure])
+            kpt68 = np.stack([items[i][2] for i in measure])
+            codes = dict(zip(measure, estimate_codes(models, crops, kpt68).cpu().numpy()))
         if invert:
             with torch.no_grad():
-                x = image_to_tensor(crops[invert]).to(models.device, models.dtype)
+                x = image_to_tensor(np.stack([items[i][1] for i in invert])).to(models.device, models.dtype)
                 w_plus = dict(zip(invert, models.e4e.module(x).float().cpu().numpy()))
-        for i, (stem, crop, _, write_crop, _) in enumerate(items):
-            paths = sample_paths(self.folder, stem)
-            if write_crop:
+        for i, (paths, crop, _) in enumerate(items):
+            if not paths.crop.is_file():
                 write_png(paths.crop, crop)
             if i in w_plus:
                 write_npy(paths.w_plus, w_plus[i])
-            write_npy(paths.deca_codes, codes[i])
-            self.counts.samples.append(stem)
+            if i in codes:
+                write_npy(paths.deca_codes, codes[i])
+            self.counts.samples.append(paths.stem)
 
 
 def w_plus_shape(models: ReenactModels) -> tuple[int, int]:
@@ -119,7 +125,8 @@ def _manifest(counts: _Counts, *, id_: str, video: str, source: Path | None, str
     samples = sorted(counts.samples)
     return {
         "format": VIDEO_FORMAT, "version": FORMAT_VERSION, "id": id_, "video": video,
-        "source": None if source is None else str(source), "status": status, "error": error, "stride": stride,
+        "source": None if source is None else str(source), "status": status, "error": error or counts.error,
+        "stride": stride,
         "frames_decoded": counts.frames_decoded, "frames_sampled": counts.frames_sampled, "samples": samples,
         "crops": len(samples), "latents": len(samples), "codes": len(samples),
         "skipped": {reason: counts.skipped[reason] for reason in SKIP_REASONS},
@@ -143,6 +150,12 @@ def _finished(folder: Path, stride: int | None) -> dict | None:
         raise InputError(f"{folder} was prepared with stride {old.get('stride')}, not {stride}: use another output "
                          f"folder or the same --stride")
     return old
+
+
+def _chosen_face(rgb: np.ndarray, options: PrepareOptions) -> Face | None:
+    """The face of one (H, W, 3) uint8 RGB image picked by ``options.select``, or None. Each frame is taken on
+    its own, as the reference crops each frame: no tracking, which a stride of many frames would break."""
+    return FaceTracker(options.select, "pass").update([detect_faces(rgb, options.backend)])[0].face
 
 
 def _complete(paths) -> bool:
@@ -171,7 +184,6 @@ def prepare_video(source: VideoSource, out: Path, models: ReenactModels, options
         first = next(frames)
     except InputError as exc:
         return VideoResult(_write_manifest(folder, _manifest(counts, status="failed", error=str(exc), **common)), True)
-    aligner = FaceAligner(options.select, "pass", 0.0, backend=options.backend)
     batch = _Batch(folder, models, options.batch_size, counts)
     for index, frame in enumerate(_readable(first, frames, counts)):
         if index % options.stride:
@@ -181,11 +193,12 @@ def prepare_video(source: VideoSource, out: Path, models: ReenactModels, options
         if _complete(sample_paths(folder, stem)):
             counts.samples.append(stem)
             continue
-        face = aligner(frame)
+        face = _chosen_face(frame, options)
         if face is None:
             counts.skipped["no_face"] += 1
             continue
-        batch.add(stem, face.crop, face.kpt68, write_crop=True, need_w_plus=True)
+        crop, transform = crop_using_landmarks(frame, face.landmarks)
+        batch.add(stem, crop, transform.frame_to_crop(face.landmarks).astype(np.float32))
     batch.flush()
     return VideoResult(_write_manifest(folder, _manifest(counts, **common)), True)
 
@@ -199,8 +212,9 @@ def _readable(first: np.ndarray, frames: Iterator[np.ndarray], counts: _Counts) 
             frame = next(frames)
         except StopIteration:
             return
-        except InputError:
+        except InputError as exc:
             counts.skipped["unreadable"] += 1
+            counts.error = f"decoding stopped at frame {counts.frames_decoded}: {exc}"
             return
         counts.frames_decoded += 1
         yield frame
@@ -210,9 +224,10 @@ def complete_video(folder: Path, models: ReenactModels, options: PrepareOptions 
                    rank: int = 0, world_size: int = 1) -> VideoResult:
     """Completes a reference-made video folder in place: W+ codes and DECA codes for ``frames_cropped/*.png``.
 
-    Existing latents of the right shape are kept (one of another shape, or unreadable: the frame is skipped as
-    ``bad_latent``); a crop that cannot be decoded or is not 256×256 RGB is skipped as ``unreadable``, one
-    without a face as ``no_face``. Landmarks are detected on the crop itself. Crops are never rewritten.
+    Every crop is decoded: one that cannot be, or is not 256×256 RGB, is skipped as ``unreadable``. Existing
+    latents of the right shape are kept (one of another shape, or unreadable: the frame is skipped as
+    ``bad_latent``); a crop without a face is skipped as ``no_face``. Landmarks are detected on the crop itself.
+    Crops are never rewritten.
     """
     old = _finished(folder, None)
     if old is not None:
@@ -223,8 +238,14 @@ def complete_video(folder: Path, models: ReenactModels, options: PrepareOptions 
     for png in sorted((folder / FRAMES_DIR).glob("*" + CROP_SUFFIX)):
         counts.frames_sampled += 1
         paths = sample_paths(folder, png.stem)
-        has_w_plus = paths.w_plus.is_file()
-        if has_w_plus:
+        try:
+            crop = load_crop(png)
+        except InputError:
+            crop = None
+        if crop is None or crop.shape != (CROP_SIZE, CROP_SIZE, 3):
+            counts.skipped["unreadable"] += 1
+            continue
+        if paths.w_plus.is_file():
             try:
                 load_w_plus(paths.w_plus, shape)
             except InputError:
@@ -233,19 +254,11 @@ def complete_video(folder: Path, models: ReenactModels, options: PrepareOptions 
             if paths.deca_codes.is_file():
                 counts.samples.append(png.stem)
                 continue
-        try:
-            crop = load_crop(png)
-        except InputError:
-            crop = None
-        if crop is None or crop.shape != (CROP_SIZE, CROP_SIZE, 3):
-            counts.skipped["unreadable"] += 1
-            continue
-        faces = detect_faces(crop, options.backend)
-        if not faces:
+        face = _chosen_face(crop, options)
+        if face is None:
             counts.skipped["no_face"] += 1
             continue
-        kpt68 = max(faces, key=lambda face: face.area).landmarks
-        batch.add(png.stem, crop, kpt68, write_crop=False, need_w_plus=not has_w_plus)
+        batch.add(png.stem, crop, face.landmarks)
     batch.flush()
     manifest = _manifest(counts, id_=folder.parent.name, video=folder.name, source=None, stride=None, models=models,
                          options=options, rank=rank, world_size=world_size)

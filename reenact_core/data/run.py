@@ -22,10 +22,11 @@ import torch
 
 from ..engine.models import ReenactModels
 from ..errors import InputError
+from ..memory import fix_heap_threshold
 from ..weights import find_model_file, load_model
-from .files import write_text
-from .layout import (COUNT_FIELDS, FORMAT_VERSION, MANIFEST, SKIP_REASONS, SUMMARY_FORMAT, iter_video_folders,
-                     read_manifest)
+from ..files import write_text
+from .layout import (COUNT_FIELDS, FORMAT_VERSION, MANIFEST, SKIP_REASONS, SUMMARY_FIELDS, SUMMARY_FORMAT,
+                     iter_video_folders, read_manifest)
 from .prepare import PrepareOptions, complete_video, prepare_video
 from .sources import VideoSource, video_sources
 
@@ -41,6 +42,12 @@ class ShardStats:
     already_done: int = 0
     failed: int = 0
     samples: int = 0
+
+    @classmethod
+    def total(cls, parts: Iterable[ShardStats]) -> ShardStats:
+        """The stats of several processes added up."""
+        parts = list(parts)
+        return cls(*(sum(getattr(p, name) for p in parts) for name in cls.__dataclass_fields__))
 
 
 def load_dataset_models(folders: Iterable[str | Path], device: str | torch.device = "cpu",
@@ -96,6 +103,7 @@ def run_shard(videos: Path, out: Path, options: PrepareOptions, model_folders: l
     """Prepares this process's share of the videos (``i mod world_size == rank``), with a progress bar."""
     from tqdm import tqdm
 
+    fix_heap_threshold()
     if threads:
         torch.set_num_threads(threads)
     models = load_dataset_models(model_folders, device, dtype)
@@ -115,6 +123,8 @@ def run_shard(videos: Path, out: Path, options: PrepareOptions, model_folders: l
                 stats.failed += 1
                 _say(f"warning: {prefix}skipped {key}: {m['error']}")
             elif result.computed:
+                if m["error"]:
+                    _say(f"warning: {prefix}{key}: {m['error']}")
                 stats.prepared += 1
                 stats.samples += len(m["samples"])
                 if verbose:
@@ -146,8 +156,7 @@ def summarise(folders: Iterable[Path], settings: dict) -> dict:
             totals[name] += m.get(name, 0)
         skipped.update({reason: m["skipped"].get(reason, 0) for reason in SKIP_REASONS})
     summary = {"format": SUMMARY_FORMAT, "version": FORMAT_VERSION, "settings": settings}
-    summary.update({name: totals[name] for name in ("videos", "videos_done", "videos_failed", "frames_decoded",
-                                                    "frames_sampled", "samples", *COUNT_FIELDS)})
+    summary.update({name: totals[name] for name in SUMMARY_FIELDS})
     summary["skipped"] = {reason: skipped[reason] for reason in SKIP_REASONS}
     summary["failed"] = failures
     return summary
@@ -172,7 +181,7 @@ def run_prepare(videos: str | Path, out: str | Path | None, *, options: PrepareO
 
     Returns:
         ``(summary, stats)``: the summary written to ``ROOT/manifest.json`` (None on ranks other than 0) and
-        what was done in this run (summed over the workers; this rank's share under torchrun).
+        what was done in this run, summed over the processes.
 
     Raises:
         InputError: no videos or not a prepared tree, an output folder that cannot be written, ``workers`` with
@@ -192,35 +201,43 @@ def run_prepare(videos: str | Path, out: str | Path | None, *, options: PrepareO
                          f"{world_size} ranks)")
     common = dict(videos=videos, out=out, options=options, model_folders=model_folders, dtype=dtype,
                   add_codes=add_codes, verbose=verbose)
-    group = False
+    own_group = False
     if workers > 1:
         threads = max(1, torch.get_num_threads() // workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             futures = [pool.submit(run_shard, device=_device_for(device, r), rank=r, world_size=workers,
                                    threads=threads, **common) for r in range(workers)]
             parts = [f.result() for f in futures]
-        stats = ShardStats(*(sum(getattr(p, name) for p in parts) for name in ShardStats.__dataclass_fields__))
+        stats = ShardStats.total(parts)
     else:
-        group = _join_group(world_size)
+        own_group = _join_group(world_size)
         stats = run_shard(device=_device_for(device, local_rank), rank=rank, world_size=world_size, **common)
-        if group:
-            torch.distributed.barrier()
+        if world_size > 1:
+            stats = _summed(stats)
     summary = None
     if rank == 0:
         settings = {"stride": None if add_codes else options.stride, "landmarks": options.backend,
                     "in_place": add_codes, "models": {n: find_model_file(n, model_folders).name for n in DATASET_KINDS}}
         summary = summarise((folder for folder, _ in tasks(videos, out, add_codes)), settings)
         write_text(out / MANIFEST, json.dumps(summary, indent=1) + "\n")
-    if group:
+    if world_size > 1:
         torch.distributed.barrier()
+    if own_group:
         torch.distributed.destroy_process_group()
     return summary, stats
 
 
+def _summed(stats: ShardStats) -> ShardStats:
+    """The stats of every rank added up (also a barrier: every rank has finished its videos)."""
+    total = torch.tensor([getattr(stats, name) for name in ShardStats.__dataclass_fields__], dtype=torch.int64)
+    torch.distributed.all_reduce(total)
+    return ShardStats(*(int(v) for v in total))
+
+
 def _join_group(world_size: int) -> bool:
-    """Joins torchrun's process group (gloo: only barriers are needed) when there are several ranks."""
-    if world_size <= 1:
+    """Joins torchrun's process group (gloo: only barriers and a sum are needed) when there are several ranks and
+    none is set up; True when it was created here."""
+    if world_size <= 1 or torch.distributed.is_initialized():
         return False
-    if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("gloo")
+    torch.distributed.init_process_group("gloo")
     return True

@@ -38,7 +38,7 @@ def is_video(path: Path) -> bool:
 
 
 def _source(path: Path) -> VideoSource:
-    return VideoSource(path.resolve().parent.name, path.stem, path)
+    return VideoSource(path.absolute().parent.name, path.stem, path)
 
 
 def _folder_videos(folder: Path) -> Iterator[VideoSource]:
