@@ -35,9 +35,7 @@ def directions_self_check(ctx: DistContext, steps: int = SELF_CHECK_STEPS) -> It
         data = tmp / "data"
         base = DirectionsTrainConfig(batch_size=4 * ctx.world_size, max_iter=steps, lr=SELF_CHECK_LR,
                                      eval_every=steps, save_every=steps, validation_samples=2, num_workers=0)
-        if ctx.is_main:
-            _write_data(data, tiny_networks(base, device=ctx.device), base.truncation)
-        ctx.barrier()
+        _write_data(data, tiny_networks(base, device=ctx.device), base.truncation)   # each rank its own copy
         for method_name in DirectionsTrainConfig.METHODS:
             config = base.with_overrides({"method": method_name,
                                           "data": "" if method_name == "synthetic" else str(data)})
