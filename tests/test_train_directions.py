@@ -2,6 +2,8 @@
 (a 64-px, 10-row one) trains and its export runs in the engine, bad inputs fail in one line."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -108,6 +110,13 @@ def test_64px_generator_trains_and_its_export_runs_in_the_engine(tmp_path, capsy
     out = capsys.readouterr().out
     exported = tmp_path / "run" / "export" / "directions-tiny.safetensors"
     assert str(exported) in out and (tmp_path / "run" / "export" / "A_matrix.pt").is_file()
+    records = [json.loads(line) for line in (tmp_path / "run" / "logs" / "log.jsonl").read_text().splitlines()]
+    validation = [r for r in records if r["kind"] == "validation"]
+    assert validation and {"cross_identity_arcface", "self_pose_error_deg", "cross_expression_error"} <= set(
+        validation[-1])
+    assert list((tmp_path / "run" / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+    saved = json.loads((tmp_path / "run" / "train-config.json").read_text())
+    assert saved["config"]["batch_size"] == 2 and len(saved["weights"]["generator"]["sha256"]) == 64
     g = load_model(generator, "stylegan2")
     a = load_model(exported, "directions")
     assert g.config.n_latent == 10 and a.config.num_layers == 8 and a.metadata["random_weights"] == "true"

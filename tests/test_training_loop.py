@@ -91,6 +91,7 @@ def test_settings_errors_are_one_line():
 
 
 @pytest.mark.ddp
+@pytest.mark.slow
 def test_two_ranks_equal_one_rank_with_the_global_batch(tmp_path):
     settings = {"max_iter": 3, "batch_size": 4}
     ddp = run_torchrun("toy", settings, tmp_path / "ddp", 2)
