@@ -211,3 +211,25 @@ def test_self_check_reports_every_method(capsys):
     import re
     found = [re.fullmatch(r"self-check: (\w+) loss (\d+\.\d+) -> (\d+\.\d+)", line) for line in lines[1:]]
     assert [m.group(1) for m in found if m] == list(DirectionsTrainConfig.METHODS)
+
+
+def test_landmark_measure_uses_each_face_and_falls_back_to_the_canonical_box():
+    from reenact_core.faces.reference_crop import crop_using_landmarks
+    from reenact_core.imaging import image_to_tensor
+    from reenact_core.landmarks import detect_faces
+    from reenact_core.measure import measure_codes
+    from reenact_core.selfcheck import sample_portrait
+    from reenact_core.training.networks import DecaMeasure
+
+    portrait = sample_portrait()
+    face = max(detect_faces(portrait), key=lambda f: f.area)
+    crop, _ = crop_using_landmarks(portrait, face.landmarks)
+    noise = np.random.default_rng(0).integers(0, 256, crop.shape, dtype=np.uint8)
+    images = image_to_tensor(np.stack([crop, noise]))
+    deca = tiny_networks(DirectionsTrainConfig()).measure.deca
+    found = DecaMeasure(deca, "landmarks")(images)
+    canonical = measure_codes(deca, images)
+    kpt68 = torch.as_tensor(max(detect_faces(crop), key=lambda f: f.area).landmarks, dtype=torch.float32)
+    torch.testing.assert_close(found[:1], measure_codes(deca, images[:1], kpt68[None]))
+    assert not torch.equal(found[0], canonical[0])
+    assert torch.equal(found[1], canonical[1])        # no face in noise: the canonical box

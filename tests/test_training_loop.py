@@ -110,3 +110,13 @@ def test_more_ranks_than_gpus_refused_in_one_line(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     with pytest.raises(InputError, match=r"^2 ranks on this node but only 1 GPU\(s\): use --nproc_per_node=1"):
         from_environment("cuda")
+
+
+@pytest.mark.ddp
+def test_ctrl_c_on_one_rank_stops_and_saves_every_rank_at_the_same_step(tmp_path):
+    result = run_torchrun("toy_interrupted_on_rank_1", {}, tmp_path, 2)
+    assert result["interrupted"] and result["step"] == 3 and result["agree"]
+    saved = load_training_checkpoint(tmp_path / "run" / CHECKPOINT_DIR)
+    assert saved["step"] == 3
+    for k, v in saved["model"].items():
+        assert torch.equal(v, result["params"][k])
