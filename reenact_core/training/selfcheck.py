@@ -42,7 +42,7 @@ def directions_self_check(ctx: DistContext, steps: int = SELF_CHECK_STEPS) -> It
             method = DirectionsMethod(config, tiny_networks(config, device=ctx.device), ctx)
             batch = next(iter(method.batches(0, 0)))
             before = _fixed_loss(method, batch, ctx)
-            train(method, tmp / method_name, ctx)
+            train(method, tmp / method_name, ctx, progress=False)
             after = _fixed_loss(method, batch, ctx)
             agree = parameters_agree(method.trainable(), ctx) and agree
             yield f"self-check: {method_name} loss {before:.4f} -> {after:.4f}"
