@@ -21,7 +21,7 @@ def main(kind: str, out: str, overrides: str) -> None:
 
     ctx = from_environment("cpu")
     try:
-        method = fx.make_method(kind, json.loads(overrides), ctx, Path(out))
+        method = fx.make_method(kind, json.loads(overrides), ctx)
         result = train(method, Path(out) / "run", ctx)
         agree = parameters_agree(method.trainable(), ctx)
         if ctx.is_main:

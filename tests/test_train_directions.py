@@ -86,7 +86,7 @@ def test_resume_mid_epoch_with_workers_is_bit_for_bit(tmp_path):
 def test_two_ranks_of_two_equal_one_rank_of_four(tmp_path):
     settings = {"max_iter": 3, "batch_size": 4}                # reference lr 1e-4, disentanglement_50 on
     ddp = run_torchrun("directions", settings, tmp_path / "ddp", 2)
-    single = make_method("directions", settings, CPU, tmp_path)
+    single = make_method("directions", settings, CPU)
     start = {k: v.clone() for k, v in single.trainable().state_dict().items()}
     train(single, tmp_path / "one", CPU)
     assert ddp["agree"]

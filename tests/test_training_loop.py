@@ -17,7 +17,7 @@ CPU = DistContext()
 
 
 def toy(**overrides):
-    return make_method("toy", overrides, CPU, None)
+    return make_method("toy", overrides, CPU)
 
 
 def final_state(run):

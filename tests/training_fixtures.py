@@ -81,7 +81,7 @@ class InterruptedOnRank1(ToyMethod):
         return super().loss(model, batch, step)
 
 
-def make_method(kind: str, overrides: dict, ctx: DistContext, folder: Path):
+def make_method(kind: str, overrides: dict, ctx: DistContext):
     """A training method by name, for in-process and torchrun (``ddp_worker.py``) runs alike."""
     if kind == "toy":
         config = TrainConfig(**{"batch_size": 4, "max_iter": 3, "lr": 0.05, "weight_decay": 0.0, "eval_every": 1000,
