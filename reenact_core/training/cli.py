@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from .config import DirectionsTrainConfig, field_help, read_config_file
@@ -11,8 +13,13 @@ from .config import DirectionsTrainConfig, field_help, read_config_file
 METHODS = DirectionsTrainConfig.METHODS
 
 
-def add_train_parser(sub) -> None:
-    """Adds ``train`` (with its ``directions`` sub-command) to the top-level sub-parsers."""
+def add_train_parser(sub, folders: Callable[[argparse.Namespace], list], device: Callable[[str], str]) -> None:
+    """Adds ``train`` (with its ``directions`` sub-command) to the top-level sub-parsers.
+
+    Args:
+        folders: parsed arguments → the model folders to search (``--models``, $REENACT_MODELS, default).
+        device: a ``--device`` value → the torch device name (``auto`` resolved).
+    """
     train = sub.add_parser("train", help="train directions A for a StyleGAN2 (torchrun for several processes)",
                            description="Training. Runs alone or under torchrun --nproc_per_node=N.")
     kinds = train.add_subparsers(dest="trainer", required=True)
@@ -36,7 +43,7 @@ def add_train_parser(sub) -> None:
         p.add_argument("--" + f.name.replace("_", "-"), dest=f"set_{f.name}", default=None, choices=choices,
                        metavar=None if choices else f.name.upper(),
                        help=f"{helps[f.name]} (default {f.default!r})".replace("%", "%%"))
-    p.set_defaults(run=run_directions)
+    p.set_defaults(run=partial(run_directions, folders=folders, device=device))
 
 
 def settings(args: argparse.Namespace) -> DirectionsTrainConfig:
@@ -46,13 +53,12 @@ def settings(args: argparse.Namespace) -> DirectionsTrainConfig:
     return DirectionsTrainConfig.from_dict(overrides)
 
 
-def run_directions(args: argparse.Namespace) -> int:
-    from ..cli import _device, model_folders
+def run_directions(args: argparse.Namespace, folders: Callable, device: Callable) -> int:
     from ..errors import InputError
     from .distributed import from_environment
     from .run import run_directions_training
 
-    ctx = from_environment(_device(args.device))
+    ctx = from_environment(device(args.device))
     try:
         if args.self_check:
             from .selfcheck import directions_self_check
@@ -64,7 +70,7 @@ def run_directions(args: argparse.Namespace) -> int:
             raise InputError("train directions needs --out RUN_FOLDER (or --self-check)")
         config = settings(args)
         resume = None if args.resume is None else (args.resume or str(Path(args.out) / "checkpoints"))
-        result, exported = run_directions_training(config, model_folders(args), args.generator, args.out, ctx,
+        result, exported = run_directions_training(config, folders(args), args.generator, args.out, ctx,
                                                    resume, args.name)
         if ctx.is_main:
             for path in exported:
