@@ -267,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .data.cli import register as register_dataset
     register_dataset(sub, common, model_folders, _device, DTYPES)
+
+    from .training.cli import add_train_parser
+    add_train_parser(sub, model_folders, _device)
     return parser
 
 
