@@ -3,12 +3,15 @@
     .venv/bin/python bench/pipeline.py [--frames N] [--threads N]
 
 Prints the in-process matmul GFLOP/s baseline, then ms/frame per stage (landmarks, DECA crop + E_flame, A,
-generator, paste-back) at batch 1 and 8, and the end-to-end frames/s of a DriveSession (landmarks included) on
-real driving frames. Target: >= 2 frames/s at batch 8 on a 2-core CPU.
+generator, paste-back) at batch 1 and 8, the render step (A + G) without and with FSR refinement (E_F at
+k = 4, output layer random) and their ratio at batch 8, and the end-to-end frames/s of a DriveSession (landmarks
+included) on real driving frames. Target: >= 2 frames/s at batch 8 on a 2-core CPU; FSR ≈ 2–3× the plain
+render (one more encoder pass and the generator after feature k again).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -19,12 +22,15 @@ import torch
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from common import best_seconds, matmul_gflops  # noqa: E402
 
-from reenact_core.engine import DriveOptions, DriveSession, ReenactModels, estimate_codes, prepare_source  # noqa: E402
+from reenact_core.engine import (DriveOptions, DriveSession, ReenactModels, estimate_codes, fsr_context,  # noqa: E402
+                                 prepare_source, render)
 from reenact_core.landmarks import detect_faces  # noqa: E402
 from reenact_core.faces.paste_back import paste_back  # noqa: E402
 from reenact_core.faces.reference_crop import crop_using_landmarks  # noqa: E402
 from reenact_core.video import VideoReader  # noqa: E402
+from reenact_core.models.fsr import FSRConfig, randomise_output  # noqa: E402
 from reenact_core.weights import INFERENCE, LoadedModel, kind, kind_names  # noqa: E402
+from reenact_core.weights.identity import with_identity  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
@@ -40,6 +46,16 @@ def full_size_models() -> ReenactModels:
         loaded[name] = LoadedModel(name, config, module, Path(f"<random {name}>"), {}, extras)
     return ReenactModels(loaded["stylegan2"], loaded["e4e"], loaded["deca"], loaded["directions"],
                          torch.device("cpu"), torch.float32)
+
+
+def with_full_size_fsr(models: ReenactModels) -> ReenactModels:
+    """``models`` plus a full-size E_F for feature k = 4 of their generator (random, its output layer too)."""
+    g = models.generator
+    config = FSRConfig.for_generator(g.config)
+    module = kind("fsr").set_mode(kind("fsr").build(config), False)
+    randomise_output(module)
+    fsr = LoadedModel("fsr", config, module, Path("<random fsr>"), with_identity({}, g.module.state_dict()))
+    return dataclasses.replace(models, fsr=fsr)
 
 
 def main() -> None:
@@ -78,6 +94,17 @@ def main() -> None:
         rows.append(("paste-back", 1, lambda: paste_back(source.image, crops[0], matrix)))
         for name, b, fn in rows:
             print(f"{name:<28} {b:>5} {best_seconds(fn, repeats=2) / b * 1e3:>9.1f}")
+        refined = with_full_size_fsr(models)
+        context = fsr_context(refined, source)
+        cost = {}
+        for b in (1, 8):
+            dp = torch.randn(b, 15)
+            for name, m, kw in (("render (A + G)", models, {}), ("render + FSR k=4", refined, {"context": context})):
+                cost[name, b] = best_seconds(lambda m=m, kw=kw, dp=dp: render(m, source, dp, paste=False, **kw),
+                                             repeats=2) / b
+                print(f"{name:<28} {b:>5} {cost[name, b] * 1e3:>9.1f}")
+        print(f"FSR frame cost at batch 8: {cost['render + FSR k=4', 8] / cost['render (A + G)', 8]:.2f}x the plain "
+              f"frame (render step, same process)")
     for b in (1, 8):
         session = DriveSession(models, source, DriveOptions(batch_size=b))
         session.process(frames[:b])        # warm-up

@@ -12,7 +12,7 @@ MODEL_FOLDER_KEY = "reenact"
 folder_paths.add_model_folder_path(MODEL_FOLDER_KEY, os.path.join(folder_paths.models_dir, MODEL_FOLDER_KEY))
 folder_paths.folder_names_and_paths[MODEL_FOLDER_KEY][1].add(".safetensors")
 
-NODE_MODULES = ("loaders", "align", "latent", "params", "paste", "reenact")
+NODE_MODULES = ("loaders", "align", "latent", "params", "paste", "reenact", "refine")
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

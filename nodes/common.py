@@ -33,7 +33,8 @@ Generator = io.Custom("REENACT_GENERATOR")
 Encoder = io.Custom("REENACT_ENCODER")
 Deca = io.Custom("REENACT_DECA")
 Directions = io.Custom("REENACT_DIRECTIONS")
-MODEL_TYPES = {"stylegan2": Generator, "e4e": Encoder, "deca": Deca, "directions": Directions}
+FSR = io.Custom("REENACT_FSR")
+MODEL_TYPES = {"stylegan2": Generator, "e4e": Encoder, "deca": Deca, "directions": Directions, "fsr": FSR}
 
 # Data passed between the granular nodes.
 Align = io.Custom("REENACT_ALIGN")        # per-frame crop transforms, landmarks, kept frame indices, frame size
@@ -49,7 +50,7 @@ class ModelHandle:
     """One model file in one dtype, managed by ComfyUI (moved to the GPU on use, released on /free).
 
     Attributes:
-        kind: the model kind (``"stylegan2"``, ``"e4e"``, ``"deca"``, ``"directions"``).
+        kind: the model kind (``"stylegan2"``, ``"e4e"``, ``"deca"``, ``"directions"``, ``"fsr"``).
         path: the model file.
         dtype: float type of the weights.
         model: the network as read, on ComfyUI's offload device; ``mean_latent`` (G only) kept on the CPU.
@@ -113,24 +114,25 @@ def load_on_device(handles: Sequence[ModelHandle]) -> None:
 
 
 def reenact_models(generator: ModelHandle | None, encoder: ModelHandle | None, deca: ModelHandle | None,
-                   directions: ModelHandle | None) -> ReenactModels:
+                   directions: ModelHandle | None, fsr: ModelHandle | None = None) -> ReenactModels:
     """The handles as ``reenact_core.engine.ReenactModels``, loaded together on ComfyUI's device.
 
-    A node passes None for the networks it does not use. The engine runs every network in one dtype: handles of
-    different dtypes are all used in float32.
+    A node passes None for the networks it does not use (``fsr``: no refinement). The engine runs every network
+    in one dtype: handles of different dtypes are all used in float32.
 
     Raises:
-        reenact_core.errors.WeightsError: the files do not belong together.
+        reenact_core.errors.WeightsError: the files do not belong together (an FSR file made for another
+            generator included).
     """
     from reenact_core import engine
 
-    given = [h for h in (generator, encoder, deca, directions) if h is not None]
+    given = [h for h in (generator, encoder, deca, directions, fsr) if h is not None]
     dtypes = {h.dtype for h in given}
     dtype = dtypes.pop() if len(dtypes) == 1 else torch.float32
-    handles = [None if h is None else h.with_dtype(dtype) for h in (generator, encoder, deca, directions)]
+    handles = [None if h is None else h.with_dtype(dtype) for h in (generator, encoder, deca, directions, fsr)]
     load_on_device([h for h in handles if h is not None])
-    g, e, d, a = (None if h is None else h._on_device() for h in handles)
-    return engine.ReenactModels(g, e, d, a, torch.device(given[0].patcher.load_device), dtype)
+    g, e, d, a, f = (None if h is None else h._on_device() for h in handles)
+    return engine.ReenactModels(g, e, d, a, torch.device(given[0].patcher.load_device), dtype, f)
 
 
 def comfy_to_frames(images: torch.Tensor) -> list[np.ndarray]:

@@ -37,12 +37,15 @@ class LatentBatch:
         directions: the handle of A, which maps Δp to the W+ shift.
         indices: (N,) int64 frame index of each code (the driver frame, or the edit's number): codes are decoded
             in the same batches as a driving session's.
+        fsr: the refinement encoder E_F that FSR Refine attached (StyleGAN2 Decode computes Δf per batch with
+            it), or None.
     """
 
     source: PreparedSource
     delta_p: torch.Tensor
     directions: ModelHandle
     indices: np.ndarray
+    fsr: ModelHandle | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -204,7 +207,8 @@ class LatentReenactDecode(io.ComfyNode):
             display_name="StyleGAN2 Decode (Latent Reenact)",
             category=CATEGORY,
             description="Renders each W+ code with the generator (with the source's tuned layers when it was "
-                        "tuned) into a 256×256 face crop; Paste Back puts the crops into their images.",
+                        "tuned, refined by the FSR encoder when FSR Refine attached one) into a 256×256 face crop; "
+                        "Paste Back puts the crops into their images.",
             inputs=[
                 Latent.Input("latent", tooltip="W+ codes from Apply Directions or Edit Directions"),
                 Generator.Input("generator", tooltip="StyleGAN2 generator G"),
@@ -216,15 +220,16 @@ class LatentReenactDecode(io.ComfyNode):
 
     @classmethod
     def execute(cls, latent, generator, truncation) -> io.NodeOutput:
-        from reenact_core.engine import render
+        from reenact_core.engine import fsr_context, render
 
-        models = reenact_models(generator, None, None, latent.directions)
+        models = reenact_models(generator, None, None, latent.directions, latent.fsr)
+        context = None if latent.fsr is None else fsr_context(models, latent.source, truncation)
         progress = Progress(len(latent))
         crops = []
         for rows in batch_windows(latent.indices):
             progress.check()
             crops.append(render(models, latent.source, latent.delta_p[rows], truncation=truncation,
-                                paste=False).crops)
+                                paste=False, context=context).crops)
             progress.update(rows.stop - rows.start)
         return io.NodeOutput(frames_to_comfy(np.concatenate(crops) if crops else []))
 

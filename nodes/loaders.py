@@ -116,18 +116,22 @@ class _ModelLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         k = KINDS[cls.KIND]
+        if k.official_file:
+            origin = (f"Converted from the official '{k.official_file}' with: python -m reenact_core convert "
+                      f"{k.official_file} <ComfyUI>/models/{MODEL_FOLDER_KEY}/")
+            made = f"converted from the official '{k.official_file}'"
+        else:   # nothing published to convert
+            origin, made = f"The file: {k.source}.", "none is published"
         return io.Schema(
             node_id=cls.NODE_ID,
             display_name=cls.DISPLAY_NAME,
             category=MODELS_CATEGORY,
             description=f"Loads the {k.title} from models/{MODEL_FOLDER_KEY}/ (or a folder given for "
-                        f"'{MODEL_FOLDER_KEY}' in extra_model_paths.yaml). Converted from the official "
-                        f"'{k.official_file}' with: python -m reenact_core convert {k.official_file} "
-                        f"<ComfyUI>/models/{MODEL_FOLDER_KEY}/",
+                        f"'{MODEL_FOLDER_KEY}' in extra_model_paths.yaml). {origin}",
             inputs=[
                 io.Combo.Input("model_file", options=model_files(cls.KIND), default=k.canonical_file,
                                tooltip=f"{k.title} file in models/{MODEL_FOLDER_KEY}/; default "
-                                       f"'{k.canonical_file}', converted from the official '{k.official_file}'"),
+                                       f"'{k.canonical_file}', {made}"),
                 io.Combo.Input("dtype", options=list(DTYPE_CHOICES), default="auto",
                                tooltip="Precision of the weights. auto: fp16 on a CUDA GPU ComfyUI runs in fp16, "
                                        "bf16 where ComfyUI prefers it, fp32 on CPU and MPS; falls back to fp32 "
@@ -174,4 +178,10 @@ class LatentReenactLoadDirections(_ModelLoader):
     DISPLAY_NAME, OUTPUT_NAME = "Load Directions A (Latent Reenact)", "directions"
 
 
-NODES = [LatentReenactLoadGenerator, LatentReenactLoadEncoder, LatentReenactLoadDeca, LatentReenactLoadDirections]
+class LatentReenactLoadFSR(_ModelLoader):
+    KIND, NODE_ID = "fsr", "LatentReenactLoadFSR"
+    DISPLAY_NAME, OUTPUT_NAME = "Load FSR Encoder (Latent Reenact)", "fsr"
+
+
+NODES = [LatentReenactLoadGenerator, LatentReenactLoadEncoder, LatentReenactLoadDeca, LatentReenactLoadDirections,
+         LatentReenactLoadFSR]

@@ -10,8 +10,8 @@ import numpy as np
 from comfy_api.v0_0_2 import io
 
 from . import MODEL_FOLDER_KEY
-from .common import (CATEGORY, Deca, Directions, Encoder, Generator, Progress, comfy_to_frames, frames_to_comfy,
-                     interruptible, masks_to_comfy, reenact_models)
+from .common import (CATEGORY, FSR, Deca, Directions, Encoder, Generator, Progress, comfy_to_frames,
+                     frames_to_comfy, interruptible, masks_to_comfy, reenact_models)
 
 TUNE_STEPS = 200             # reference "w/ opt." reenactment: 200 generator tuning steps (spec §1.6), as the CLI
 MAX_TUNE_STEPS = 5000
@@ -63,6 +63,11 @@ def _drive_inputs() -> list:
                      tooltip="Frames per network batch (more is faster on a GPU and uses more memory; other "
                              "sizes can change the last bit of a pixel, 8 matches the step-by-step nodes)"),
     ]
+
+
+def _fsr_input() -> io.Input:
+    return FSR.Input("fsr", optional=True, tooltip="Optional FSR refinement encoder (Load FSR Encoder), trained for "
+                                                   "this generator: restores hair and background")
 
 
 def _face_inputs() -> list:
@@ -120,6 +125,7 @@ class LatentReenactReenact(io.ComfyNode):
                                tooltip="Frame rate of the driving frames (link Get Video Components' fps); sets "
                                        "the smoothing's time constants"),
                 *_face_inputs(),
+                _fsr_input(),
             ],
             outputs=[
                 io.Image.Output(display_name="images", tooltip="One output frame per driving frame: the source "
@@ -133,12 +139,12 @@ class LatentReenactReenact(io.ComfyNode):
     @classmethod
     def execute(cls, source, driving, generator, encoder, deca, directions, mode, pose, expression, strength,
                 smoothing, no_face, tune_steps, paste_back, color_match, truncation, batch_size, fps, source_face,
-                backend) -> io.NodeOutput:
+                backend, fsr=None) -> io.NodeOutput:
         from reenact_core.engine import DrivenChunk, DriveSession
 
         options = _options(mode, pose, expression, strength, smoothing, no_face, paste_back, color_match,
                            truncation, batch_size, backend)
-        models = reenact_models(generator, encoder, deca, directions)
+        models = reenact_models(generator, encoder, deca, directions, fsr)
         frames = comfy_to_frames(driving)
         progress = Progress(tune_steps + len(frames))
         with interruptible():
@@ -191,6 +197,7 @@ class LatentReenactReenactVideo(io.ComfyNode):
                                tooltip="When 'frames' exceeds the driver: stop at its end, loop it, or play it "
                                        "forward and backward (pingpong)"),
                 *_face_inputs(),
+                _fsr_input(),
             ],
             outputs=[io.Video.Output(display_name="video", tooltip="The reenacted video (the source image with "
                                      "the driven face, or the 256-px crops without paste-back), at the driver's "
@@ -200,13 +207,13 @@ class LatentReenactReenactVideo(io.ComfyNode):
     @classmethod
     def execute(cls, video, source, generator, encoder, deca, directions, mode, pose, expression, strength,
                 smoothing, no_face, tune_steps, paste_back, color_match, truncation, batch_size, frames, length,
-                source_face, backend) -> io.NodeOutput:
+                source_face, backend, fsr=None) -> io.NodeOutput:
         from comfy_api.v0_0_2 import InputImpl
         from reenact_core.pipeline import reenact_file
 
         options = _options(mode, pose, expression, strength, smoothing, no_face, paste_back, color_match,
                            truncation, batch_size, backend)
-        models = reenact_models(generator, encoder, deca, directions)
+        models = reenact_models(generator, encoder, deca, directions, fsr)
         out = os.path.join(folder_paths.get_temp_directory(), f"latent_reenact_{uuid.uuid4().hex}.mp4")
         os.makedirs(os.path.dirname(out), exist_ok=True)
         with interruptible(), _driver_file(video) as driving:

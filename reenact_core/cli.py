@@ -77,13 +77,16 @@ def _reenact(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
     from PIL import Image
-    from .engine import DriveOptions, edit, load_reenact_models, load_source, prepare_source, save_source
+    from .engine import DriveOptions, edit, find_fsr, load_reenact_models, load_source, prepare_source, save_source
     from .weights import find_lpips
     from .pipeline import reenact_file
 
     folders = model_folders(args)
     device = _device(args.device)
-    models = load_reenact_models(folders, device=device, dtype=getattr(torch, args.dtype))
+    fsr, why = find_fsr(args.fsr, folders)
+    if args.fsr != "off":
+        print(why, file=sys.stderr)
+    models = load_reenact_models(folders, device=device, dtype=getattr(torch, args.dtype), fsr=fsr)
     if args.source_in:
         source = load_source(args.source_in, device=device, dtype=models.dtype)
     else:
@@ -244,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--length", choices=["stop", "loop", "pingpong"], default="stop",
                      help="when the driver is shorter than --frames: stop, loop or ping-pong (default stop)")
     ren.add_argument("--png-frames", metavar="DIR", help="also write every output frame as PNG into DIR")
+    ren.add_argument("--fsr", default="auto", metavar="FILE|auto|off",
+                     help="feature-space refinement of hair and background: a trained FSR file, auto (the models "
+                          "folders' fsr-voxceleb-256.safetensors when present, never a random-weight test file) "
+                          "or off (default auto)")
     ren.set_defaults(run=_reenact)
 
     doc = sub.add_parser("doctor", help="check the model files, the device, and run a self-check on tiny weights")

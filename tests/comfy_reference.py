@@ -2,8 +2,9 @@
 
 The example workflows read ``astronaut.png`` (``skimage.data.astronaut``, public domain), ``driver.png`` and
 ``driver.mp4``; the tests write the first from scikit-image and the drivers from the test media (which never
-ship). Model files are tiny random ones (``make_tiny_model_set``) in ``models/reenact/``, DECA's normalisation
-statistics set from driver faces so that different faces give different parameters (``calibrate_deca``).
+ship). Model files are tiny random ones (``make_tiny_model_set``, with an FSR file) in ``models/reenact/``, DECA's
+normalisation statistics set from driver faces so that different faces give different parameters
+(``calibrate_deca``).
 
 The engine runs here in the test process with the same inputs and weights: images as ComfyUI's Load Image
 gives them (float32 RGB in [0, 1]), and the Reenact node's widget values turned into engine arguments.
@@ -22,7 +23,7 @@ from conftest import require
 from golden_fixtures import MEDIA
 from reenact_core.engine import DriveOptions, load_reenact_models, prepare_source
 from reenact_core.video import VideoReader
-from reenact_core.weights import KINDS, make_tiny_model_set
+from reenact_core.weights import INFERENCE, KINDS, kind_names, make_tiny_model_set
 
 MODEL_FOLDER = "reenact"                          # ComfyUI's models/reenact/ (the pack's folder key)
 SOURCE_IMAGE, DRIVER_IMAGE, DRIVER_VIDEO = "astronaut.png", "driver.png", "driver.mp4"
@@ -38,7 +39,7 @@ def prepare_base(base: Path) -> Path:
     from engine_fixtures import calibrate_deca   # reads the shared golden manifest on import: after the check above
 
     folder = base / "models" / MODEL_FOLDER
-    make_tiny_model_set(folder)
+    make_tiny_model_set(folder, kinds=[*kind_names(INFERENCE), "fsr"])
     calibrate_deca(folder / KINDS["deca"].canonical_file, next(VideoReader(videos[0]).chunks(CALIBRATION_FRAMES)))
     inputs = base / "input"
     inputs.mkdir(parents=True, exist_ok=True)

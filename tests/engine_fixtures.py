@@ -1,4 +1,4 @@
-"""Shared inputs of the engine and node tests: driver frames from the test media, blank frames, and a tiny random
+"""Shared inputs of the engine and node tests: a portrait and driver frames from the test media, blank frames, and a tiny random
 DECA whose BatchNorm statistics come from real faces (so that different faces give different codes)."""
 from __future__ import annotations
 
@@ -36,6 +36,13 @@ def calibrate_deca(path, frames: np.ndarray) -> None:
     with torch.no_grad():
         deca.module.train()(image_224)
     save_model(path, "deca", deca.config, deca.module.state_dict(), metadata=deca.metadata)
+
+
+def source_photo():
+    """Path of the first test portrait (``s*.jpg`` in the test media)."""
+    photos = sorted(MEDIA.glob("s*.jpg"))
+    require(bool(photos), f"test photos in {MEDIA}")
+    return photos[0]
 
 
 def video_frames(index: int, count: int) -> np.ndarray:

@@ -15,9 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import require
-from engine_fixtures import calibrate_deca, video_frames, with_blanks
-from golden_fixtures import (MEDIA, TOLERANCES, cases, filled_state_dict, kind_of, layout_extras, load_case,
+from engine_fixtures import calibrate_deca, source_photo, video_frames, with_blanks
+from golden_fixtures import (TOLERANCES, cases, filled_state_dict, kind_of, layout_extras, load_case,
                              manifest)
 from reenact_core.engine import (DriveOptions, DrivenChunk, DriveSession, PreparedSource, ReenactModels, drive,
                                  estimate_codes, load_reenact_models, load_source, prepare_source, render,
@@ -50,9 +49,7 @@ def models(model_dir):
 
 @pytest.fixture(scope="module")
 def source_image():
-    photos = sorted(MEDIA.glob("s*.jpg"))
-    require(bool(photos), f"test photos in {MEDIA}")
-    return np.array(Image.open(photos[0]).convert("RGB"))
+    return np.array(Image.open(source_photo()).convert("RGB"))
 
 
 @pytest.fixture(scope="module")

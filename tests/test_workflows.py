@@ -13,10 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from comfy_reference import (DRIVER_VIDEO, SOURCE_IMAGE, assert_saved, drive_options, engine_models,
+from comfy_reference import (DRIVER_VIDEO, MODEL_FOLDER, SOURCE_IMAGE, assert_saved, drive_options, engine_models,
                              load_image, nodes_of, prepare_base, prepared_source, with_widgets)
 from comfy_server import REPO, ComfyServer, comfyui_dir
 from conftest import require
+from reenact_core.cli import main as cli
 from reenact_core.engine import DIRECTION_NAMES, drive, edit, prepare_source
 from reenact_core.faces.paste_back import paste_back
 from reenact_core.pipeline import reenact_file
@@ -269,3 +270,45 @@ def test_video_reenactment_matches_the_engine(server, models, tmp_path):
     assert (ours.fps, ours.has_audio) == (theirs.fps, theirs.has_audio)
     a, b = np.stack(list(ours)), np.stack(list(theirs))
     assert a.shape == b.shape and np.array_equal(a, b), f"max difference {np.abs(a.astype(int) - b).max()}"
+
+
+def cli_frames(server, out_dir, inputs: dict, fsr: str) -> list[np.ndarray]:
+    """The command line's PNG frames for the FSR workflow's files and widget values (``--fsr FILE`` or ``off``)."""
+    source, driver, motion = inputs["source_align"], inputs["driver_align"], inputs["motion"]
+    out_dir.mkdir()
+    code = cli(["reenact", "--models", str(server.models_dir / MODEL_FOLDER), "--device", "cpu",
+                "--source", str(server.input_dir / inputs["source_file"]),
+                "--driving", str(server.input_dir / inputs["driver_file"]), "--out", str(out_dir / "out.png"),
+                "--png-frames", str(out_dir / "frames"), "--fsr", fsr,
+                "--tune-steps", str(inputs["invert"]["tune_steps"]), "--face", source["face"],
+                "--mode", motion["mode"], "--strength", str(motion["strength"]),
+                "--smoothing", str(motion["smoothing"]), "--no-face", driver["no_face"]])
+    assert code == 0
+    return [np.asarray(Image.open(f)) for f in sorted((out_dir / "frames").glob("*.png"))]
+
+
+def test_fsr_refine_matches_the_command_line(server, tmp_path):
+    """Face Align → Invert → Extract 3DMM Params → Apply Directions → FSR Refine → Decode → Paste Back gives the
+    command line's frames with ``--fsr`` on the same files (to one 8-bit level: Save Image truncates the float
+    frames, the command line rounds 8-bit ones), and the refinement visibly changes them."""
+    prompt = api_prompt("fsr_refine")
+    (loader,) = nodes_of(prompt, "LatentReenactLoadFSR")
+    fsr_file = server.models_dir / MODEL_FOLDER / prompt[loader]["inputs"]["model_file"]
+    invert, paste = node_inputs(prompt, "LatentReenactInvert"), node_inputs(prompt, "LatentReenactPasteBack")
+    source_align, driver_align = (prompt[link[0]]["inputs"] for link in (invert["align"], paste["align"]))
+    inputs = {"invert": invert, "motion": node_inputs(prompt, "LatentReenactApplyDirections"),
+              "source_align": source_align, "driver_align": driver_align,
+              "source_file": linked_file(prompt, invert["image"]),
+              "driver_file": linked_file(prompt, driver_align["image"])}
+    assert (inputs["motion"]["pose"], inputs["motion"]["expression"]) == (True, True), "the CLI call below needs both"
+    assert driver_align["face"] == "largest", "the command line follows the largest driver face"
+    outputs = server.run(prompt)
+    (save,) = nodes_of(prompt, "SaveImage")
+    saved = saved_images(server, outputs, save)
+    expected = cli_frames(server, tmp_path / "fsr", inputs, str(fsr_file))
+    plain = cli_frames(server, tmp_path / "off", inputs, "off")
+    assert len(saved) == len(expected) == len(plain) > 0
+    for png, frame, unrefined in zip(saved, expected, plain):
+        assert png.shape == frame.shape
+        assert np.abs(png.astype(int) - frame).max() <= 1
+        assert np.abs(unrefined.astype(int) - frame).max() > 25, "the refinement changes nothing: it proves little"

@@ -1,4 +1,4 @@
-"""The four networks of the method, loaded together and checked against each other.
+"""The four networks of the method (and the optional FSR encoder), loaded together and checked against each other.
 
 E (e4e) inverts a 256-px crop to W+, DECA's E_flame estimates pose and expression, A maps their difference Δp
 to a W+ shift and G (StyleGAN2) renders the shifted code (reference spec §1.12).
@@ -14,8 +14,10 @@ import torch
 from ..errors import MissingModelError, WeightsError
 from ..faces.reference_crop import CROP_SIZE
 from ..models.deca import N_CODES
+from ..models.fsr import FeatureRefiner
 from ..params import NUM_DIRECTIONS, Normaliser
-from ..weights import INFERENCE, LoadedModel, find_model_file, kind_names, load_model
+from ..weights import INFERENCE, KINDS, LoadedModel, find_model_file, inspect_model_file, kind_names, load_model
+from ..weights.identity import check_made_for
 
 
 @dataclass
@@ -32,6 +34,8 @@ class ReenactModels:
         deca: DECA's E_flame, 224-px crops in [0, 1] → (B, 236) codes.
         directions: A, Δp (B, 15) → shift (B, L, style_dim) of W+ rows 0..L−1.
         device, dtype: where and in which float type every module runs.
+        fsr: the optional refinement encoder E_F (``reenact_core.models.fsr``), made for ``generator``; None
+            renders without refinement.
     """
 
     generator: LoadedModel | None
@@ -40,6 +44,7 @@ class ReenactModels:
     directions: LoadedModel | None
     device: torch.device
     dtype: torch.dtype
+    fsr: LoadedModel | None = None
 
     def __post_init__(self) -> None:
         check_compatible(self)
@@ -63,6 +68,13 @@ class ReenactModels:
             raise WeightsError("this step needs the directions model A (its scale S), none was given")
         return self.directions.config.normaliser
 
+    @property
+    def fsr_module(self) -> FeatureRefiner:
+        """E_F's module (WeightsError when none was given)."""
+        if self.fsr is None:
+            raise WeightsError("this step needs the FSR refinement encoder, none was given")
+        return self.fsr.module
+
 
 def check_compatible(models: ReenactModels) -> None:
     """Raises WeightsError (one line) if the networks given cannot work together (W+ rows or widths differ)."""
@@ -82,20 +94,49 @@ def check_compatible(models: ReenactModels) -> None:
         problems.append(f"DECA predicts {d.out_dim} codes, not the {N_CODES} of E_flame")
     if problems:
         raise WeightsError("the model files do not belong together: " + "; ".join(problems))
+    if models.fsr is not None:
+        if models.generator is None:
+            raise WeightsError("the FSR refinement encoder needs the generator it was made for, none was given")
+        check_made_for(models.fsr, models.generator)
+
+
+def find_fsr(choice: str | Path, folders: Iterable[str | Path]) -> tuple[Path | None, str]:
+    """The FSR file a ``--fsr`` choice names, and why: ``"off"`` → none; ``"auto"`` → the canonical file of the
+    first folder holding one, unless it has random weights (a test file is never used unasked); else a path.
+
+    Raises:
+        MissingModelError: a named file does not exist.
+    """
+    if str(choice) == "off":
+        return None, "FSR off"
+    if str(choice) != "auto":
+        path = Path(choice)
+        if not path.is_file():
+            raise MissingModelError(f"FSR file not found: {path}")
+        return path, f"FSR: {path}"
+    try:
+        path = find_model_file("fsr", list(folders))
+    except MissingModelError:
+        return None, f"FSR off: no {KINDS['fsr'].canonical_file} in the model folders"
+    if inspect_model_file(path, "fsr").metadata.get("random_weights") == "true":
+        return None, f"FSR off: {path} holds random weights (a test file); name it with --fsr to use it"
+    return path, f"FSR: {path}"
 
 
 def load_reenact_models(folders: Iterable[str | Path], device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32) -> ReenactModels:
+                        dtype: torch.dtype = torch.float32, fsr: str | Path | None = None) -> ReenactModels:
     """Loads G, e4e, DECA and A from their canonical files in ``folders`` (the first folder holding a file wins).
 
     Args:
         folders: folders to search, in order.
         device: where the networks run (``"cpu"``, ``"cuda"``, ``"mps"``, ...).
         dtype: float type of every network (float32 default; float16 / bfloat16 on accelerators).
+        fsr: the FSR refinement encoder's file, or None for none (see :func:`find_fsr` for the CLI's choices).
 
     Raises:
         MissingModelError: naming every missing file (one message), with where to get it.
-        WeightsError: a file is unreadable, of the wrong kind, or the files do not fit together.
+        WeightsError: a file is unreadable, of the wrong kind, or the files do not fit together (an FSR file
+            made for another generator included).
     """
     folders = [Path(f) for f in folders]
     paths, missing = {}, []
@@ -109,4 +150,5 @@ def load_reenact_models(folders: Iterable[str | Path], device: str | torch.devic
         raise MissingModelError(f"{len(missing)} of {len(names)} model files missing: " + " | ".join(missing))
     device = torch.device(device)
     loaded = {name: load_model(path, name, device, dtype) for name, path in paths.items()}
-    return ReenactModels(loaded["stylegan2"], loaded["e4e"], loaded["deca"], loaded["directions"], device, dtype)
+    return ReenactModels(loaded["stylegan2"], loaded["e4e"], loaded["deca"], loaded["directions"], device, dtype,
+                         None if fsr is None else load_model(fsr, "fsr", device, dtype))

@@ -2,8 +2,8 @@
 
 Per driver frame: detect faces → track one person → smooth its landmarks → reference crop (spec §1.2) → DECA on
 the crop (the frame landmarks mapped into the crop, no second detection) → smooth the normalised parameters →
-Δp → render the source (A, shift of W+ rows 0..L−1, truncation ψ toward w̄, checkpoint noise; spec §1.12) →
-paste into the source image.
+Δp → render the source (A, shift of W+ rows 0..L−1, truncation ψ toward w̄, checkpoint noise; spec §1.12; refined by
+the FSR encoder when the models have one, its source half computed once per session) → paste into the source image.
 
 DECA, A and G run on windows of ``batch_size`` consecutive frames that start at multiples of ``batch_size`` in
 the video, whatever the chunks fed to :meth:`DriveSession.process` are, so a chunked run computes exactly what a
@@ -34,7 +34,7 @@ from ..faces.smoothing import DEFAULT_FPS, DEFAULT_STRENGTH, SequenceSmoother
 from ..faces.tracking import NO_FACE_POLICIES
 from ..params import FaceParams, Normaliser, delta_p, denormalise, normalise
 from .models import ReenactModels
-from .source import TRUNCATION, PreparedSource, Rendered, estimate_codes, render
+from .source import TRUNCATION, PreparedSource, Rendered, estimate_codes, fsr_context, render
 
 MODES = ("absolute", "relative")
 FRAME_STATUSES = ("driven", "held", "passed")
@@ -188,6 +188,7 @@ class DriveSession:
         paste = options.paste_back
         self._passed = (self.source.crop, self.source.image if paste else None,
                         np.zeros(self.source.image.shape[:2], np.float32) if paste else None)
+        self._context = None if models.fsr is None else fsr_context(models, self.source, options.truncation)
 
     def process(self, frames: Iterable[np.ndarray]) -> DrivenChunk:
         """Takes the next driver frames and returns the output frames settled so far.
@@ -254,7 +255,7 @@ class DriveSession:
         o, models = self.options, self.models
         codes = estimate_codes(models, np.stack([f.crop for f in faces]), np.stack([f.kpt68 for f in faces]))
         return render(models, self.source, self._motion(codes), truncation=o.truncation, paste=o.paste_back,
-                      color_match=o.color_match)
+                      color_match=o.color_match, context=self._context)
 
 
 def drive(models: ReenactModels, source: PreparedSource, frames: Iterable[np.ndarray],

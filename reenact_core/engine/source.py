@@ -23,6 +23,8 @@ from ..files import read_safetensors, write_safetensors
 from ..imaging import image_to_tensor
 from ..measure import measure_codes
 from ..models.directions import apply_shift
+from ..models.fsr import refiner_input, source_context
+from ..models.stylegan2 import Synthesis
 from ..params import FaceParams
 from .models import ReenactModels
 from .tuning import DEFAULT_TRUNCATION as TRUNCATION, TunedLayers, tune_generator
@@ -112,15 +114,53 @@ def estimate_codes(models: ReenactModels, crops: np.ndarray, kpt68: np.ndarray) 
                          torch.as_tensor(np.asarray(kpt68, np.float32)))
 
 
+def synthesize(models: ReenactModels, source: PreparedSource, w_plus: torch.Tensor, truncation: float,
+               **kwargs) -> Synthesis:
+    """G_ψ(w_plus) for ``source``: its tuned layers when it has them, truncation ψ toward its mean latent, the
+    checkpoint noise; ``kwargs`` go to ``Generator.synthesize`` (feature reads, shifts, resume points)."""
+    kwargs.update(truncation=truncation, truncation_latent=source.mean_latent)
+    if source.tuned is None:
+        return models.generator.module.synthesize(w_plus, **kwargs)
+    return source.tuned.synthesize(models.generator.module, w_plus, **kwargs)
+
+
+def fsr_context(models: ReenactModels, source: PreparedSource, truncation: float = TRUNCATION) -> torch.Tensor:
+    """The source half of the refinement encoder's input, ``cat[x_s, x_s − G_ψ(w_s)]`` ``(1, 6, S, S)`` on the
+    models' device (one generator pass; ``models.fsr`` is needed). A session computes it once per source."""
+    source = source.to(models.device, models.dtype)
+    with torch.no_grad():
+        inversion = synthesize(models, source, source.w_plus, truncation).image
+        crop = image_to_tensor(source.crop).to(models.device, models.dtype)
+        return source_context(crop, inversion, models.fsr_module.config.input_size)
+
+
+def _images(models: ReenactModels, source: PreparedSource, w_plus: torch.Tensor, truncation: float,
+            context: torch.Tensor | None) -> torch.Tensor:
+    """G_ψ(w_r) ``(B, 3, s, s)``; with FSR the refined render: the coarse pass gives E_F's third input and, from its
+    state after feature k, the second pass continues with ``f_k + Δf_k`` (layers before k run once)."""
+    if models.fsr is None:
+        return synthesize(models, source, w_plus, truncation).image
+    fsr = models.fsr_module
+    k = fsr.config.generator_index
+    coarse = synthesize(models, source, w_plus, truncation, keep_resume_point=k)
+    if context is None:
+        context = fsr_context(models, source, truncation)
+    delta_f = fsr(refiner_input(context, coarse.image))
+    return synthesize(models, source, w_plus, truncation, resume_from=coarse.resume,
+                      feature_shifts={k: delta_f}).image
+
+
 def render(models: ReenactModels, source: PreparedSource, delta_p: torch.Tensor, *, truncation: float = TRUNCATION,
-           paste: bool = True, color_match: bool = False) -> Rendered:
-    """Renders the source under a batch of Δp (A, shift of rows 0..L−1, truncation, G; reference spec §1.12).
+           paste: bool = True, color_match: bool = False, context: torch.Tensor | None = None) -> Rendered:
+    """Renders the source under a batch of Δp (A, shift of rows 0..L−1, truncation, G; reference spec §1.12), refined
+    by ``models.fsr`` when given (``f_k ← f_k + E_F(cat[x_s, x_s − G_ψ(w_s), G_ψ(w_r)])``, training-and-fsr §1.5).
 
     Args:
         delta_p: (B, 15) normalised pose/expression differences (:func:`reenact_core.params.delta_p`).
         truncation: ψ toward ``source.mean_latent``.
         paste: also paste each crop into ``source.image`` (soft edge, see ``faces.paste_back``).
         color_match: match the crops' colour statistics to the image under the mask before pasting.
+        context: :func:`fsr_context` of this source and ψ, to skip recomputing it (FSR only).
 
     Returns:
         :class:`Rendered` with B crops (and pasted frames and masks when ``paste``).
@@ -133,12 +173,7 @@ def render(models: ReenactModels, source: PreparedSource, delta_p: torch.Tensor,
     with torch.no_grad():
         shift = models.directions.module(delta_p.to(models.device, models.dtype))
         w_plus = apply_shift(source.w_plus.expand(shift.shape[0], -1, -1), shift)
-        kwargs = dict(truncation=truncation, truncation_latent=source.mean_latent)
-        if source.tuned is None:
-            image = models.generator.module.synthesize(w_plus, **kwargs).image
-        else:
-            image = source.tuned.synthesize(models.generator.module, w_plus, **kwargs).image
-        crops = image_to_uint8(image)
+        crops = image_to_uint8(_images(models, source, w_plus, truncation, context))
     if not paste:
         return Rendered(crops, None, None)
     matrix = source.transform.crop_to_frame_matrix()

@@ -365,6 +365,22 @@ class ConstantInput(nn.Module):
         return self.input.repeat(batch, 1, 1, 1)
 
 
+@dataclass(frozen=True)
+class ResumePoint:
+    """The synthesis state right after StyledConv ``layer``, before any shift there and its ToRGB: what a second
+    pass with the same code needs to continue from that layer without recomputing the ones before.
+
+    Attributes:
+        layer: StyledConv index k (see the module docstring).
+        feature: its output ``(B, C_k, H_k, W_k)`` (never modified in place).
+        skip: the RGB accumulated before it, ``(B, 3, H, W)``; None when k = 0.
+    """
+
+    layer: int
+    feature: torch.Tensor
+    skip: torch.Tensor | None
+
+
 @dataclass
 class Synthesis:
     """Result of ``Generator.synthesize``.
@@ -373,11 +389,13 @@ class Synthesis:
         image: ``(B, 3, size, size)``, roughly in [-1, 1], not clamped.
         w_plus: ``(B, n_latent, style_dim)`` code the synthesis used (after mapping and truncation).
         features: StyledConv outputs by index k (see the module docstring), after any shift at k.
+        resume: the state after the layer ``keep_resume_point`` named, else None.
     """
 
     image: torch.Tensor
     w_plus: torch.Tensor
     features: dict[int, torch.Tensor] = field(default_factory=dict)
+    resume: ResumePoint | None = None
 
 
 class Generator(nn.Module):
@@ -436,6 +454,8 @@ class Generator(nn.Module):
         generator: torch.Generator | None = None,
         read_features: Iterable[int] = (),
         feature_shifts: Mapping[int, torch.Tensor] | None = None,
+        keep_resume_point: int | None = None,
+        resume_from: ResumePoint | None = None,
     ) -> Synthesis:
         """Generate images, optionally reading or shifting intermediate features.
 
@@ -451,6 +471,9 @@ class Generator(nn.Module):
             read_features: indices k of the StyledConv outputs to return in ``Synthesis.features``.
             feature_shifts: ``{k: Δf_k}``, each broadcastable to StyledConv k's output ``(B, C_k, H_k, W_k)``,
                 added to it before the next layer (``f_k ← f_k + Δf_k``); earlier layers are unaffected.
+            keep_resume_point: a StyledConv index k whose state to return in ``Synthesis.resume``.
+            resume_from: a ``ResumePoint`` of an earlier call with the same ``latent`` and settings: layers up
+                to its k are not run again (shifts before k are then not applied); its tensors are not changed.
 
         Returns:
             ``Synthesis`` with the image ``(B, 3, size, size)``, the W+ code used and the requested features.
@@ -458,7 +481,8 @@ class Generator(nn.Module):
         c = self.config
         read = set(read_features)
         shifts = dict(feature_shifts or {})
-        bad = sorted(k for k in read | set(shifts) if not 0 <= k < c.num_layers)
+        kept = {keep_resume_point} - {None}
+        bad = sorted(k for k in read | set(shifts) | kept if not 0 <= k < c.num_layers)
         if bad:
             raise ValueError(f"feature indices {bad} out of range: StyledConvs are 0..{c.num_layers - 1}")
         w_plus = truncate(self._w_plus(latent, input_is_latent), truncation, truncation_latent)
@@ -466,19 +490,30 @@ class Generator(nn.Module):
         noises = self._noises(batch, randomize_noise, generator, w_plus)
         autograd = torch.is_grad_enabled()
         to_rgbs = [self.to_rgb1, *self.to_rgbs]
-        x, skip, features = self.input(batch), None, {}
-        for k, layer in enumerate([self.conv1, *self.convs]):
-            # The input of layer k may be reused in place unless it is the constant, a returned feature or
-            # needed by autograd.
-            x = layer(x, w_plus[:, k], noises[k], overwrite_input=k > 0 and k - 1 not in read and not autograd)
+        layers = [self.conv1, *self.convs]
+        start, resume, features = 0, None, {}
+        if resume_from is not None:
+            start, x, skip = resume_from.layer, resume_from.feature, resume_from.skip
+            if tuple(x.shape[:1]) != (batch,):
+                raise ValueError(f"the resume point holds {x.shape[0]} samples, the latent {batch}")
+        else:
+            x, skip = self.input(batch), None
+        for k in range(start, c.num_layers):
+            # The input of layer k may be reused in place unless it is the constant, a returned or kept feature
+            # or needed by autograd.
+            if resume_from is None or k > start:
+                x = layers[k](x, w_plus[:, k], noises[k],
+                              overwrite_input=k > 0 and not ({k - 1} & (read | kept)) and not autograd)
+            if k in kept:
+                resume = ResumePoint(k, x, skip)
             if k in shifts:
                 shift = shifts[k].to(dtype=x.dtype, device=x.device)
-                x = x + shift if autograd else x.add_(shift)
+                x = x + shift if autograd or k == start or k in kept else x.add_(shift)
             if k in read:
                 features[k] = x
             if k % 2 == 0:
                 skip = to_rgbs[k // 2](x, w_plus[:, k + 1], skip)
-        return Synthesis(skip.contiguous(), w_plus, features)
+        return Synthesis(skip.contiguous(), w_plus, features, resume)
 
     def _w_plus(self, latent: torch.Tensor, input_is_latent: bool) -> torch.Tensor:
         """``(B, n_latent, style_dim)`` code in the module's dtype from w / W+ (or z) input."""

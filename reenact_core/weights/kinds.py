@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import MissingModelError, WeightsError
 from ..files import find_file
-from ..models import arcface, deca, directions, e4e, flame, lpips, stylegan2
+from ..models import arcface, deca, directions, e4e, flame, fsr, lpips, stylegan2
 from ..models.kind import INFERENCE, OPTIONAL, ROLES, TRAINING, ModelKind
 
 __all__ = ["KINDS", "ModelKind", "INFERENCE", "TRAINING", "OPTIONAL", "ROLES", "register_kind", "kind",
@@ -30,7 +30,7 @@ def register_kind(model_kind: ModelKind) -> ModelKind:
     return model_kind
 
 
-for _module in (stylegan2, e4e, deca, directions, lpips, flame, arcface):
+for _module in (stylegan2, e4e, deca, directions, lpips, flame, arcface, fsr):
     register_kind(_module.KIND)
 
 
@@ -51,9 +51,11 @@ def kind_names(role: str | None = None) -> tuple[str, ...]:
 
 def missing_model_message(kind_name: str, folders: Iterable[str | Path], file_name: str | None = None) -> str:
     """The one-line message for an absent model file: the file, the folders searched, its source and the
-    conversion command."""
+    conversion command (for a kind without a published file, where such a file comes from)."""
     k = kind(kind_name)
     searched = ", ".join(str(f) for f in folders) or "(no folder given)"
+    if not k.official_file:   # nothing published to convert
+        return f"missing model file '{file_name or k.canonical_file}' ({k.title}); searched: {searched}. {k.source}"
     return (f"missing model file '{file_name or k.canonical_file}' ({k.title}); searched: {searched}. Download "
             f"'{k.official_file}' from {k.source}, then run: python -m reenact_core convert "
             f"{' '.join(filter(None, (k.official_file.split(' + ')[0], k.convert_options)))} <models>/reenact/")

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import torch
 
+from ..files import read_safetensors
+from ..models.fsr import randomise_output
 from ..models.kind import INFERENCE
+from .identity import with_identity
 from .kinds import kind as get_kind, kind_names
 from .store import save_model
 
@@ -21,6 +24,8 @@ TINY_CONFIGS: dict[str, dict] = {
     "directions": {"shift_dim": 32},
     "arcface": {"widths": [8, 16, 24, 32], "units": [1, 1, 1, 1], "se_reduction": 4, "embedding_dim": 16},
     "flame": {"n_shape": 10, "n_exp": 10, "n_vertices": 60, "n_faces": 40},
+    "fsr": {"layer": 4, "feature_channels": 32, "feature_size": 16, "widths": [8, 16, 24], "units": [1, 1, 1],
+            "se_reduction": 4, "head_width": 16},
 }
 
 
@@ -44,12 +49,28 @@ def make_random_checkpoint(kind_name: str, config, path: str | Path, seed: int =
                       metadata={"random_weights": "true", "seed": str(seed)})
 
 
+def make_random_fsr(path: str | Path, generator_path: str | Path, config=None, seed: int = 0) -> Path:
+    """Write an FSR file with seeded random weights for the generator file ``generator_path`` (its identity in
+    the metadata). Unlike a new E_F, its last layer is random too, so that it changes images; ``config``
+    defaults to the tiny one. The metadata says ``random_weights: true``."""
+    k = get_kind("fsr")
+    config = config or tiny_config("fsr")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = k.build(config).eval()
+    randomise_output(model, seed)
+    generator, _ = read_safetensors(Path(generator_path))
+    metadata = with_identity({"random_weights": "true", "seed": str(seed)}, generator)
+    return save_model(path, "fsr", config, model.state_dict(), metadata=metadata)
+
+
 def make_tiny_model_set(folder: str | Path, seed: int = 0, kinds: Iterable[str] | None = None) -> dict[str, Path]:
     """Write one tiny random model file per kind under its canonical name in ``folder``.
 
     Args:
         kinds: the kinds to write; by default the inference set (the kinds whose role is ``inference``), so
-            registering training or optional kinds never changes what callers get by default.
+            registering training or optional kinds never changes what callers get by default. ``"fsr"`` is made
+            for the generator of ``folder`` (written first when also asked for).
 
     Returns:
         kind name → path written.
@@ -57,6 +78,10 @@ def make_tiny_model_set(folder: str | Path, seed: int = 0, kinds: Iterable[str] 
     folder = Path(folder)
     order = kind_names()   # each kind's seed offset is its registry position, whatever else is written
     names = kind_names(INFERENCE) if kinds is None else tuple(kinds)
-    return {name: make_random_checkpoint(name, tiny_config(name), folder / get_kind(name).canonical_file,
-                                         seed + order.index(get_kind(name).name))
-            for name in names}
+    paths = {name: make_random_checkpoint(name, tiny_config(name), folder / get_kind(name).canonical_file,
+                                          seed + order.index(get_kind(name).name))
+             for name in names if name != "fsr"}
+    if "fsr" in names:
+        paths["fsr"] = make_random_fsr(folder / get_kind("fsr").canonical_file,
+                                       folder / get_kind("stylegan2").canonical_file, seed=seed + order.index("fsr"))
+    return paths
