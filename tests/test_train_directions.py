@@ -159,3 +159,46 @@ def test_bad_training_inputs_are_one_line(tmp_path, capsys):
     assert code == 2 and "\n" not in err and "cannot resume" in err and "lr=0.0001" in err
     code, err = run_cli([*common, "--out", str(tmp_path / "d"), "--resume"], capsys)
     assert code == 2 and "\n" not in err and "no checkpoint to resume from" in err, err
+
+
+def test_a_stage_starts_from_the_previous_stages_a(tmp_path, capsys):
+    from reenact_core.errors import InputError
+    from reenact_core.training.directions import init_directions
+    from reenact_core.weights import load_model
+
+    generator = tiny_model_files(tmp_path / "models", DirectionsTrainConfig())
+    assert main(["train", "directions", "--models", str(tmp_path / "models"), "--generator", str(generator),
+                 "--out", str(tmp_path / "syn"), "--device", "cpu", "--batch-size", "2", "--max-iter", "1",
+                 "--validation-samples", "2", "--num-workers", "0", "--name", "syn"]) == 0
+    exported = load_model(tmp_path / "syn" / "export" / "directions-syn.safetensors", "directions")
+    for start in (tmp_path / "syn" / "export" / "directions-syn.safetensors",
+                  tmp_path / "syn" / "checkpoints" / "best.pt"):
+        a = init_directions(DirectionsTrainConfig(init_directions=str(start)), 32)
+        for k, v in exported.module.state_dict().items():
+            assert torch.equal(a.state_dict()[k], v), (start, k)
+    with pytest.raises(InputError, match=r"^init_directions .* holds an A of another shape [^\n]*$"):
+        init_directions(DirectionsTrainConfig(init_directions=str(start), num_layers_shift=4), 32)
+
+
+def test_normaliser_from_a_ranges_file(tmp_path):
+    from reenact_core.errors import InputError
+
+    table = np.array([[-1.0 - i, 1.0 + i] for i in range(54)])
+    np.save(tmp_path / "ranges.npy", table)
+    n = DirectionsTrainConfig(ranges=str(tmp_path / "ranges.npy"), angle_scales=(30, 20, 10)).normaliser
+    assert n.ranges == tuple((float(lo), float(hi)) for lo, hi in table[:15]) and n.angle_scales == (30, 20, 10)
+    np.save(tmp_path / "short.npy", table[:5])
+    with pytest.raises(InputError, match="at least 15"):
+        DirectionsTrainConfig(ranges=str(tmp_path / "short.npy"))
+    with pytest.raises(InputError, match="neither voxceleb nor a readable ranges file"):
+        DirectionsTrainConfig(ranges="ffhq")
+
+
+@pytest.mark.slow
+def test_self_check_reports_every_method(capsys):
+    assert main(["train", "directions", "--self-check", "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "TINY RANDOM" in lines[0]
+    import re
+    found = [re.fullmatch(r"self-check: (\w+) loss (\d+\.\d+) -> (\d+\.\d+)", line) for line in lines[1:]]
+    assert [m.group(1) for m in found if m] == list(DirectionsTrainConfig.METHODS)

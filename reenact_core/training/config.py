@@ -130,6 +130,8 @@ class DirectionsTrainConfig(TrainConfig):
             (falling back to the canonical box without a face).
         data: prepared training data folder (real, real_synthetic, paired).
         validation_data: prepared folder of validation frames (default: ``data``; synthetic uses fixed z).
+        init_directions: start from this A (a directions ``.safetensors`` or a training checkpoint), e.g. the
+            previous stage's (synthetic → real_synthetic → paired); its shape must match.
     """
 
     method: str = "synthetic"
@@ -153,6 +155,7 @@ class DirectionsTrainConfig(TrainConfig):
     measure_crop: str = "canonical"
     data: str = ""
     validation_data: str = ""
+    init_directions: str = ""
 
     METHODS = ("synthetic", "real", "real_synthetic", "paired")
 

@@ -62,12 +62,30 @@ class DirectionsNetworks:
 
 
 def init_directions(config: DirectionsTrainConfig, style_dim: int) -> DirectionMatrix:
-    """A with the reference's initialisation: weight ~ N(0, init_std), PyTorch's default bias (seeded)."""
+    """A with the reference's initialisation (weight ~ N(0, init_std), PyTorch's default bias; seeded), or the
+    weights of ``config.init_directions``. Raises InputError (one line) if that A has another shape."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         a = DirectionMatrix(config.directions_config(style_dim))
         nn.init.normal_(a.linear.weight, std=config.init_std)
+    if config.init_directions:
+        state = _directions_state(Path(config.init_directions))
+        shapes = {k: tuple(v.shape) for k, v in a.state_dict().items()}
+        if {k: tuple(v.shape) for k, v in state.items()} != shapes:
+            raise InputError(f"init_directions {config.init_directions} holds an A of another shape "
+                             f"({ {k: tuple(v.shape) for k, v in state.items()} }, this run needs {shapes})")
+        a.load_state_dict(state)
     return a
+
+
+def _directions_state(path: Path) -> dict[str, torch.Tensor]:
+    """A's state dict from a directions model file or a training checkpoint."""
+    from ..weights import load_model
+    from .checkpoint import load_training_checkpoint
+
+    if path.suffix == ".safetensors":
+        return load_model(path, "directions").module.state_dict()
+    return load_training_checkpoint(path)["model"]
 
 
 @dataclass
