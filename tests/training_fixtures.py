@@ -85,6 +85,8 @@ def make_method(kind: str, overrides: dict, ctx: DistContext, folder: Path):
         config = DirectionsTrainConfig(**{"batch_size": 4, "max_iter": 3, "eval_every": 1000, "save_every": 1000,
                                           "validation_samples": 2, "num_workers": 0, **overrides})
         return DirectionsMethod(config, tiny_networks(config), ctx)
+    if kind == "fsr":
+        return fsr_method(overrides, ctx)
     raise ValueError(kind)
 
 
@@ -198,3 +200,61 @@ def tiny_model_files(folder: Path, config) -> Path:
     save_model(folder / KINDS["lpips"].canonical_file, "lpips", crit.lpips.network.config,
                crit.lpips.network.state_dict(), metadata=meta)
     return folder / "stylegan2-tiny-64.safetensors"
+
+
+class ShiftedGenerator:
+    """A generator whose renders add a fixed Δf* to StyledConv ``index``'s output (a planted refinement); every
+    other attribute is the wrapped generator's."""
+
+    def __init__(self, generator, index: int, shift: torch.Tensor):
+        self.generator, self.index, self.shift = generator, index, shift
+
+    def __getattr__(self, name):
+        return getattr(self.generator, name)
+
+    def synthesize(self, w_plus, **kwargs):
+        return self.generator.synthesize(w_plus, feature_shifts={self.index: self.shift}, **kwargs)
+
+
+def fsr_tree(root: Path, generator, mean_latent, directions, layer: int, shift: torch.Tensor, videos: int,
+             frames: int, truncation: float = 0.7, seed: int = 0) -> Path:
+    """A prepared tree for FSR training whose frames are ``G_ψ(w_f; f_k + Δf*)`` (k = ``layer``, FSE count) with the
+    W+ codes of :func:`planted_tree` for A = ``directions`` (no bias): for every pair of a video, the reenacted
+    code w_s ⊕ A(Δp) is the target's, so the target is exactly the coarse reenactment refined by Δf*."""
+    from types import SimpleNamespace
+
+    from reenact_core.training.config import DirectionsTrainConfig
+
+    assert directions.linear.bias is None, "the planted tree needs an A without bias"
+    nets = SimpleNamespace(generator=ShiftedGenerator(generator, layer - 1, shift), mean_latent=mean_latent)
+    config = DirectionsTrainConfig(num_layers_shift=directions.config.num_layers, truncation=truncation)
+    return planted_tree(root, nets, directions.linear.weight.detach(), videos, frames, config, seed)
+
+
+def fsr_config(overrides: dict):
+    """A tiny FSR training config (E_F of the tiny model set at 64 px) with ``overrides``."""
+    from reenact_core.training.fsr import FSRTrainConfig
+    from reenact_core.training.fsr_run import TINY_REFINER
+
+    return FSRTrainConfig(**{"batch_size": 4, "max_iter": 3, "eval_every": 1000, "save_every": 1000,
+                             "validation_samples": 2, "num_workers": 0, "lpips_scales": 2, "input_size": 64,
+                             **TINY_REFINER, **overrides})
+
+
+def fsr_networks(config, seed: int = 0):
+    """``tiny_fsr_networks`` (64-px G) with an A without bias."""
+    from reenact_core.training.config import DirectionsTrainConfig
+    from reenact_core.training.directions import init_directions
+    from reenact_core.training.fsr_run import tiny_fsr_networks
+
+    nets = tiny_fsr_networks(config, seed)
+    nets.directions = init_directions(DirectionsTrainConfig(bias=False, seed=seed), nets.generator.config.style_dim)
+    return nets
+
+
+def fsr_method(overrides: dict, ctx: DistContext, seed: int = 0):
+    """An FSR training method on :func:`fsr_networks` for the prepared tree ``overrides['data']``."""
+    from reenact_core.training.fsr import FSRMethod
+
+    config = fsr_config(overrides)
+    return FSRMethod(config, fsr_networks(config, seed), ctx)

@@ -32,7 +32,7 @@ from ..params import FaceParams
 from .config import DirectionsTrainConfig
 from .data import PreparedFrames, epoch_loader
 from .distributed import DistContext
-from .losses import FlameParams, LossOptions, LossWeights, TrainingLosses
+from .losses import FlameParams, IdentityLoss, LossOptions, LossWeights, TrainingLosses
 from .loop import Validation
 from .randomness import normal, sample_generator
 from .sampling import ShiftDraws, draw_shifts, ground_truth_params, shift_vector
@@ -306,7 +306,7 @@ class ValidationPairs:
         """Every pair (sharded over ranks, sums reduced): identity similarity (self: to the target, cross: to
         the source), pose error (degrees) and expression error of DECA(x_r) against DECA(x_t)."""
         c, ctx = method.config, method.ctx
-        name, similarity = identity_measure(method.nets.criteria)
+        name, similarity = identity_measure(method.nets.criteria.identity)
         sums = torch.zeros(2, 5, dtype=torch.float64)   # [self, cross] × [count, identity, with a face, pose, exp.]
         images: list[torch.Tensor] = []
         mine = list(range(ctx.rank, len(self.kinds), ctx.world_size))
@@ -348,11 +348,11 @@ class ValidationPairs:
         return Validation(metrics, score, images)
 
 
-def identity_measure(criteria: TrainingLosses) -> tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
-    """Validation's identity similarity (B,) of two image batches, and its name: ArcFace's cosine when the
-    losses have ArcFace, else minus the distance of dlib's face descriptors (NaN where dlib finds no face)."""
-    if criteria.identity is not None:
-        return "arcface", criteria.identity.similarity
+def identity_measure(identity: IdentityLoss | None) -> tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """Validation's identity similarity (B,) of two image batches, and its name: ArcFace's cosine when there is an
+    ArcFace ``identity`` loss, else minus the distance of dlib's face descriptors (NaN where dlib finds no face)."""
+    if identity is not None:
+        return "arcface", identity.similarity
     return "dlib", dlib_similarity
 
 

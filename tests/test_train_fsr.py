@@ -1,0 +1,115 @@
+"""Training E_F: a planted Δf* is learnt, resume is bit for bit, DDP equals one process, the export carries k and the
+generator's identity and drives ``reenact --fsr``, bad inputs fail in one line."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reenact_core.cli import main
+from reenact_core.training.checkpoint import load_training_checkpoint
+from reenact_core.training.distributed import DistContext
+from reenact_core.training.loop import CHECKPOINT_DIR, train
+from training_fixtures import fsr_config, fsr_method, fsr_networks, fsr_tree, run_torchrun
+
+CPU = DistContext()
+PLANTED_LR = 2e-2          # Adam, the stated learning rate of the planted test (warm-up off)
+PLANTED_STEPS = 60
+PLANTED_SHIFT = 0.5        # Δf*: a per-channel constant of this std
+START_SCALE = 0.5          # the starting E_F's random last layer (scale and bias), so every term can fall
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def planted(tmp_path, videos=2, frames=4, **overrides):
+    """A method whose data are refined by a known Δf* (per-channel constant) and its Δf*."""
+    from reenact_core.training.fsr import FSRMethod
+
+    config = fsr_config({"data": str(tmp_path / "data"), "warmup": 0, **overrides})
+    nets = fsr_networks(config)
+    k = config.fsr_config(nets.generator.config)
+    shift = torch.randn(k.feature_channels, 1, 1, generator=torch.Generator().manual_seed(3)) * PLANTED_SHIFT
+    fsr_tree(tmp_path / "data", nets.generator, nets.mean_latent, nets.directions, k.layer, shift, videos, frames,
+             config.truncation)
+    return FSRMethod(config, nets, CPU), shift
+
+
+@pytest.mark.slow
+def test_planted_shift_is_learnt_and_every_loss_term_falls(tmp_path):
+    from reenact_core.models.fsr import randomise_output
+
+    method, _ = planted(tmp_path, lr=PLANTED_LR, max_iter=PLANTED_STEPS, background_weight=2.0)
+    randomise_output(method.refiner, seed=5)
+    with torch.no_grad():
+        method.refiner.content_layer[-1].weight.mul_(START_SCALE)
+        method.refiner.content_layer[-1].bias.mul_(START_SCALE)
+    batch = next(iter(method.batches(0, 0)))
+    idx = torch.arange(method.local_batch)
+
+    def measure():
+        with torch.no_grad():
+            method.module.train()
+            is_self = method.self_pairs(0, idx)
+            target = torch.where(is_self[:, None, None, None], batch["source_image"], batch["target_image"])
+            dp = method.delta_p(batch["source_codes"], batch["target_codes"]) * (~is_self)[:, None].float()
+            refined, _, _ = method.refine(method.module, batch["source_image"], batch["source_w_plus"], dp, 1.0)
+            terms = method.loss(method.module, batch, 0)[1]
+        return float((refined - target).norm()), {k: float(v) for k, v in terms.items()}
+
+    start, start_terms = measure()
+    train(method, tmp_path / "run", CPU)
+    end, end_terms = measure()
+    assert end <= 0.5 * start, (start, end)
+    assert set(end_terms) == {"pixel", "lpips", "identity", "delta"}
+    for name, value in end_terms.items():
+        assert value < start_terms[name], (name, start_terms[name], value)
+
+
+def test_resume_mid_epoch_with_workers_is_bit_for_bit(tmp_path):
+    settings = {"max_iter": 5, "num_workers": 1, "save_every": 2, "warmup": 3, "batch_norm": "batch"}
+    planted(tmp_path)                         # 8 frames: 2 steps an epoch
+    data = {"data": str(tmp_path / "data")}
+    train(fsr_method({**data, **settings}, CPU), tmp_path / "full", CPU)
+    train(fsr_method({**data, **settings, "max_iter": 3}, CPU), tmp_path / "part", CPU)
+    train(fsr_method({**data, **settings}, CPU), tmp_path / "part", CPU, resume=tmp_path / "part" / CHECKPOINT_DIR)
+    full, resumed = (load_training_checkpoint(tmp_path / r / CHECKPOINT_DIR) for r in ("full", "part"))
+    assert full["step"] == resumed["step"] == 5 and full["epoch"] == resumed["epoch"]
+    for k, v in full["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k
+    for p, q in zip(full["optimizer"]["state"].values(), resumed["optimizer"]["state"].values()):
+        assert all(torch.equal(p[k], q[k]) for k in p)
+
+
+def test_frozen_batch_norm_keeps_running_statistics(tmp_path):
+    planted(tmp_path)
+    method = fsr_method({"data": str(tmp_path / "data"), "max_iter": 2}, CPU)
+    before = {k: v.clone() for k, v in method.refiner.state_dict().items() if "running" in k}
+    train(method, tmp_path / "run", CPU)
+    after = method.refiner.state_dict()
+    assert before and all(torch.equal(v, after[k]) for k, v in before.items())
+    assert not torch.equal(method.refiner.content_layer[-1].bias, torch.zeros_like(after["content_layer.6.bias"]))
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_two_ranks_of_two_equal_one_rank_of_four(tmp_path):
+    planted(tmp_path, videos=2, frames=4)
+    settings = {"max_iter": 3, "batch_size": 4, "data": str(tmp_path / "data"), "lr": 1e-3, "warmup": 2}
+    ddp = run_torchrun("fsr", settings, tmp_path / "ddp", 2)
+    single = fsr_method(settings, CPU)
+    start = {k: v.clone() for k, v in single.trainable().state_dict().items()}
+    train(single, tmp_path / "one", CPU)
+    assert ddp["agree"]
+    moved = 0
+    for k, v in single.trainable().state_dict().items():
+        if not v.is_floating_point():
+            continue
+        step_one, step_ddp = v - start[k], ddp["params"][k] - start[k]
+        moved += float(step_one.abs().max()) > 0
+        assert float((step_ddp - step_one).norm()) <= 1e-5 * max(float(step_one.norm()), 1e-12), k
+    assert moved > 0
