@@ -9,7 +9,7 @@ from reenact_core.cli import main
 from reenact_core.training.checkpoint import load_training_checkpoint
 from reenact_core.training.distributed import DistContext
 from reenact_core.training.loop import CHECKPOINT_DIR, train
-from training_fixtures import fsr_config, fsr_method, fsr_networks, fsr_tree, run_torchrun
+from training_fixtures import fsr_config, fsr_method, fsr_networks, fsr_tree, run_torchrun, train_fsr_with_cli
 
 CPU = DistContext()
 PLANTED_LR = 1e-2          # Adam, the stated learning rate of the planted test (warm-up off)
@@ -111,3 +111,32 @@ def test_two_ranks_of_two_equal_one_rank_of_four(tmp_path):
         moved += float(step_one.abs().max()) > 0
         assert float((step_ddp - step_one).norm()) <= 1e-5 * max(float(step_one.norm()), 1e-12), k
     assert moved > 0
+
+
+@pytest.mark.slow
+def test_exported_file_carries_k_and_the_generator_and_refines_in_the_engine(tmp_path, capsys):
+    import numpy as np
+
+    from reenact_core.engine import load_reenact_models, render
+    from reenact_core.engine.source import PreparedSource
+    from reenact_core.faces.reference_crop import CropTransform
+    from reenact_core.weights import INFERENCE, kind_names, load_model, make_tiny_model_set
+    from reenact_core.weights.identity import GENERATOR_IDENTITY_KEY, identity_of
+
+    models = tmp_path / "models"
+    make_tiny_model_set(models, kinds=kind_names(INFERENCE))
+    exported = train_fsr_with_cli(models, tmp_path)
+    assert f"wrote {exported}" in capsys.readouterr().out
+    fsr = load_model(exported, "fsr")
+    plain = load_reenact_models([models])
+    assert fsr.config.layer == 4 and fsr.metadata["random_weights"] == "true"
+    assert fsr.metadata[GENERATOR_IDENTITY_KEY] == identity_of(plain.generator)
+    refined = load_reenact_models([models], fsr=exported)
+    g = plain.generator
+    w = g.module.mapping(torch.randn(1, g.config.style_dim))[:, None].expand(-1, g.config.n_latent, -1)
+    crop = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    source = PreparedSource(crop, crop, CropTransform((0, 0, 256, 256), (256, 256)), np.zeros((68, 2), np.float32),
+                            w.detach(), g.mean_latent, torch.zeros(1, 236))
+    delta_p = torch.zeros(2, 15)
+    a, b = (render(m, source, delta_p, paste=False).crops for m in (plain, refined))
+    assert a.shape == b.shape and (a != b).any()

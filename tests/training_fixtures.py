@@ -258,3 +258,31 @@ def fsr_method(overrides: dict, ctx: DistContext, seed: int = 0):
 
     config = fsr_config(overrides)
     return FSRMethod(config, fsr_networks(config, seed), ctx)
+
+
+def train_fsr_with_cli(models: Path, work: Path, steps: int = 3) -> Path:
+    """Trains a tiny E_F with ``python -m reenact_core train fsr`` for the canonical generator and A of the model
+    folder ``models`` (ArcFace and LPIPS with random weights in ``work/extra``) on a prepared tree whose frames a
+    planted Δf* refines; returns the exported file."""
+    from reenact_core.cli import main
+    from reenact_core.models.fsr import DEFAULT_LAYER, FSRConfig
+    from reenact_core.training.config import DirectionsTrainConfig
+    from reenact_core.training.directions import init_directions
+    from reenact_core.training.fsr_run import TINY_REFINER
+    from reenact_core.weights import find_model_file, load_model, make_tiny_model_set
+
+    make_tiny_model_set(work / "extra", kinds=["arcface", "lpips"])
+    g = load_model(find_model_file("stylegan2", [models]), "stylegan2")
+    k = FSRConfig.for_generator(g.config, DEFAULT_LAYER)
+    shift = torch.randn(k.feature_channels, 1, 1, generator=torch.Generator().manual_seed(3))
+    a = init_directions(DirectionsTrainConfig(bias=False), g.config.style_dim)
+    fsr_tree(work / "data", g.module, g.mean_latent, a, k.layer, shift, videos=2, frames=2)
+    options = {"data": work / "data", "out": work / "run", "name": "trained", "device": "cpu", "batch-size": 2,
+               "max-iter": steps, "eval-every": steps, "validation-samples": 2, "num-workers": 0, "warmup": 0,
+               "lr": 0.05, **{key.replace("_", "-"): ",".join(map(str, v)) if isinstance(v, tuple) else v
+                              for key, v in TINY_REFINER.items()}}
+    args = ["train", "fsr", "--models", str(models), "--models", str(work / "extra")]
+    for key, value in options.items():
+        args += [f"--{key}", str(value)]
+    assert main(args) == 0
+    return work / "run" / "export" / "fsr-trained.safetensors"
