@@ -13,20 +13,13 @@ from reenact_core.training.directions import DirectionsMethod
 from reenact_core.training.distributed import DistContext
 from reenact_core.training.loop import CHECKPOINT_DIR, train
 from reenact_core.training.networks import tiny_networks
-from training_fixtures import linear_networks, make_method, planted_tree, run_torchrun, tiny_model_files
+from training_fixtures import (linear_networks, make_method, one_thread, planted_tree, run_torchrun,  # noqa: F401
+                               tiny_model_files)
 
 CPU = DistContext()
 PLANTED_LR = 1e-2          # Adam, the stated learning rate of the planted test
 PLANTED_STEPS = 80
 PLANTED_SCALE = 0.05       # std of A*'s weight (A* has no bias)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def paired_config(data, **overrides) -> DirectionsTrainConfig:

@@ -9,7 +9,8 @@ from reenact_core.cli import main
 from reenact_core.training.checkpoint import load_training_checkpoint
 from reenact_core.training.distributed import DistContext
 from reenact_core.training.loop import CHECKPOINT_DIR, train
-from training_fixtures import fsr_config, fsr_method, fsr_networks, fsr_tree, run_torchrun, train_fsr_with_cli
+from training_fixtures import (fsr_config, fsr_method, fsr_networks, fsr_tree, one_thread, run_torchrun,  # noqa: F401
+                               train_fsr_with_cli)
 
 CPU = DistContext()
 PLANTED_LR = 1e-2          # Adam, the stated learning rate of the planted test (warm-up off)
@@ -17,14 +18,6 @@ PLANTED_STEPS = 60
 PLANTED_SHIFT = 0.3        # Δf*: a per-channel constant of this std
 START_SHIFT = 0.6          # the starting E_F's Δf: a random per-channel constant (its last BN's bias) of this std,
                            # larger than Δf*, so that every term, mean(Δf²) included, can fall
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def planted(tmp_path, videos=2, frames=4, **overrides):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -15,6 +16,15 @@ from reenact_core.training.loop import Validation
 from reenact_core.training.randomness import sample_generator
 
 IN, OUT = 5, 3
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Training tests run on one thread (where imported: an autouse fixture of the importing module)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class PlantedPairs(Dataset):

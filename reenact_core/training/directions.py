@@ -31,7 +31,7 @@ from ..models.stylegan2 import Generator
 from ..params import FaceParams
 from .config import DirectionsTrainConfig
 from .data import PreparedFrames, epoch_loader
-from .distributed import DistContext
+from .distributed import DistContext, reduce_sum
 from .losses import FlameParams, IdentityLoss, LossOptions, LossWeights, TrainingLosses
 from .loop import Validation
 from .randomness import normal, sample_generator
@@ -332,10 +332,7 @@ class ValidationPairs:
                                            float(expression[j])], dtype=torch.float64)
             if not images:
                 images = [src.images.cpu(), tgt.images.cpu(), x_r.cpu()]
-        if ctx.initialised:
-            sums = sums.to(ctx.device)
-            torch.distributed.all_reduce(sums)
-            sums = sums.cpu()
+        sums = reduce_sum(sums, ctx)
         metrics = {}
         for row, kind in enumerate(("self", "cross")):
             count, with_face = max(float(sums[row, 0]), 1.0), float(sums[row, 2])

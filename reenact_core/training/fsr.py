@@ -33,7 +33,7 @@ from ..params import FaceParams, delta_p
 from .config import TrainConfig
 from .data import PreparedFrames, epoch_loader
 from .directions import ValidationPairs, identity_measure
-from .distributed import DistContext
+from .distributed import DistContext, reduce_sum
 from .loop import Validation
 from .losses import ID_CROP_COLS, ID_CROP_ROWS, ID_CROP_SIZE, IdentityLoss, lpips_loss
 from .randomness import sample_generator
@@ -316,10 +316,7 @@ def validate_fsr(method: FSRMethod) -> Validation:
                 dtype=torch.float64)
         if not images:
             images = [src.images.cpu(), tgt.images.cpu(), coarse.cpu(), refined.cpu()]
-    if ctx.initialised:
-        sums = sums.to(ctx.device)
-        torch.distributed.all_reduce(sums)
-        sums = sums.cpu()
+    sums = reduce_sum(sums, ctx)
     metrics = {}
     for row, kind in enumerate(("self", "cross")):
         count, faces = max(float(sums[row, 0]), 1.0), float(sums[row, 4])
