@@ -87,7 +87,8 @@ def cases(batch: int):
     yield "FLAME x2 + shape/eye/mouth", geometry
     yield "identity (IR-SE-50)", lambda grad: identity(image(grad), ref).mean()
     yield "LPIPS alex 256", lambda grad: lpips_loss(lpips, image(grad), ref)
-    yield "all (TrainingLosses)", lambda grad: losses(image(grad), ref, params(batch, False), params(batch, grad))["total"]
+    yield "all (TrainingLosses)", \
+        lambda grad: losses(image(grad), ref, params(batch, False), params(batch, grad))["total"]
 
 
 def step_cases(batch: int, device: torch.device, folder: Path):

@@ -2,6 +2,8 @@
 (a 64-px, 10-row one) trains and its export runs in the engine, bad inputs fail in one line."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -77,7 +79,7 @@ def test_resume_mid_epoch_with_workers_is_bit_for_bit(tmp_path):
 def test_two_ranks_of_two_equal_one_rank_of_four(tmp_path):
     settings = {"max_iter": 3, "batch_size": 4}                # reference lr 1e-4, disentanglement_50 on
     ddp = run_torchrun("directions", settings, tmp_path / "ddp", 2)
-    single = make_method("directions", settings, CPU, tmp_path)
+    single = make_method("directions", settings, CPU)
     start = {k: v.clone() for k, v in single.trainable().state_dict().items()}
     train(single, tmp_path / "one", CPU)
     assert ddp["agree"]
@@ -101,6 +103,13 @@ def test_64px_generator_trains_and_its_export_runs_in_the_engine(tmp_path, capsy
     out = capsys.readouterr().out
     exported = tmp_path / "run" / "export" / "directions-tiny.safetensors"
     assert str(exported) in out and (tmp_path / "run" / "export" / "A_matrix.pt").is_file()
+    records = [json.loads(line) for line in (tmp_path / "run" / "logs" / "log.jsonl").read_text().splitlines()]
+    validation = [r for r in records if r["kind"] == "validation"]
+    assert validation and {"cross_identity_arcface", "self_pose_error_deg", "cross_expression_error"} <= set(
+        validation[-1])
+    assert list((tmp_path / "run" / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+    saved = json.loads((tmp_path / "run" / "train-config.json").read_text())
+    assert saved["config"]["batch_size"] == 2 and len(saved["weights"]["generator"]["sha256"]) == 64
     g = load_model(generator, "stylegan2")
     a = load_model(exported, "directions")
     assert g.config.n_latent == 10 and a.config.num_layers == 8 and a.metadata["random_weights"] == "true"
@@ -195,3 +204,25 @@ def test_self_check_reports_every_method(capsys):
     import re
     found = [re.fullmatch(r"self-check: (\w+) loss (\d+\.\d+) -> (\d+\.\d+)", line) for line in lines[1:]]
     assert [m.group(1) for m in found if m] == list(DirectionsTrainConfig.METHODS)
+
+
+def test_landmark_measure_uses_each_face_and_falls_back_to_the_canonical_box():
+    from reenact_core.faces.reference_crop import crop_using_landmarks
+    from reenact_core.imaging import image_to_tensor
+    from reenact_core.landmarks import detect_faces
+    from reenact_core.measure import measure_codes
+    from reenact_core.selfcheck import sample_portrait
+    from reenact_core.training.networks import DecaMeasure
+
+    portrait = sample_portrait()
+    face = max(detect_faces(portrait), key=lambda f: f.area)
+    crop, _ = crop_using_landmarks(portrait, face.landmarks)
+    noise = np.random.default_rng(0).integers(0, 256, crop.shape, dtype=np.uint8)
+    images = image_to_tensor(np.stack([crop, noise]))
+    deca = tiny_networks(DirectionsTrainConfig()).measure.deca
+    found = DecaMeasure(deca, "landmarks")(images)
+    canonical = measure_codes(deca, images)
+    kpt68 = torch.as_tensor(max(detect_faces(crop), key=lambda f: f.area).landmarks, dtype=torch.float32)
+    torch.testing.assert_close(found[:1], measure_codes(deca, images[:1], kpt68[None]))
+    assert not torch.equal(found[0], canonical[0])
+    assert torch.equal(found[1], canonical[1])        # no face in noise: the canonical box

@@ -271,11 +271,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data.get("config", data) if "weights" in data else data
 
 
-def write_config_file(folder: str | Path, config: TrainConfig, weight_files: Mapping[str, str | Path],
-                      extra: Mapping[str, Any] | None = None) -> Path:
+def write_config_file(folder: str | Path, config: TrainConfig, weight_files: Mapping[str, str | Path]) -> Path:
     """``train-config.json`` in ``folder``: the config, and the path and SHA-256 of every weight file used."""
     weights = {role: {"path": str(p), "sha256": file_sha256(p)} for role, p in sorted(weight_files.items())}
     from ..files import write_text
 
     return write_text(Path(folder) / CONFIG_FILE,
-                      json.dumps({"config": config.to_dict(), "weights": weights, **(extra or {})}, indent=2))
+                      json.dumps({"config": config.to_dict(), "weights": weights}, indent=2))

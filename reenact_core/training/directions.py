@@ -98,8 +98,7 @@ class Sources:
 class DirectionsMethod:
     """The ``TrainingMethod`` of A (see :mod:`reenact_core.training.loop`)."""
 
-    def __init__(self, config: DirectionsTrainConfig, nets: DirectionsNetworks, ctx: DistContext,
-                 directions: DirectionMatrix | None = None):
+    def __init__(self, config: DirectionsTrainConfig, nets: DirectionsNetworks, ctx: DistContext):
         g = nets.generator.config
         if config.num_layers_shift > g.n_latent:
             raise InputError(f"num_layers_shift={config.num_layers_shift} but the generator has only {g.n_latent} "
@@ -107,7 +106,7 @@ class DirectionsMethod:
         config.check_world(ctx.world_size)
         self.config, self.nets, self.ctx = config, nets, ctx
         self.name = f"directions ({config.method})"
-        self.directions = directions if directions is not None else init_directions(config, g.style_dim)
+        self.directions = init_directions(config, g.style_dim)
         self.local_batch = config.batch_size // ctx.world_size
         self.normaliser = self.directions.config.normaliser
         self.device = ctx.device
