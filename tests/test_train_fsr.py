@@ -133,3 +133,34 @@ def test_exported_file_carries_k_and_the_generator_and_refines_in_the_engine(tmp
     delta_p = torch.zeros(2, 15)
     a, b = (render(m, source, delta_p, paste=False).crops for m in (plain, refined))
     assert a.shape == b.shape and (a != b).any()
+
+
+def test_bad_inputs_are_one_line(tmp_path, capsys):
+    from reenact_core.errors import InputError
+    from reenact_core.weights import make_tiny_model_set
+
+    models = tmp_path / "models"
+    make_tiny_model_set(models, kinds=["stylegan2", "lpips"])
+    common = ["train", "fsr", "--models", str(models), "--device", "cpu", "--out", str(tmp_path / "run")]
+    assert main(common) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "needs prepared paired data" in err
+    (tmp_path / "data").mkdir()
+    assert main([*common, "--data", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "directions-" in err and "arcface-" in err and "stylegan2" not in err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(InputError, match=r"^lpips_scales=3 takes this 64-px generator's images below 32 px"):
+        fsr_method({"data": str(tmp_path / "data"), "lpips_scales": 3}, CPU)
+    with pytest.raises(InputError, match="batch_norm must be one of frozen, batch, sync"):
+        fsr_config({"data": "d", "batch_norm": "off"})
+
+
+@pytest.mark.slow
+def test_self_check_prints_the_trainers_lines(capsys):
+    import re
+
+    assert main(["train", "fsr", "--self-check", "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "TINY RANDOM" in lines[0] and len(lines) == 2
+    assert re.fullmatch(r"self-check: fsr loss (\d+\.\d+) -> (\d+\.\d+)", lines[1])

@@ -133,13 +133,12 @@ def fsr_self_check(ctx: DistContext, steps: int = SELF_CHECK_STEPS) -> Iterator[
         config = FSRTrainConfig(batch_size=4 * ctx.world_size, max_iter=steps, lr=SELF_CHECK_LR, eval_every=steps,
                                 save_every=steps, validation_samples=2, num_workers=0, warmup=0, lpips_scales=2,
                                 input_size=TINY_GENERATOR["size"], data=str(tmp / "data"), **TINY_REFINER)
-        if ctx.is_main:
-            _write_data(tmp / "data", tiny_networks(DirectionsTrainConfig(), device=ctx.device), config.truncation)
-        ctx.barrier()
+        _write_data(tmp / "data", tiny_networks(DirectionsTrainConfig(), device=ctx.device),   # each rank its own
+                    config.truncation)
         method = FSRMethod(config, tiny_fsr_networks(config, device=ctx.device), ctx)
         batch = next(iter(method.batches(0, 0)))
         before = _fixed_loss(method, batch, ctx)
-        train(method, tmp / "run", ctx)
+        train(method, tmp / "run", ctx, progress=False)
         after = _fixed_loss(method, batch, ctx)
         agree = parameters_agree(method.trainable(), ctx)
     yield f"self-check: fsr loss {before:.4f} -> {after:.4f}"
