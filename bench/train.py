@@ -1,8 +1,9 @@
-"""Training-side speed on the CPU (the step section also on CUDA) with the full-size architectures and random
+"""Training-side speed on the CPU (the step and fsr sections also on CUDA) with the full-size architectures and random
 weights, against baselines measured in the same process.
 
     .venv/bin/python bench/train.py [--section losses|step|prepare|fsr ...] [--threads N] [--batch 12]
-                                    [--step-batches 2,12] [--fsr-batches 4] [--device cpu|cuda] [--video V] [--batch-size 8]
+                                    [--step-batches 2,12] [--fsr-batches 4] [--device cpu|cuda] [--video V]
+                                    [--batch-size 8]
 
 Sections (default all):
   losses: at ``--batch``: FLAME decode of the ground truth and the reenacted parameters + shape/eye/mouth losses;

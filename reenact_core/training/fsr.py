@@ -213,6 +213,8 @@ class FSRMethod:
         self.config, self.nets, self.ctx, self.device = config, nets, ctx, ctx.device
         self.name = "fsr"
         self.refiner = refiner if refiner is not None else init_refiner(config, config.fsr_config(g))
+        if config.batch_norm == "sync" and ctx.initialised:     # in place: same keys, shared by every rank
+            nn.SyncBatchNorm.convert_sync_batchnorm(self.refiner)
         self.module = RefinerTraining(self.refiner, config.batch_norm)
         self.layer = self.refiner.config.generator_index
         self.local_batch = config.batch_size // ctx.world_size
@@ -225,8 +227,6 @@ class FSRMethod:
 
     # TrainingMethod -------------------------------------------------------------------------------------------
     def trainable(self) -> nn.Module:
-        if self.config.batch_norm == "sync" and self.ctx.initialised:
-            nn.SyncBatchNorm.convert_sync_batchnorm(self.refiner)
         return self.module
 
     def weight_files(self) -> dict[str, Path]:
