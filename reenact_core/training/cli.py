@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from .config import DirectionsTrainConfig, TrainConfig, field_help, read_config_file
@@ -13,8 +15,13 @@ METHODS = DirectionsTrainConfig.METHODS
 CHOICES = {"method": METHODS, "batch_norm": BATCH_NORM_MODES}
 
 
-def add_train_parser(sub) -> None:
-    """Adds ``train`` (with its ``directions`` and ``fsr`` sub-commands) to the top-level sub-parsers."""
+def add_train_parser(sub, folders: Callable[[argparse.Namespace], list], device: Callable[[str], str]) -> None:
+    """Adds ``train`` (with its ``directions`` and ``fsr`` sub-commands) to the top-level sub-parsers.
+
+    Args:
+        folders: parsed arguments → the model folders to search (``--models``, $REENACT_MODELS, default).
+        device: a ``--device`` value → the torch device name (``auto`` resolved).
+    """
     train = sub.add_parser("train", help="train directions A or the FSR encoder E_F for a StyleGAN2 (torchrun for "
                                          "several processes)",
                            description="Training. Runs alone or under torchrun --nproc_per_node=N.")
@@ -24,7 +31,7 @@ def add_train_parser(sub) -> None:
                                      "by default). Settings: --config FILE (JSON), then the options below.")
     _add_run_options(p, DirectionsTrainConfig, "directions-NAME.safetensors",
                      "20 steps of each method on tiny random networks and data it makes (no files needed)")
-    p.set_defaults(run=run_directions)
+    p.set_defaults(run=partial(run_directions, folders=folders, device=device))
     p = kinds.add_parser("fsr", help="train the feature-space refinement encoder E_F (G, E_w, A frozen)",
                          description="Train E_F, which shifts one generator feature to restore hair and background, "
                                      "on prepared paired frames (training-and-fsr §1.5 Stage F). Settings: --config "
@@ -32,7 +39,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--directions", help="directions .safetensors of A, frozen (default: the canonical file)")
     _add_run_options(p, FSRTrainConfig, "fsr-NAME.safetensors",
                      "20 steps on tiny random networks and data it makes (no files needed)")
-    p.set_defaults(run=run_fsr)
+    p.set_defaults(run=partial(run_fsr, folders=folders, device=device))
 
 
 def _add_run_options(p: argparse.ArgumentParser, config_class: type[TrainConfig], export: str,
@@ -63,33 +70,27 @@ def settings(args: argparse.Namespace) -> TrainConfig:
     return getattr(args, "config_class", DirectionsTrainConfig).from_dict(overrides)
 
 
-def run_directions(args: argparse.Namespace) -> int:
+def run_directions(args: argparse.Namespace, folders: Callable, device: Callable) -> int:
     from .run import run_directions_training
     from .selfcheck import directions_self_check
 
-    return _run(args, directions_self_check, lambda config, resume, ctx: run_directions_training(
-        config, _folders(args), args.generator, args.out, ctx, resume, args.name))
+    return _run(args, device, directions_self_check, lambda config, resume, ctx: run_directions_training(
+        config, folders(args), args.generator, args.out, ctx, resume, args.name))
 
 
-def run_fsr(args: argparse.Namespace) -> int:
+def run_fsr(args: argparse.Namespace, folders: Callable, device: Callable) -> int:
     from .fsr_run import fsr_self_check, run_fsr_training
 
-    return _run(args, fsr_self_check, lambda config, resume, ctx: run_fsr_training(
-        config, _folders(args), args.generator, args.directions, args.out, ctx, resume, args.name))
+    return _run(args, device, fsr_self_check, lambda config, resume, ctx: run_fsr_training(
+        config, folders(args), args.generator, args.directions, args.out, ctx, resume, args.name))
 
 
-def _folders(args: argparse.Namespace):
-    from ..cli import model_folders
-    return model_folders(args)
-
-
-def _run(args: argparse.Namespace, self_check, run) -> int:
+def _run(args: argparse.Namespace, device: Callable, self_check, run) -> int:
     """The self-check, or the settings, the run and its export (printed), under torchrun or alone."""
-    from ..cli import _device
     from ..errors import InputError
     from .distributed import from_environment
 
-    ctx = from_environment(_device(args.device))
+    ctx = from_environment(device(args.device))
     try:
         if args.self_check:
             for line in self_check(ctx):
