@@ -91,6 +91,18 @@ class InterruptedOnRank1(ToyMethod):
         return super().loss(model, batch, step)
 
 
+def assert_same_state(first: Path, second: Path, step: int) -> None:
+    """The latest checkpoints of two runs (folders) are at ``step`` and equal: epoch, model and Adam's state."""
+    from reenact_core.training.checkpoint import load_training_checkpoint
+
+    a, b = load_training_checkpoint(first), load_training_checkpoint(second)
+    assert a["step"] == b["step"] == step and a["epoch"] == b["epoch"]
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    for p, q in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert all(torch.equal(p[k], q[k]) for k in p)
+
+
 def make_method(kind: str, overrides: dict, ctx: DistContext):
     """A training method by name, for in-process and torchrun (``ddp_worker.py``) runs alike."""
     if kind == "toy":

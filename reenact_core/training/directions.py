@@ -16,7 +16,7 @@ vanish exactly when x_r = x_t.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -301,6 +301,16 @@ class ValidationPairs:
         x = torch.stack([t["image"] for t in tensors]).to(method.device)
         return Sources(w, x, torch.stack([t["codes"] for t in tensors]).to(method.device))
 
+    def batches(self, method, batch_size: int) -> Iterator[tuple[list[int], Sources, Sources]]:
+        """This rank's share of the pairs (every ``world_size``-th from its rank), ``batch_size`` at a time:
+        ``(pair indices, sources, targets)`` on ``method.device``."""
+        ctx = method.ctx
+        mine = list(range(ctx.rank, len(self.kinds), ctx.world_size))
+        for start in range(0, len(mine), batch_size):
+            chunk = mine[start:start + batch_size]
+            yield (chunk, self._load(method, [self.sources[i] for i in chunk]),
+                   self._load(method, [self.targets[i] for i in chunk]))
+
     def run(self, method: DirectionsMethod, step: int) -> Validation:
         """Every pair (sharded over ranks, sums reduced): identity similarity (self: to the target, cross: to
         the source), pose error (degrees) and expression error of DECA(x_r) against DECA(x_t)."""
@@ -308,11 +318,7 @@ class ValidationPairs:
         name, similarity = identity_measure(method.nets.criteria.identity)
         sums = torch.zeros(2, 5, dtype=torch.float64)   # [self, cross] × [count, identity, with a face, pose, exp.]
         images: list[torch.Tensor] = []
-        mine = list(range(ctx.rank, len(self.kinds), ctx.world_size))
-        for start in range(0, len(mine), c.test_batch_size):
-            chunk = mine[start:start + c.test_batch_size]
-            src = self._load(method, [self.sources[i] for i in chunk])
-            tgt = self._load(method, [self.targets[i] for i in chunk])
+        for chunk, src, tgt in self.batches(method, c.test_batch_size):
             s, t = split_codes(src.codes), split_codes(tgt.codes)
             delta_p = shift_vector(FaceParams.from_pose_exp(s.pose, s.exp), FaceParams.from_pose_exp(t.pose, t.exp),
                                    _no_draws(len(chunk)), normaliser=method.normaliser)

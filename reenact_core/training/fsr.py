@@ -297,11 +297,7 @@ def validate_fsr(method: FSRMethod) -> Validation:
     name, similarity = identity_measure(method.nets.identity)
     sums = torch.zeros(2, 5, dtype=torch.float64)   # [self, cross] × [count, LPIPS, coarse LPIPS, identity, faces]
     images: list[torch.Tensor] = []
-    mine = list(range(ctx.rank, len(pairs.kinds), ctx.world_size))
-    for start in range(0, len(mine), c.test_batch_size):
-        chunk = mine[start:start + c.test_batch_size]
-        src = pairs._load(method, [pairs.sources[i] for i in chunk])
-        tgt = pairs._load(method, [pairs.targets[i] for i in chunk])
+    for chunk, src, tgt in pairs.batches(method, c.test_batch_size):
         refined, _, coarse = method.refine(method.refiner, src.images, src.w_plus,
                                            method.delta_p(src.codes, tgt.codes), 1.0)
         is_self = torch.tensor([pairs.kinds[i] == "self" for i in chunk], device=refined.device)
