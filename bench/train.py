@@ -1,8 +1,9 @@
-"""Training-side speed on the CPU (the step section also on CUDA) with the full-size architectures and random
+"""Training-side speed on the CPU (the step and fsr sections also on CUDA) with the full-size architectures and random
 weights, against baselines measured in the same process.
 
-    .venv/bin/python bench/train.py [--section losses|step|prepare ...] [--threads N] [--batch 12]
-                                    [--step-batches 2,12] [--device cpu|cuda] [--video V] [--batch-size 8]
+    .venv/bin/python bench/train.py [--section losses|step|prepare|fsr ...] [--threads N] [--batch 12]
+                                    [--step-batches 2,12] [--fsr-batches 4] [--device cpu|cuda] [--video V]
+                                    [--batch-size 8]
 
 Sections (default all):
   losses: at ``--batch``: FLAME decode of the ground truth and the reenacted parameters + shape/eye/mouth losses;
@@ -18,7 +19,11 @@ Sections (default all):
       PNG/.npy writes), after a one-frame warm-up: sampled frames/s end to end, and its ratio to the networks
       alone (e4e + DECA crop and E_flame on the same crops, same batch), i.e. the share of the time the networks
       take. Target: ratio >= 0.8 (the data path adds at most a quarter to the networks' time).
-Ratios: each losses/step row's baseline is the fp32 2048x2048 matmul rate measured just before it.
+  fsr: ``train fsr`` (G 256 px, E_F with the IR-SE-50 trunk and FSE head at k = 4, IR-SE-50, LPIPS; default
+      config: 3 LPIPS levels) at each of ``--fsr-batches`` on ``--device``: the coarse passes (G_ψ(w_s), G_ψ(w_r)
+      without gradients), E_F forward + backward, and the whole step (loss + backward + Adam), in s/step, and the
+      peak memory.
+Ratios: each losses/step/fsr row's baseline is the fp32 2048x2048 matmul rate measured just before it.
 """
 from __future__ import annotations
 
@@ -144,6 +149,48 @@ def step_cases(batch: int, device: torch.device, folder: Path):
     yield "whole step", whole
 
 
+def fsr_cases(batch: int, device: torch.device, folder: Path):
+    """(name, function) of the parts of one ``train fsr`` step and of the whole step, full-size random networks."""
+    from reenact_core.models.stylegan2 import Generator
+    from reenact_core.training.config import DirectionsTrainConfig
+    from reenact_core.training.directions import init_directions
+    from reenact_core.training.distributed import DistContext
+    from reenact_core.training.fsr import FSRMethod, FSRNetworks, FSRTrainConfig
+    from reenact_core.training.tiny import write_rendered_video
+
+    g = Generator().to(device).eval().requires_grad_(False)
+    mean = g.mean_latent()
+    w = g.mapping(torch.randn(2, 512, device=device))[:, None].expand(-1, 14, -1).detach()
+    with torch.no_grad():   # a prepared tree of one video for the method's validation pairs
+        write_rendered_video(folder, "id", "video", g, mean, w, torch.zeros(2, 236), 0.7)
+    config = FSRTrainConfig(batch_size=batch, data=str(folder), validation_samples=2, warmup=0)
+    nets = FSRNetworks(g, mean, init_directions(DirectionsTrainConfig(), 512).to(device), LPIPS().to(device),
+                       IdentityLoss(ArcFace()).to(device), "random")
+    method = FSRMethod(config, nets, DistContext(device=device))
+    module = method.trainable().to(device).train()
+    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
+    images = torch.rand(2, batch, 3, 256, 256, device=device) * 2 - 1
+    sample = {"source_image": images[0], "target_image": images[1], "source_w_plus": w[:1].expand(batch, -1, -1),
+              "source_codes": torch.zeros(batch, 236), "target_codes": torch.zeros(batch, 236)}
+    dp = torch.zeros(batch, 15, device=device)
+
+    def coarse():
+        with torch.no_grad():
+            method.refine(lambda x: torch.zeros(()), images[0], sample["source_w_plus"], dp, 1.0)
+
+    def refiner():
+        module(torch.rand(batch, 9, 256, 256, device=device)).square().sum().backward()
+
+    def whole():
+        loss, _ = method.loss(module, sample, 0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    yield "coarse passes (no grad)", coarse
+    yield "E_F forward + backward", refiner
+    yield "whole step (+ Adam)", whole
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
@@ -159,12 +206,12 @@ def timed(run) -> tuple[float, int, float, float]:
     return seconds, flops, flops / seconds / 1e9, base
 
 
-def step_section(batches: list[int], device: torch.device) -> None:
-    print(f"{'directions step (synthetic)':<32} {'batch':>5} {'s':>8} {'GFLOP':>8} {'GFLOP/s':>8} {'matmul':>7} "
-          f"{'ratio':>6}")
+def section(title: str, make_cases, batches: list[int], device: torch.device) -> None:
+    """Times each (name, function) of ``make_cases(batch, device, folder)`` at each batch, then the peak memory."""
+    print(f"{title:<32} {'batch':>5} {'s':>8} {'GFLOP':>8} {'GFLOP/s':>8} {'matmul':>7} {'ratio':>6}")
     for batch in batches:
         with tempfile.TemporaryDirectory() as tmp:
-            for name, fn in step_cases(batch, device, Path(tmp)):
+            for name, fn in make_cases(batch, device, Path(tmp)):
                 def run():
                     fn()
                     if device.type == "cuda":
@@ -215,10 +262,15 @@ def bench_losses(args: argparse.Namespace) -> None:
 
 
 def bench_step(args: argparse.Namespace) -> None:
-    step_section([int(b) for b in args.step_batches.split(",")], torch.device(args.device))
+    section("directions step (synthetic)", step_cases, [int(b) for b in args.step_batches.split(",")],
+            torch.device(args.device))
 
 
-SECTIONS = {"losses": bench_losses, "step": bench_step, "prepare": bench_prepare}
+def bench_fsr(args: argparse.Namespace) -> None:
+    section("fsr step", fsr_cases, [int(b) for b in args.fsr_batches.split(",")], torch.device(args.device))
+
+
+SECTIONS = {"losses": bench_losses, "step": bench_step, "prepare": bench_prepare, "fsr": bench_fsr}
 
 
 def main() -> None:
@@ -227,7 +279,8 @@ def main() -> None:
                             help="run only these sections (repeatable; default all)")
         parser.add_argument("--batch", type=int, default=12, help="batch of the losses section")
         parser.add_argument("--step-batches", default="2,12", help="comma-separated batches of the step section")
-        parser.add_argument("--device", default="cpu", help="device of the step section (cpu, cuda)")
+        parser.add_argument("--fsr-batches", default="4", help="comma-separated batches of the fsr section")
+        parser.add_argument("--device", default="cpu", help="device of the step and fsr sections (cpu, cuda)")
         parser.add_argument("--video", default=str(MEDIA / "d1.mp4"), help="video for the prepare section")
         parser.add_argument("--batch-size", type=int, default=8, help="crops per e4e / DECA batch (prepare)")
     args = parse_bench_args(__doc__.splitlines()[0], configure)

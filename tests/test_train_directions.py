@@ -9,26 +9,18 @@ import pytest
 import torch
 
 from reenact_core.cli import main
-from reenact_core.training.checkpoint import load_training_checkpoint
 from reenact_core.training.config import DirectionsTrainConfig
 from reenact_core.training.directions import DirectionsMethod
 from reenact_core.training.distributed import DistContext
 from reenact_core.training.loop import CHECKPOINT_DIR, train
 from reenact_core.training.networks import tiny_networks
-from training_fixtures import linear_networks, make_method, planted_tree, run_torchrun, tiny_model_files
+from training_fixtures import (assert_same_state, linear_networks, make_method, one_thread,  # noqa: F401
+                               planted_tree, run_torchrun, tiny_model_files)
 
 CPU = DistContext()
 PLANTED_LR = 1e-2          # Adam, the stated learning rate of the planted test
 PLANTED_STEPS = 80
 PLANTED_SCALE = 0.05       # std of A*'s weight (A* has no bias)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def paired_config(data, **overrides) -> DirectionsTrainConfig:
@@ -73,12 +65,7 @@ def test_resume_mid_epoch_with_workers_is_bit_for_bit(tmp_path):
     train(DirectionsMethod(part, tiny_networks(part), CPU), tmp_path / "part", CPU)
     train(DirectionsMethod(config, tiny_networks(config), CPU), tmp_path / "part", CPU,
           resume=tmp_path / "part" / CHECKPOINT_DIR)
-    full, resumed = (load_training_checkpoint(tmp_path / r / CHECKPOINT_DIR) for r in ("full", "part"))
-    assert full["step"] == resumed["step"] == 5 and full["epoch"] == resumed["epoch"]
-    for k, v in full["model"].items():
-        assert torch.equal(v, resumed["model"][k]), k
-    for p, q in zip(full["optimizer"]["state"].values(), resumed["optimizer"]["state"].values()):
-        assert all(torch.equal(p[k], q[k]) for k in p)
+    assert_same_state(tmp_path / "full" / CHECKPOINT_DIR, tmp_path / "part" / CHECKPOINT_DIR, step=5)
 
 
 @pytest.mark.ddp

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -15,6 +16,15 @@ from reenact_core.training.loop import Validation
 from reenact_core.training.randomness import sample_generator
 
 IN, OUT = 5, 3
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Training tests run on one thread (where imported: an autouse fixture of the importing module)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class PlantedPairs(Dataset):
@@ -81,6 +91,18 @@ class InterruptedOnRank1(ToyMethod):
         return super().loss(model, batch, step)
 
 
+def assert_same_state(first: Path, second: Path, step: int) -> None:
+    """The latest checkpoints of two runs (folders) are at ``step`` and equal: epoch, model and Adam's state."""
+    from reenact_core.training.checkpoint import load_training_checkpoint
+
+    a, b = load_training_checkpoint(first), load_training_checkpoint(second)
+    assert a["step"] == b["step"] == step and a["epoch"] == b["epoch"]
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    for p, q in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert all(torch.equal(p[k], q[k]) for k in p)
+
+
 def make_method(kind: str, overrides: dict, ctx: DistContext):
     """A training method by name, for in-process and torchrun (``ddp_worker.py``) runs alike."""
     if kind == "toy":
@@ -99,6 +121,8 @@ def make_method(kind: str, overrides: dict, ctx: DistContext):
         config = DirectionsTrainConfig(**{"batch_size": 4, "max_iter": 3, "eval_every": 1000, "save_every": 1000,
                                           "validation_samples": 2, "num_workers": 0, **overrides})
         return DirectionsMethod(config, tiny_networks(config), ctx)
+    if kind == "fsr":
+        return fsr_method(overrides, ctx)
     raise ValueError(kind)
 
 
@@ -212,3 +236,89 @@ def tiny_model_files(folder: Path, config) -> Path:
     save_model(folder / KINDS["lpips"].canonical_file, "lpips", crit.lpips.network.config,
                crit.lpips.network.state_dict(), metadata=meta)
     return folder / "stylegan2-tiny-64.safetensors"
+
+
+class ShiftedGenerator:
+    """A generator whose renders add a fixed Δf* to StyledConv ``index``'s output (a planted refinement); every
+    other attribute is the wrapped generator's."""
+
+    def __init__(self, generator, index: int, shift: torch.Tensor):
+        self.generator, self.index, self.shift = generator, index, shift
+
+    def __getattr__(self, name):
+        return getattr(self.generator, name)
+
+    def synthesize(self, w_plus, **kwargs):
+        return self.generator.synthesize(w_plus, feature_shifts={self.index: self.shift}, **kwargs)
+
+
+def fsr_tree(root: Path, generator, mean_latent, directions, layer: int, shift: torch.Tensor, videos: int,
+             frames: int, truncation: float = 0.7, seed: int = 0) -> Path:
+    """A prepared tree for FSR training whose frames are ``G_ψ(w_f; f_k + Δf*)`` (k = ``layer``, FSE count) with the
+    W+ codes of :func:`planted_tree` for A = ``directions`` (no bias): for every pair of a video, the reenacted
+    code w_s ⊕ A(Δp) is the target's, so the target is exactly the coarse reenactment refined by Δf*."""
+    from types import SimpleNamespace
+
+    from reenact_core.training.config import DirectionsTrainConfig
+
+    assert directions.linear.bias is None, "the planted tree needs an A without bias"
+    nets = SimpleNamespace(generator=ShiftedGenerator(generator, layer - 1, shift), mean_latent=mean_latent)
+    config = DirectionsTrainConfig(num_layers_shift=directions.config.num_layers, truncation=truncation)
+    return planted_tree(root, nets, directions.linear.weight.detach(), videos, frames, config, seed)
+
+
+def fsr_config(overrides: dict):
+    """A tiny FSR training config (E_F of the tiny model set at 64 px) with ``overrides``."""
+    from reenact_core.training.fsr import FSRTrainConfig
+    from reenact_core.training.fsr_run import TINY_REFINER
+
+    return FSRTrainConfig(**{"batch_size": 4, "max_iter": 3, "eval_every": 1000, "save_every": 1000,
+                             "validation_samples": 2, "num_workers": 0, "lpips_scales": 2, "input_size": 64,
+                             **TINY_REFINER, **overrides})
+
+
+def fsr_networks(config, seed: int = 0):
+    """``tiny_fsr_networks`` (64-px G) with an A without bias."""
+    from reenact_core.training.config import DirectionsTrainConfig
+    from reenact_core.training.directions import init_directions
+    from reenact_core.training.fsr_run import tiny_fsr_networks
+
+    nets = tiny_fsr_networks(config, seed)
+    nets.directions = init_directions(DirectionsTrainConfig(bias=False, seed=seed), nets.generator.config.style_dim)
+    return nets
+
+
+def fsr_method(overrides: dict, ctx: DistContext, seed: int = 0):
+    """An FSR training method on :func:`fsr_networks` for the prepared tree ``overrides['data']``."""
+    from reenact_core.training.fsr import FSRMethod
+
+    config = fsr_config(overrides)
+    return FSRMethod(config, fsr_networks(config, seed), ctx)
+
+
+def train_fsr_with_cli(models: Path, work: Path, steps: int = 3) -> Path:
+    """Trains a tiny E_F with ``python -m reenact_core train fsr`` for the canonical generator and A of the model
+    folder ``models`` (ArcFace and LPIPS with random weights in ``work/extra``) on a prepared tree whose frames a
+    planted Δf* refines; returns the exported file."""
+    from reenact_core.cli import main
+    from reenact_core.models.fsr import DEFAULT_LAYER, FSRConfig
+    from reenact_core.training.config import DirectionsTrainConfig
+    from reenact_core.training.directions import init_directions
+    from reenact_core.training.fsr_run import TINY_REFINER
+    from reenact_core.weights import find_model_file, load_model, make_tiny_model_set
+
+    make_tiny_model_set(work / "extra", kinds=["arcface", "lpips"])
+    g = load_model(find_model_file("stylegan2", [models]), "stylegan2")
+    k = FSRConfig.for_generator(g.config, DEFAULT_LAYER)
+    shift = torch.randn(k.feature_channels, 1, 1, generator=torch.Generator().manual_seed(3))
+    a = init_directions(DirectionsTrainConfig(bias=False), g.config.style_dim)
+    fsr_tree(work / "data", g.module, g.mean_latent, a, k.layer, shift, videos=2, frames=2)
+    options = {"data": work / "data", "out": work / "run", "name": "trained", "device": "cpu", "batch-size": 2,
+               "max-iter": steps, "eval-every": steps, "validation-samples": 2, "num-workers": 0, "warmup": 0,
+               "lr": 0.05, **{key.replace("_", "-"): ",".join(map(str, v)) if isinstance(v, tuple) else v
+                              for key, v in TINY_REFINER.items()}}
+    args = ["train", "fsr", "--models", str(models), "--models", str(work / "extra")]
+    for key, value in options.items():
+        args += [f"--{key}", str(value)]
+    assert main(args) == 0
+    return work / "run" / "export" / "fsr-trained.safetensors"

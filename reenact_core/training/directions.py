@@ -16,7 +16,7 @@ vanish exactly when x_r = x_t.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +31,8 @@ from ..models.stylegan2 import Generator
 from ..params import FaceParams
 from .config import DirectionsTrainConfig
 from .data import PreparedFrames, epoch_loader
-from .distributed import DistContext
-from .losses import FlameParams, LossOptions, LossWeights, TrainingLosses
+from .distributed import DistContext, reduce_sum
+from .losses import FlameParams, IdentityLoss, LossOptions, LossWeights, TrainingLosses
 from .loop import Validation
 from .randomness import normal, sample_generator
 from .sampling import ShiftDraws, draw_shifts, ground_truth_params, shift_vector
@@ -301,18 +301,24 @@ class ValidationPairs:
         x = torch.stack([t["image"] for t in tensors]).to(method.device)
         return Sources(w, x, torch.stack([t["codes"] for t in tensors]).to(method.device))
 
+    def batches(self, method, batch_size: int) -> Iterator[tuple[list[int], Sources, Sources]]:
+        """This rank's share of the pairs (every ``world_size``-th from its rank), ``batch_size`` at a time:
+        ``(pair indices, sources, targets)`` on ``method.device``."""
+        ctx = method.ctx
+        mine = list(range(ctx.rank, len(self.kinds), ctx.world_size))
+        for start in range(0, len(mine), batch_size):
+            chunk = mine[start:start + batch_size]
+            yield (chunk, self._load(method, [self.sources[i] for i in chunk]),
+                   self._load(method, [self.targets[i] for i in chunk]))
+
     def run(self, method: DirectionsMethod, step: int) -> Validation:
         """Every pair (sharded over ranks, sums reduced): identity similarity (self: to the target, cross: to
         the source), pose error (degrees) and expression error of DECA(x_r) against DECA(x_t)."""
         c, ctx = method.config, method.ctx
-        name, similarity = identity_measure(method.nets.criteria)
+        name, similarity = identity_measure(method.nets.criteria.identity)
         sums = torch.zeros(2, 5, dtype=torch.float64)   # [self, cross] × [count, identity, with a face, pose, exp.]
         images: list[torch.Tensor] = []
-        mine = list(range(ctx.rank, len(self.kinds), ctx.world_size))
-        for start in range(0, len(mine), c.test_batch_size):
-            chunk = mine[start:start + c.test_batch_size]
-            src = self._load(method, [self.sources[i] for i in chunk])
-            tgt = self._load(method, [self.targets[i] for i in chunk])
+        for chunk, src, tgt in self.batches(method, c.test_batch_size):
             s, t = split_codes(src.codes), split_codes(tgt.codes)
             delta_p = shift_vector(FaceParams.from_pose_exp(s.pose, s.exp), FaceParams.from_pose_exp(t.pose, t.exp),
                                    _no_draws(len(chunk)), normaliser=method.normaliser)
@@ -331,10 +337,7 @@ class ValidationPairs:
                                            float(expression[j])], dtype=torch.float64)
             if not images:
                 images = [src.images.cpu(), tgt.images.cpu(), x_r.cpu()]
-        if ctx.initialised:
-            sums = sums.to(ctx.device)
-            torch.distributed.all_reduce(sums)
-            sums = sums.cpu()
+        sums = reduce_sum(sums, ctx)
         metrics = {}
         for row, kind in enumerate(("self", "cross")):
             count, with_face = max(float(sums[row, 0]), 1.0), float(sums[row, 2])
@@ -347,11 +350,11 @@ class ValidationPairs:
         return Validation(metrics, score, images)
 
 
-def identity_measure(criteria: TrainingLosses) -> tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
-    """Validation's identity similarity (B,) of two image batches, and its name: ArcFace's cosine when the
-    losses have ArcFace, else minus the distance of dlib's face descriptors (NaN where dlib finds no face)."""
-    if criteria.identity is not None:
-        return "arcface", criteria.identity.similarity
+def identity_measure(identity: IdentityLoss | None) -> tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """Validation's identity similarity (B,) of two image batches, and its name: ArcFace's cosine when there is an
+    ArcFace ``identity`` loss, else minus the distance of dlib's face descriptors (NaN where dlib finds no face)."""
+    if identity is not None:
+        return "arcface", identity.similarity
     return "dlib", dlib_similarity
 
 

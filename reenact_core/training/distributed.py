@@ -79,6 +79,15 @@ def reduce_mean(values: dict[str, torch.Tensor], ctx: DistContext) -> dict[str, 
     return dict(zip(names, stacked.tolist()))
 
 
+def reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """``values`` (a CPU tensor) summed over all ranks, on the CPU (unchanged in a single process)."""
+    if not ctx.initialised:
+        return values
+    values = values.to(ctx.device)
+    dist.all_reduce(values)
+    return values.cpu()
+
+
 def any_rank(flag: bool, ctx: DistContext) -> bool:
     """True on every rank when ``flag`` is true on at least one."""
     if not ctx.initialised:

@@ -107,15 +107,11 @@ def build_networks(config: DirectionsTrainConfig, folders: Sequence[Path], gener
             missing.append(str(exc))
     lpips = find_lpips(folders, device) if config.lambda_perceptual else None
     if config.lambda_perceptual and lpips is None:
-        missing.append(f"missing LPIPS weights: put '{kind('lpips').canonical_file}' (python -m reenact_core convert "
-                       f"alex.pth <models>/reenact/), or '{ALEXNET_FILE}' ({ALEXNET_URL}) and '{LINEAR_FILE}' "
-                       f"({LINEAR_URL}), in {', '.join(map(str, folders))}")
+        missing.append(missing_lpips_message(folders))
     if missing:
         raise MissingModelError(" | ".join(missing))
     loaded = {role: load_model(path, roles[role], device) for role, path in paths.items()}
-    converted = find_file(kind("lpips").canonical_file, folders)
-    lpips_files = ([converted] if converted else [find_file(n, folders) for n in (ALEXNET_FILE, LINEAR_FILE)]
-                   if lpips is not None else [])
+    lpips_files = found_lpips_files(folders) if lpips is not None else []
     arcface = loaded["arcface"].module if "arcface" in loaded else None
     criteria = TrainingLosses(loaded["flame"].module, arcface, lpips, loss_options(config)).to(device)
     g = loaded["generator"]
@@ -123,3 +119,16 @@ def build_networks(config: DirectionsTrainConfig, folders: Sequence[Path], gener
     random = any(m.metadata.get("random_weights") == "true" for m in loaded.values())
     return DirectionsNetworks(g.module, g.mean_latent, DecaMeasure(loaded["deca"].module, config.measure_crop),
                               criteria, files, random)
+
+
+def missing_lpips_message(folders: Sequence[Path]) -> str:
+    """The one-line message for absent LPIPS weights: the files, their sources and the conversion command."""
+    return (f"missing LPIPS weights: put '{kind('lpips').canonical_file}' (python -m reenact_core convert "
+            f"alex.pth <models>/reenact/), or '{ALEXNET_FILE}' ({ALEXNET_URL}) and '{LINEAR_FILE}' "
+            f"({LINEAR_URL}), in {', '.join(map(str, folders))}")
+
+
+def found_lpips_files(folders: Sequence[Path]) -> list[Path]:
+    """The LPIPS weight files ``find_lpips`` reads from ``folders``: the converted file, else the two official ones."""
+    converted = find_file(kind("lpips").canonical_file, folders)
+    return [converted] if converted else [find_file(n, folders) for n in (ALEXNET_FILE, LINEAR_FILE)]
