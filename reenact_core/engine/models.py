@@ -16,6 +16,7 @@ from ..faces.reference_crop import CROP_SIZE
 from ..models.deca import N_CODES
 from ..params import NUM_DIRECTIONS, Normaliser
 from ..weights import INFERENCE, LoadedModel, find_model_file, kind_names, load_model
+from .pairing import warn_if_mismatched
 
 
 @dataclass
@@ -43,6 +44,7 @@ class ReenactModels:
 
     def __post_init__(self) -> None:
         check_compatible(self)
+        warn_if_mismatched(self.e4e, self.directions)
 
     @property
     def mean_latent(self) -> torch.Tensor:
