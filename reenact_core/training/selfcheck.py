@@ -54,7 +54,7 @@ def directions_self_check(ctx: DistContext, steps: int = SELF_CHECK_STEPS) -> It
 
 def _fixed_loss(method: DirectionsMethod, batch, ctx: DistContext) -> float:
     with torch.no_grad():
-        loss, _ = method.loss(method.directions, batch, 0)
+        loss, _ = method.loss(method.trainable(), batch, 0)
     return reduce_mean({"loss": loss}, ctx)["loss"]
 
 
