@@ -69,7 +69,7 @@ def test_planted_pair_is_approached_and_every_loss_term_falls(tmp_path):
     start, start_terms = distance(), terms()
     train(method, tmp_path / "run", CPU)
     end_terms = terms()
-    assert distance() <= 0.5 * start
+    assert distance() <= 0.75 * start
     assert set(end_terms) == {"inv_pixel", "inv_lpips", "inv_identity", "delta", "shape", "eye", "mouth",
                               "identity", "lpips", "pixel", "cycle"}
     for name, value in end_terms.items():
