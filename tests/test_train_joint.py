@@ -138,13 +138,17 @@ def test_two_ranks_of_one_equal_one_rank_of_two(tmp_path, tiny_tree):
     start = {k: v.clone() for k, v in single.trainable().state_dict().items()}
     train(single, tmp_path / "one", CPU)
     assert ddp["agree"]
+    # gloo sums the two halves' gradients in another order than one process; Adam divides by √v, so elements
+    # whose gradients are near its eps move by slightly different fractions of a step: bound each element's
+    # difference by 0.1 % of one step's size (the learning rate)
+    tolerance = 1e-3 * max(single.config.lr, single.config.lr_encoder)
     moved = 0
     for k, v in single.trainable().state_dict().items():
         if not v.is_floating_point():
             continue
         step_one, step_ddp = v - start[k], ddp["params"][k] - start[k]
         moved += float(step_one.abs().max()) > 0
-        assert float((step_ddp - step_one).norm()) <= 1e-5 * max(float(step_one.norm()), 1e-12), k
+        assert float((step_ddp - step_one).abs().max()) <= tolerance, k
     assert moved > 0
 
 
