@@ -86,7 +86,8 @@ def cases(batch: int):
     yield "FLAME x2 + shape/eye/mouth", geometry
     yield "identity (IR-SE-50)", lambda grad: identity(image(grad), ref).mean()
     yield "LPIPS alex 256", lambda grad: lpips_loss(lpips, image(grad), ref)
-    yield "all (TrainingLosses)", lambda grad: losses(image(grad), ref, params(batch, False), params(batch, grad))["total"]
+    yield "all (TrainingLosses)", \
+        lambda grad: losses(image(grad), ref, params(batch, False), params(batch, grad))["total"]
 
 
 def step_cases(batch: int, device: torch.device, folder: Path):
@@ -153,6 +154,14 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def timed(run) -> tuple[float, int, float, float]:
+    """Seconds (best of 2), FLOPs and GFLOP/s of ``run``, and the matmul baseline GFLOP/s measured just before."""
+    flops = count_flops(run)
+    base = matmul_gflops()
+    seconds = best_seconds(run, repeats=2)
+    return seconds, flops, flops / seconds / 1e9, base
+
+
 def step_section(batches: list[int], device: torch.device) -> None:
     print(f"{'directions step (synthetic)':<32} {'batch':>5} {'s':>8} {'GFLOP':>8} {'GFLOP/s':>8} {'matmul':>7} "
           f"{'ratio':>6}")
@@ -163,10 +172,7 @@ def step_section(batches: list[int], device: torch.device) -> None:
                     fn()
                     if device.type == "cuda":
                         torch.cuda.synchronize(device)
-                flops = count_flops(run)
-                base = matmul_gflops()
-                seconds = best_seconds(run, repeats=2)
-                rate = flops / seconds / 1e9
+                seconds, flops, rate, base = timed(run)
                 print(f"{name:<32} {batch:>5} {seconds:>8.2f} {flops / 1e9:>8.1f} {rate:>8.1f} {base:>7.1f} "
                       f"{rate / base:>6.2f}")
         print(f"peak memory after batch {batch}: {peak_memory_mb(device):.0f} MiB ({device.type})")
@@ -200,17 +206,13 @@ def bench_prepare(args: argparse.Namespace) -> None:
           f"{1 / net:.2f} frames/s; ratio {net / e2e:.2f}")
 
 
-
 def bench_losses(args: argparse.Namespace) -> None:
     print(f"batch {args.batch}")
     print(f"{'losses':<28} {'pass':<8} {'ms/batch':>9} {'GFLOP':>7} {'GFLOP/s':>8} {'matmul':>7} {'ratio':>6}")
     for name, fn in cases(args.batch):
         for label, run in (("forward", lambda: fn(False)), ("fwd+bwd", lambda: fn(True).backward())):
             with torch.set_grad_enabled(label != "forward"):
-                flops = count_flops(run)
-                base = matmul_gflops()
-                seconds = best_seconds(run, repeats=2)
-            rate = flops / seconds / 1e9
+                seconds, flops, rate, base = timed(run)
             print(f"{name:<28} {label:<8} {seconds * 1e3:>9.0f} {flops / 1e9:>7.1f} {rate:>8.1f} {base:>7.1f} "
                   f"{rate / base:>6.2f}")
 

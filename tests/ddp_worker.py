@@ -21,12 +21,13 @@ def main(kind: str, out: str, overrides: str) -> None:
 
     ctx = from_environment("cpu")
     try:
-        method = fx.make_method(kind, json.loads(overrides), ctx, Path(out))
-        train(method, Path(out) / "run", ctx)
+        method = fx.make_method(kind, json.loads(overrides), ctx)
+        result = train(method, Path(out) / "run", ctx)
         agree = parameters_agree(method.trainable(), ctx)
         if ctx.is_main:
             torch.save({"params": {k: v.clone() for k, v in method.trainable().state_dict().items()},
-                        "agree": agree}, Path(out) / "result.pt")
+                        "agree": agree, "step": result.step, "interrupted": result.interrupted},
+                       Path(out) / "result.pt")
     finally:
         ctx.close()
 

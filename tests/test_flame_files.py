@@ -46,7 +46,9 @@ def test_reads_the_landmark_embedding_with_torch_storages(tiny):
 def test_converted_model_has_deca_buffers(tmp_path, tiny):
     arrays, npy = tiny
     pkl = write_generic_model(tmp_path / "generic_model.pkl", arrays)
-    flame = load_model(convert(pkl, tmp_path / "models/", landmarks=npy), "flame").module
+    out = convert(pkl, str(tmp_path / "models") + "/", landmarks=npy)
+    assert out == tmp_path / "models" / "flame-generic.safetensors"
+    flame = load_model(out, "flame").module
     assert isinstance(flame, Flame) and flame.config.n_vertices == arrays["v_template"].shape[0]
     assert flame.parents.tolist() == [-1, 0, 1, 1, 1]
     n_shape = flame.config.n_shape
@@ -65,10 +67,13 @@ class _Payload:
         return os.system, (f"touch '{self.path}'",)
 
 
-def test_foreign_global_is_refused_and_never_runs(tmp_path, tiny):
+@pytest.mark.parametrize("protocol", [0, 2, 4])
+def test_foreign_global_is_refused_and_never_runs(tmp_path, tiny, protocol):
     arrays, npy = tiny
     sentinel = tmp_path / "sentinel"
-    pkl = write_generic_model(tmp_path / "generic_model.pkl", arrays, extra={"J": _Payload(sentinel)})
+    pkl = write_generic_model(tmp_path / "generic_model.pkl", arrays, extra={"J": _Payload(sentinel)},
+                              protocol=protocol)
+    assert (os.system.__module__, "system") in scan_globals(pkl.read_bytes())
     with pytest.raises(WeightsError) as err:
         convert(pkl, tmp_path / "out.safetensors", landmarks=npy)
     message = str(err.value)

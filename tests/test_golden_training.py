@@ -187,7 +187,7 @@ def test_lpips_alex(tmp_path):
     s = cmp.stored
     cmp.mark_input("crops_hat", "crops_ref")
     linear = write_published_lpips(tmp_path, filled_state_dict(case, TRAINING))
-    lpips = load_model(convert(linear, tmp_path / "models/", expected_kind="lpips"), "lpips").module
+    lpips = load_model(convert(linear, tmp_path, expected_kind="lpips"), "lpips").module
     hat, ref = image_to_tensor(s["crops_hat"]), image_to_tensor(s["crops_ref"])
     with torch.no_grad():
         for suffix, legacy in (("", False), ("_255", True)):

@@ -2,6 +2,8 @@
 (a 64-px, 10-row one) trains and its export runs in the engine, bad inputs fail in one line."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -84,7 +86,7 @@ def test_resume_mid_epoch_with_workers_is_bit_for_bit(tmp_path):
 def test_two_ranks_of_two_equal_one_rank_of_four(tmp_path):
     settings = {"max_iter": 3, "batch_size": 4}                # reference lr 1e-4, disentanglement_50 on
     ddp = run_torchrun("directions", settings, tmp_path / "ddp", 2)
-    single = make_method("directions", settings, CPU, tmp_path)
+    single = make_method("directions", settings, CPU)
     start = {k: v.clone() for k, v in single.trainable().state_dict().items()}
     train(single, tmp_path / "one", CPU)
     assert ddp["agree"]
@@ -108,6 +110,13 @@ def test_64px_generator_trains_and_its_export_runs_in_the_engine(tmp_path, capsy
     out = capsys.readouterr().out
     exported = tmp_path / "run" / "export" / "directions-tiny.safetensors"
     assert str(exported) in out and (tmp_path / "run" / "export" / "A_matrix.pt").is_file()
+    records = [json.loads(line) for line in (tmp_path / "run" / "logs" / "log.jsonl").read_text().splitlines()]
+    validation = [r for r in records if r["kind"] == "validation"]
+    assert validation and {"cross_identity_arcface", "self_pose_error_deg", "cross_expression_error"} <= set(
+        validation[-1])
+    assert list((tmp_path / "run" / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+    saved = json.loads((tmp_path / "run" / "train-config.json").read_text())
+    assert saved["config"]["batch_size"] == 2 and len(saved["weights"]["generator"]["sha256"]) == 64
     g = load_model(generator, "stylegan2")
     a = load_model(exported, "directions")
     assert g.config.n_latent == 10 and a.config.num_layers == 8 and a.metadata["random_weights"] == "true"
@@ -159,3 +168,68 @@ def test_bad_training_inputs_are_one_line(tmp_path, capsys):
     assert code == 2 and "\n" not in err and "cannot resume" in err and "lr=0.0001" in err
     code, err = run_cli([*common, "--out", str(tmp_path / "d"), "--resume"], capsys)
     assert code == 2 and "\n" not in err and "no checkpoint to resume from" in err, err
+
+
+def test_a_stage_starts_from_the_previous_stages_a(tmp_path, capsys):
+    from reenact_core.errors import InputError
+    from reenact_core.training.directions import init_directions
+    from reenact_core.weights import load_model
+
+    generator = tiny_model_files(tmp_path / "models", DirectionsTrainConfig())
+    assert main(["train", "directions", "--models", str(tmp_path / "models"), "--generator", str(generator),
+                 "--out", str(tmp_path / "syn"), "--device", "cpu", "--batch-size", "2", "--max-iter", "1",
+                 "--validation-samples", "2", "--num-workers", "0", "--name", "syn"]) == 0
+    exported = load_model(tmp_path / "syn" / "export" / "directions-syn.safetensors", "directions")
+    for start in (tmp_path / "syn" / "export" / "directions-syn.safetensors",
+                  tmp_path / "syn" / "checkpoints" / "best.pt"):
+        a = init_directions(DirectionsTrainConfig(init_directions=str(start)), 32)
+        for k, v in exported.module.state_dict().items():
+            assert torch.equal(a.state_dict()[k], v), (start, k)
+    with pytest.raises(InputError, match=r"^init_directions .* holds an A of another shape [^\n]*$"):
+        init_directions(DirectionsTrainConfig(init_directions=str(start), num_layers_shift=4), 32)
+
+
+def test_normaliser_from_a_ranges_file(tmp_path):
+    from reenact_core.errors import InputError
+
+    table = np.array([[-1.0 - i, 1.0 + i] for i in range(54)])
+    np.save(tmp_path / "ranges.npy", table)
+    n = DirectionsTrainConfig(ranges=str(tmp_path / "ranges.npy"), angle_scales=(30, 20, 10)).normaliser
+    assert n.ranges == tuple((float(lo), float(hi)) for lo, hi in table[:15]) and n.angle_scales == (30, 20, 10)
+    np.save(tmp_path / "short.npy", table[:5])
+    with pytest.raises(InputError, match="at least 15"):
+        DirectionsTrainConfig(ranges=str(tmp_path / "short.npy"))
+    with pytest.raises(InputError, match="neither voxceleb nor a readable ranges file"):
+        DirectionsTrainConfig(ranges="ffhq")
+
+
+@pytest.mark.slow
+def test_self_check_reports_every_method(capsys):
+    assert main(["train", "directions", "--self-check", "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "TINY RANDOM" in lines[0]
+    import re
+    found = [re.fullmatch(r"self-check: (\w+) loss (\d+\.\d+) -> (\d+\.\d+)", line) for line in lines[1:]]
+    assert [m.group(1) for m in found if m] == list(DirectionsTrainConfig.METHODS)
+
+
+def test_landmark_measure_uses_each_face_and_falls_back_to_the_canonical_box():
+    from reenact_core.faces.reference_crop import crop_using_landmarks
+    from reenact_core.imaging import image_to_tensor
+    from reenact_core.landmarks import detect_faces
+    from reenact_core.measure import measure_codes
+    from reenact_core.selfcheck import sample_portrait
+    from reenact_core.training.networks import DecaMeasure
+
+    portrait = sample_portrait()
+    face = max(detect_faces(portrait), key=lambda f: f.area)
+    crop, _ = crop_using_landmarks(portrait, face.landmarks)
+    noise = np.random.default_rng(0).integers(0, 256, crop.shape, dtype=np.uint8)
+    images = image_to_tensor(np.stack([crop, noise]))
+    deca = tiny_networks(DirectionsTrainConfig()).measure.deca
+    found = DecaMeasure(deca, "landmarks")(images)
+    canonical = measure_codes(deca, images)
+    kpt68 = torch.as_tensor(max(detect_faces(crop), key=lambda f: f.area).landmarks, dtype=torch.float32)
+    torch.testing.assert_close(found[:1], measure_codes(deca, images[:1], kpt68[None]))
+    assert not torch.equal(found[0], canonical[0])
+    assert torch.equal(found[1], canonical[1])        # no face in noise: the canonical box

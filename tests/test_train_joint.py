@@ -134,7 +134,7 @@ def test_two_ranks_of_one_equal_one_rank_of_two(tmp_path, tiny_tree):
 
     settings = {"max_iter": 2, "batch_size": 2, "data": str(tiny_tree), "encoder_warmup_steps": 0}
     ddp = run_torchrun("joint", settings, tmp_path / "ddp", 2)
-    single = make_method("joint", settings, CPU, tmp_path)
+    single = make_method("joint", settings, CPU)
     start = {k: v.clone() for k, v in single.trainable().state_dict().items()}
     train(single, tmp_path / "one", CPU)
     assert ddp["agree"]

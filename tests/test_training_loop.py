@@ -17,7 +17,7 @@ CPU = DistContext()
 
 
 def toy(**overrides):
-    return make_method("toy", overrides, CPU, None)
+    return make_method("toy", overrides, CPU)
 
 
 def final_state(run):
@@ -91,6 +91,7 @@ def test_settings_errors_are_one_line():
 
 
 @pytest.mark.ddp
+@pytest.mark.slow
 def test_two_ranks_equal_one_rank_with_the_global_batch(tmp_path):
     settings = {"max_iter": 3, "batch_size": 4}
     ddp = run_torchrun("toy", settings, tmp_path / "ddp", 2)
@@ -109,3 +110,13 @@ def test_more_ranks_than_gpus_refused_in_one_line(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     with pytest.raises(InputError, match=r"^2 ranks on this node but only 1 GPU\(s\): use --nproc_per_node=1"):
         from_environment("cuda")
+
+
+@pytest.mark.ddp
+def test_ctrl_c_on_one_rank_stops_and_saves_every_rank_at_the_same_step(tmp_path):
+    result = run_torchrun("toy_interrupted_on_rank_1", {}, tmp_path, 2)
+    assert result["interrupted"] and result["step"] == 3 and result["agree"]
+    saved = load_training_checkpoint(tmp_path / "run" / CHECKPOINT_DIR)
+    assert saved["step"] == 3
+    for k, v in saved["model"].items():
+        assert torch.equal(v, result["params"][k])

@@ -71,12 +71,26 @@ def state_of(path: Path) -> dict:
     return load_training_checkpoint(path)
 
 
-def make_method(kind: str, overrides: dict, ctx: DistContext, folder: Path):
+class InterruptedOnRank1(ToyMethod):
+    """Ctrl-C reaches rank 1 only, during step 2."""
+
+    def loss(self, model, batch, step):
+        if step == 2 and self.ctx.rank == 1:
+            import signal
+            signal.raise_signal(signal.SIGINT)
+        return super().loss(model, batch, step)
+
+
+def make_method(kind: str, overrides: dict, ctx: DistContext):
     """A training method by name, for in-process and torchrun (``ddp_worker.py``) runs alike."""
     if kind == "toy":
         config = TrainConfig(**{"batch_size": 4, "max_iter": 3, "lr": 0.05, "weight_decay": 0.0, "eval_every": 1000,
                                 "save_every": 1000, "num_workers": 0, **overrides})
         return ToyMethod(config, ctx)
+    if kind == "toy_interrupted_on_rank_1":
+        config = TrainConfig(**{"batch_size": 4, "max_iter": 6, "lr": 0.05, "weight_decay": 0.0, "eval_every": 1000,
+                                "save_every": 1000, "num_workers": 0, **overrides})
+        return InterruptedOnRank1(config, ctx)
     if kind == "directions":
         from reenact_core.training.config import DirectionsTrainConfig
         from reenact_core.training.directions import DirectionsMethod

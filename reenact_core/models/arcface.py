@@ -69,7 +69,8 @@ class ArcFace(nn.Module):
 
     def forward(self, face: torch.Tensor) -> torch.Tensor:
         if face.ndim != 4 or tuple(face.shape[1:]) != (3, INPUT_SIZE, INPUT_SIZE):
-            raise InputError(f"ArcFace expects faces of shape (B, 3, {INPUT_SIZE}, {INPUT_SIZE}), got {tuple(face.shape)}")
+            raise InputError(f"ArcFace expects faces of shape (B, 3, {INPUT_SIZE}, {INPUT_SIZE}), "
+                             f"got {tuple(face.shape)}")
         x = self.output_layer(self.body(self.input_layer(face)))
         return x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
 

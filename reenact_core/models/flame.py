@@ -177,11 +177,11 @@ class Flame(nn.Module):
         b = shape_params.shape[0]
         if (tuple(shape_params.shape) != (b, c.n_shape) or tuple(expression_params.shape) != (b, c.n_exp)
                 or tuple(pose_params.shape) != (b, 6)):
-            raise InputError(f"FLAME expects shape (B, {c.n_shape}), expression (B, {c.n_exp}), pose (B, 6); got "
-                             f"{tuple(shape_params.shape)}, {tuple(expression_params.shape)}, {tuple(pose_params.shape)}")
+            got = ", ".join(str(tuple(t.shape)) for t in (shape_params, expression_params, pose_params))
+            raise InputError(f"FLAME expects shape (B, {c.n_shape}), expression (B, {c.n_exp}), pose (B, 6); got {got}")
         dtype = self.v_template.dtype
         betas = torch.cat([shape_params, expression_params], 1).to(dtype)
-        zeros = pose_params.new_zeros(b, 3).to(dtype)
+        zeros = pose_params.new_zeros(b, 3, dtype=dtype)
         pose_params = pose_params.to(dtype)
         full_pose = torch.cat([pose_params[:, :3], zeros, pose_params[:, 3:], zeros, zeros], 1)
         vertices, joints_rest, joints_posed, rotations = self._lbs(betas, full_pose)

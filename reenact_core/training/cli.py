@@ -21,12 +21,11 @@ def add_train_parser(sub) -> None:
     _add_run_options(p, DirectionsTrainConfig, "20 steps of each method")
     p.set_defaults(run=run_training, config_class=DirectionsTrainConfig)
     j = kinds.add_parser("joint", help="train the encoder E_w jointly with A (cycle loss): no per-source tuning",
-                         description="Train E_w (from an e4e file) and A (from a directions file, or fresh) "
+                         description="Train E_w (from an e4e file) and A (--init-directions, or fresh) "
                                      "together on paired frames of prepared videos, with the cycle loss. The "
                                      "exported pair needs no per-source generator tuning. Settings: --config FILE "
                                      "(JSON), then the options below.")
     j.add_argument("--encoder", help="e4e .safetensors to start E_w from (default: the canonical file)")
-    j.add_argument("--directions", help="directions .safetensors to start A from (default: fresh, as configured)")
     _add_run_options(j, JointTrainConfig, "20 steps of each cycle variant")
     j.set_defaults(run=run_training, config_class=JointTrainConfig)
 
@@ -83,7 +82,7 @@ def run_training(args: argparse.Namespace) -> int:
         if args.trainer == "joint":
             from .joint_run import run_joint_training
             result, exported = run_joint_training(config, model_folders(args), args.generator, args.encoder,
-                                                  args.directions, args.out, ctx, resume, args.name)
+                                                  args.out, ctx, resume, args.name)
         else:
             from .run import run_directions_training
             result, exported = run_directions_training(config, model_folders(args), args.generator, args.out, ctx,

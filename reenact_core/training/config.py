@@ -130,6 +130,8 @@ class DirectionsTrainConfig(TrainConfig):
             (falling back to the canonical box without a face).
         data: prepared training data folder (real, real_synthetic, paired).
         validation_data: prepared folder of validation frames (default: ``data``; synthetic uses fixed z).
+        init_directions: start from this A (a directions ``.safetensors`` or a training checkpoint), e.g. the
+            previous stage's (synthetic → real_synthetic → paired); its shape must match.
     """
 
     method: str = "synthetic"
@@ -153,6 +155,7 @@ class DirectionsTrainConfig(TrainConfig):
     measure_crop: str = "canonical"
     data: str = ""
     validation_data: str = ""
+    init_directions: str = ""
 
     METHODS = ("synthetic", "real", "real_synthetic", "paired")
 
@@ -268,11 +271,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data.get("config", data) if "weights" in data else data
 
 
-def write_config_file(folder: str | Path, config: TrainConfig, weight_files: Mapping[str, str | Path],
-                      extra: Mapping[str, Any] | None = None) -> Path:
+def write_config_file(folder: str | Path, config: TrainConfig, weight_files: Mapping[str, str | Path]) -> Path:
     """``train-config.json`` in ``folder``: the config, and the path and SHA-256 of every weight file used."""
     weights = {role: {"path": str(p), "sha256": file_sha256(p)} for role, p in sorted(weight_files.items())}
     from ..files import write_text
 
     return write_text(Path(folder) / CONFIG_FILE,
-                      json.dumps({"config": config.to_dict(), "weights": weights, **(extra or {})}, indent=2))
+                      json.dumps({"config": config.to_dict(), "weights": weights}, indent=2))

@@ -62,12 +62,30 @@ class DirectionsNetworks:
 
 
 def init_directions(config: DirectionsTrainConfig, style_dim: int) -> DirectionMatrix:
-    """A with the reference's initialisation: weight ~ N(0, init_std), PyTorch's default bias (seeded)."""
+    """A with the reference's initialisation (weight ~ N(0, init_std), PyTorch's default bias; seeded), or the
+    weights of ``config.init_directions``. Raises InputError (one line) if that A has another shape."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         a = DirectionMatrix(config.directions_config(style_dim))
         nn.init.normal_(a.linear.weight, std=config.init_std)
+    if config.init_directions:
+        state = _directions_state(Path(config.init_directions))
+        shapes = {k: tuple(v.shape) for k, v in a.state_dict().items()}
+        if {k: tuple(v.shape) for k, v in state.items()} != shapes:
+            raise InputError(f"init_directions {config.init_directions} holds an A of another shape "
+                             f"({ {k: tuple(v.shape) for k, v in state.items()} }, this run needs {shapes})")
+        a.load_state_dict(state)
     return a
+
+
+def _directions_state(path: Path) -> dict[str, torch.Tensor]:
+    """A's state dict from a directions model file or a training checkpoint."""
+    from ..weights import load_model
+    from .checkpoint import load_training_checkpoint
+
+    if path.suffix == ".safetensors":
+        return load_model(path, "directions").module.state_dict()
+    return load_training_checkpoint(path)["model"]
 
 
 @dataclass
@@ -80,8 +98,7 @@ class Sources:
 class DirectionsMethod:
     """The ``TrainingMethod`` of A (see :mod:`reenact_core.training.loop`)."""
 
-    def __init__(self, config: DirectionsTrainConfig, nets: DirectionsNetworks, ctx: DistContext,
-                 directions: DirectionMatrix | None = None):
+    def __init__(self, config: DirectionsTrainConfig, nets: DirectionsNetworks, ctx: DistContext):
         g = nets.generator.config
         if config.num_layers_shift > g.n_latent:
             raise InputError(f"num_layers_shift={config.num_layers_shift} but the generator has only {g.n_latent} "
@@ -89,7 +106,7 @@ class DirectionsMethod:
         config.check_world(ctx.world_size)
         self.config, self.nets, self.ctx = config, nets, ctx
         self.name = f"directions ({config.method})"
-        self.directions = directions if directions is not None else init_directions(config, g.style_dim)
+        self.directions = init_directions(config, g.style_dim)
         self.local_batch = config.batch_size // ctx.world_size
         self.normaliser = self.directions.config.normaliser
         self.device = ctx.device

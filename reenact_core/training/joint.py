@@ -142,7 +142,6 @@ class JointNetworks:
     frozen: DirectionsNetworks
     encoder: nn.Module
     encoder_file: Path | None = None
-    directions_file: Path | None = None
 
 
 class JointFrames(PreparedFrames):
@@ -181,9 +180,8 @@ class JointValidationPairs(ValidationPairs):
 class JointMethod(DirectionsMethod):
     """The ``TrainingMethod`` of E_w and A (see :mod:`reenact_core.training.loop`)."""
 
-    def __init__(self, config: JointTrainConfig, nets: JointNetworks, ctx: DistContext,
-                 directions: DirectionMatrix | None = None):
-        super().__init__(config, nets.frozen, ctx, directions)
+    def __init__(self, config: JointTrainConfig, nets: JointNetworks, ctx: DistContext):
+        super().__init__(config, nets.frozen, ctx)
         g = nets.frozen.generator.config
         self.joint = nets
         encoder = nets.encoder
@@ -206,10 +204,9 @@ class JointMethod(DirectionsMethod):
         return self.model
 
     def weight_files(self) -> dict[str, Path]:
-        files = dict(self.nets.files)
-        for role, path in (("encoder", self.joint.encoder_file), ("directions", self.joint.directions_file)):
-            if path is not None:
-                files[role] = path
+        files = dict(super().weight_files())
+        if self.joint.encoder_file is not None:
+            files["encoder"] = self.joint.encoder_file
         return files
 
     def param_groups(self, module: JointModel) -> list[dict]:

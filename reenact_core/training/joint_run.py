@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError, MissingModelError
-from ..models.directions import DirectionMatrix
 from ..models.e4e import Encoder4Editing, EncoderConfig
 from ..weights import find_model_file, load_model, save_model
 from .checkpoint import BEST_FILE, load_training_checkpoint
@@ -41,14 +40,13 @@ def tiny_joint_networks(config: JointTrainConfig, seed: int = 0, device: str | t
 
 
 def build_joint_networks(config: JointTrainConfig, folders: Sequence[Path], generator: str | None,
-                         encoder: str | None, directions: str | None,
-                         device: torch.device) -> tuple[JointNetworks, DirectionMatrix | None]:
-    """The frozen networks (as the directions trainer), E_w from ``encoder`` (default: the canonical e4e file) and
-    A from ``directions`` (None: fresh). Returns the networks and A's module (or None).
+                         encoder: str | None, device: torch.device) -> JointNetworks:
+    """The frozen networks (as the directions trainer) and E_w from ``encoder`` (default: the canonical e4e file);
+    A starts as the directions trainer's (``config.init_directions``, else fresh).
 
     Raises:
         MissingModelError: a file is missing (one line, as the directions trainer).
-        InputError: E_w or A does not fit the generator or the config.
+        InputError: E_w does not fit the generator.
     """
     from .networks import build_networks
 
@@ -62,25 +60,15 @@ def build_joint_networks(config: JointTrainConfig, folders: Sequence[Path], gene
     if (e.config.n_styles, e.config.style_dim) != (g.n_latent, g.style_dim):
         raise InputError(f"{encoder_path.name} predicts {e.config.n_styles}×{e.config.style_dim} W+ codes, the "
                          f"generator takes {g.n_latent}×{g.style_dim}")
-    a_module, a_path = None, None
-    if directions:
-        a_path = Path(directions)
-        a = load_model(a_path, "directions", device, trainable=True)
-        wanted = config.directions_config(g.style_dim)
-        if a.config != wanted:
-            diff = [k for k, v in wanted.to_dict().items() if a.config.to_dict().get(k) != v]
-            raise InputError(f"{a_path.name} differs from the training settings in {', '.join(diff)}: change "
-                             "the settings to match it, or start A fresh")
-        a_module = a.module
-    return JointNetworks(frozen, e.module, encoder_path, a_path), a_module
+    return JointNetworks(frozen, e.module, encoder_path)
 
 
 def run_joint_training(config: JointTrainConfig, folders: Sequence[Path], generator: str | None,
-                       encoder: str | None, directions: str | None, out: str | Path, ctx: DistContext,
-                       resume: str | None = None, name: str | None = None) -> tuple[TrainResult, list[Path]]:
+                       encoder: str | None, out: str | Path, ctx: DistContext, resume: str | None = None,
+                       name: str | None = None) -> tuple[TrainResult, list[Path]]:
     """Trains E_w and A as ``config`` says and, unless interrupted, exports the pair (rank 0)."""
-    nets, a_module = build_joint_networks(config, folders, generator, encoder, directions, ctx.device)
-    method = JointMethod(config, nets, ctx, a_module)
+    nets = build_joint_networks(config, folders, generator, encoder, ctx.device)
+    method = JointMethod(config, nets, ctx)
     result = train(method, out, ctx, resume)
     exported: list[Path] = []
     if ctx.is_main and not result.interrupted:
@@ -149,15 +137,13 @@ def joint_self_check(ctx: DistContext, steps: int = SELF_CHECK_STEPS) -> Iterato
         base = JointTrainConfig(batch_size=2 * ctx.world_size, max_iter=steps, lr=SELF_CHECK_LR,
                                 lr_encoder=SELF_CHECK_LR, encoder_warmup_steps=0, eval_every=steps,
                                 save_every=steps, validation_samples=2, num_workers=0, data=str(data))
-        if ctx.is_main:
-            _write_data(data, tiny_joint_networks(base, device=ctx.device).frozen, base.truncation)
-        ctx.barrier()
+        _write_data(data, tiny_joint_networks(base, device=ctx.device).frozen, base.truncation)  # each rank its own
         for cycle in CYCLES:
             config = base.with_overrides({"cycle": cycle})
             method = JointMethod(config, tiny_joint_networks(config, device=ctx.device), ctx)
             batch = next(iter(method.batches(0, 0)))
             before = _fixed_loss(method, batch, ctx)
-            train(method, tmp / cycle, ctx)
+            train(method, tmp / cycle, ctx, progress=False)
             after = _fixed_loss(method, batch, ctx)
             agree = parameters_agree(method.trainable(), ctx) and agree
             yield f"self-check: joint (cycle {cycle}) loss {before:.4f} -> {after:.4f}"

@@ -19,7 +19,8 @@ class TrainLogger:
     the bar carry on.
     """
 
-    def __init__(self, folder: Path, total_steps: int, start_step: int, enabled: bool, desc: str):
+    def __init__(self, folder: Path, total_steps: int, start_step: int, enabled: bool, desc: str,
+                 progress: bool = True):
         self.enabled = enabled
         self.bar = self.board = self.jsonl = None
         if not enabled:
@@ -34,8 +35,9 @@ class TrainLogger:
         except ImportError:
             print("note: TensorBoard is not installed (pip install 'comfyui-latent-reenact[train]'); logging to "
                   f"{folder / LOG_FILE} only", file=sys.stderr)
-        self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, unit="step", file=sys.stderr,
-                        dynamic_ncols=True)
+        if progress:
+            self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, unit="step", file=sys.stderr,
+                            dynamic_ncols=True)
 
     def step(self, step: int, loss: float) -> None:
         if self.bar is not None:
@@ -62,8 +64,8 @@ class TrainLogger:
         self.board.add_image(tag, ((rows.clamp(-1, 1) + 1) / 2), step)
 
     def message(self, text: str) -> None:
-        if self.enabled:
-            (self.bar.write if self.bar is not None else print)(text)
+        if self.bar is not None:
+            self.bar.write(text)
 
     def close(self) -> None:
         for thing in (self.bar, self.board, self.jsonl):

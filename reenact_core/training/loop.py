@@ -96,12 +96,13 @@ class _StopFlag:
 
 
 def train(method: TrainingMethod, out_dir: str | Path, ctx: DistContext, resume: str | Path | None = None,
-          extra_config: dict[str, Any] | None = None) -> TrainResult:
+          progress: bool = True) -> TrainResult:
     """Runs ``method`` until ``config.max_iter`` steps or Ctrl-C, writing under ``out_dir`` (rank 0 only):
     ``train-config.json``, ``checkpoints/step-*.pt`` (last ``keep_last``) and ``best.pt``, ``logs/``.
 
     ``resume``: a checkpoint file or a checkpoint folder (its latest); InputError if its config differs in a
-    setting that may not change (see ``TrainConfig.RESUMABLE_CHANGES``).
+    setting that may not change (see ``TrainConfig.RESUMABLE_CHANGES``). ``progress``: show the bar and the
+    validation lines (the logs are written either way).
     """
     config = method.config
     out_dir = Path(out_dir)
@@ -123,12 +124,12 @@ def train(method: TrainingMethod, out_dir: str | Path, ctx: DistContext, resume:
         best = tuple(state["best_score"]) if state.get("best_score") is not None else None
         set_rng_states(state["rng"])
     if ctx.is_main:
-        write_config_file(out_dir, config, method.weight_files(), extra_config)
+        write_config_file(out_dir, config, method.weight_files())
     model: nn.Module = module
     if ctx.initialised:
         model = nn.parallel.DistributedDataParallel(
             module, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
-    logger = TrainLogger(out_dir / LOG_DIR, config.max_iter, step, ctx.is_main, f"train {method.name}")
+    logger = TrainLogger(out_dir / LOG_DIR, config.max_iter, step, ctx.is_main, f"train {method.name}", progress)
 
     def checkpoint(is_best: bool) -> Path | None:
         path = None

@@ -7,12 +7,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models.arcface import ArcFace, ArcFaceConfig
-from ..models.deca import DecaConfig, DecaEncoder
 from ..errors import MissingModelError
 from ..faces.reference_crop import CROP_SIZE
 from ..files import find_file
 from ..measure import measure_codes
+from ..models.arcface import ArcFace, ArcFaceConfig
+from ..models.deca import DecaConfig, DecaEncoder
 from ..models.lpips import ALEXNET_CONVS, ALEXNET_FILE, ALEXNET_URL, LINEAR_FILE, LINEAR_URL, LPIPS
 from ..models.stylegan2 import Generator, GeneratorConfig
 from ..weights import find_lpips, find_model_file, kind, load_model

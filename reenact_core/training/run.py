@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .checkpoint import BEST_FILE, load_training_checkpoint
 from .config import DirectionsTrainConfig, file_sha256
-from .directions import DirectionsMethod, DirectionsNetworks
+from .directions import DirectionsMethod
 from .distributed import DistContext
 from .export import export_directions
 from .loop import CHECKPOINT_DIR, TrainResult, train

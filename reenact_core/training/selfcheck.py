@@ -35,16 +35,14 @@ def directions_self_check(ctx: DistContext, steps: int = SELF_CHECK_STEPS) -> It
         data = tmp / "data"
         base = DirectionsTrainConfig(batch_size=4 * ctx.world_size, max_iter=steps, lr=SELF_CHECK_LR,
                                      eval_every=steps, save_every=steps, validation_samples=2, num_workers=0)
-        if ctx.is_main:
-            _write_data(data, tiny_networks(base, device=ctx.device), base.truncation)
-        ctx.barrier()
+        _write_data(data, tiny_networks(base, device=ctx.device), base.truncation)   # each rank its own copy
         for method_name in DirectionsTrainConfig.METHODS:
             config = base.with_overrides({"method": method_name,
                                           "data": "" if method_name == "synthetic" else str(data)})
             method = DirectionsMethod(config, tiny_networks(config, device=ctx.device), ctx)
             batch = next(iter(method.batches(0, 0)))
             before = _fixed_loss(method, batch, ctx)
-            train(method, tmp / method_name, ctx)
+            train(method, tmp / method_name, ctx, progress=False)
             after = _fixed_loss(method, batch, ctx)
             agree = parameters_agree(method.trainable(), ctx) and agree
             yield f"self-check: {method_name} loss {before:.4f} -> {after:.4f}"

@@ -29,7 +29,7 @@ def convert(src: str | Path, dst: str | Path, expected_kind: str | None = None,
     """
     src = Path(src)
     if src.suffix == ".pkl" or landmarks is not None:
-        return _convert_flame(src, Path(dst), landmarks, expected_kind)
+        return _convert_flame(src, dst, landmarks, expected_kind)
     official = read_official(src)
     if expected_kind is not None and official.kind != expected_kind:
         raise WeightsError(f"{src.name}: holds a {get_kind(official.kind).title} ({official.layout}), "
@@ -63,18 +63,17 @@ def convert(src: str | Path, dst: str | Path, expected_kind: str | None = None,
         more_tensors, more_metadata = k.converted_extras(module.eval(), parts)
         extra.update(more_tensors)
         metadata.update(more_metadata)
-    dst = Path(dst)
     if _is_folder(dst):
-        dst = dst / k.converted_file_name(config, metadata)
+        dst = Path(dst) / k.converted_file_name(config, metadata)
     return save_model(dst, official.kind, config, state_dict, extra_tensors=extra, metadata=metadata)
 
 
-def _is_folder(dst: Path) -> bool:
-    """An existing folder, or a path ending in a separator."""
-    return dst.is_dir() or str(dst).endswith(("/", "\\"))
+def _is_folder(dst: str | Path) -> bool:
+    """An existing folder, or a path written with a trailing separator (which ``Path`` would drop)."""
+    return str(dst).endswith(("/", "\\")) or Path(dst).is_dir()
 
 
-def _convert_flame(src: Path, dst: Path, landmarks: str | Path | None, expected_kind: str | None) -> Path:
+def _convert_flame(src: Path, dst: str | Path, landmarks: str | Path | None, expected_kind: str | None) -> Path:
     from ..models.flame import config_from_state_dict
     from .flame_files import LANDMARKS_SITE, flame_state_dict
 
@@ -91,7 +90,7 @@ def _convert_flame(src: Path, dst: Path, landmarks: str | Path | None, expected_
     metadata = {"source_file": src.name, "landmarks_file": Path(landmarks).name,
                 "source_layout": "FLAME generic_model.pkl + DECA landmark_embedding.npy"}
     if _is_folder(dst):
-        dst = dst / get_kind("flame").converted_file_name(config, metadata)
+        dst = Path(dst) / get_kind("flame").converted_file_name(config, metadata)
     return save_model(dst, "flame", config, state_dict, metadata=metadata)
 
 

@@ -244,7 +244,8 @@ def flame_state_dict(model_path: str | Path, landmarks_path: str | Path, n_shape
     name = Path(model_path).name
     shapedirs = m["shapedirs"]
     if shapedirs.ndim != 3 or shapedirs.shape[2] < EXPRESSION_OFFSET + n_exp or shapedirs.shape[2] < n_shape:
-        raise WeightsError(f"{name}: shapedirs has shape {shapedirs.shape}, expected (V, 3, ≥{EXPRESSION_OFFSET + n_exp})")
+        raise WeightsError(f"{name}: shapedirs has shape {shapedirs.shape}, "
+                           f"expected (V, 3, ≥{EXPRESSION_OFFSET + n_exp})")
     parents = m["kintree_table"][0].astype(np.int64)
     parents[0] = -1
 
