@@ -1,37 +1,43 @@
-"""``python -m reenact_core train directions ...``: options generated from the config dataclass (each setting is
-declared once, in :mod:`.config`), the run under torchrun or alone, and the export."""
+"""``python -m reenact_core train directions|joint ...``: options generated from each trainer's config dataclass
+(each setting is declared once, in its config), the run under torchrun or alone, and the export."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 from pathlib import Path
 
-from .config import DirectionsTrainConfig, field_help, read_config_file
+from .config import BATCH_NORM_MODES, DirectionsTrainConfig, TrainConfig, field_help, read_config_file
+from .joint import CYCLES, JointTrainConfig
+
+METHODS = DirectionsTrainConfig.METHODS
+CHOICES = {"method": METHODS, "cycle": CYCLES, "batch_norm": BATCH_NORM_MODES}
+
 
 def add_train_parser(sub) -> None:
     """Adds ``train`` (with its ``directions`` and ``joint`` sub-commands) to the top-level sub-parsers."""
-    from .joint import JointTrainConfig
-
-    train = sub.add_parser("train", help="train directions A, or E_w and A jointly (torchrun for several processes)",
+    train = sub.add_parser("train", help="train directions A, or the encoder E_w jointly with A, for a StyleGAN2 "
+                                         "(torchrun for several processes)",
                            description="Training. Runs alone or under torchrun --nproc_per_node=N.")
     kinds = train.add_subparsers(dest="trainer", required=True)
     p = kinds.add_parser("directions", help="train A (synthetic, real, real_synthetic or paired)",
                          description="Train the directions matrix A for any StyleGAN2 (reference hyper-parameters "
                                      "by default). Settings: --config FILE (JSON), then the options below.")
-    _add_run_options(p, DirectionsTrainConfig, "20 steps of each method")
-    p.set_defaults(run=run_training, config_class=DirectionsTrainConfig)
-    j = kinds.add_parser("joint", help="train the encoder E_w jointly with A (cycle loss): no per-source tuning",
-                         description="Train E_w (from an e4e file) and A (--init-directions, or fresh) "
-                                     "together on paired frames of prepared videos, with the cycle loss. The "
-                                     "exported pair needs no per-source generator tuning. Settings: --config FILE "
-                                     "(JSON), then the options below.")
-    j.add_argument("--encoder", help="e4e .safetensors to start E_w from (default: the canonical file)")
-    _add_run_options(j, JointTrainConfig, "20 steps of each cycle variant")
-    j.set_defaults(run=run_training, config_class=JointTrainConfig)
+    _add_run_options(p, DirectionsTrainConfig, "directions-NAME.safetensors",
+                     "20 steps of each method on tiny random networks and data it makes (no files needed)")
+    p.set_defaults(run=run_directions)
+    p = kinds.add_parser("joint", help="train the encoder E_w jointly with A (cycle loss): no per-source tuning",
+                         description="Train E_w (from an e4e file) and A (--init-directions, or fresh) together on "
+                                     "paired frames of prepared videos, with the cycle loss (training-and-fsr §1.5 "
+                                     "Stage J); the exported pair needs no per-source generator tuning. Settings: "
+                                     "--config FILE (JSON), then the options below.")
+    p.add_argument("--encoder", help="e4e .safetensors E_w starts from (default: the canonical file)")
+    _add_run_options(p, JointTrainConfig, "e4e-NAME.safetensors and directions-NAME.safetensors",
+                     "20 steps of each cycle variant on tiny random networks and data it makes (no files needed)")
+    p.set_defaults(run=run_joint)
 
 
-def _add_run_options(p: argparse.ArgumentParser, config_class: type, self_check: str) -> None:
-    """The options every trainer shares, then one per field of ``config_class``."""
+def _add_run_options(p: argparse.ArgumentParser, config_class: type[TrainConfig], export: str,
+                     self_check: str) -> None:
     p.add_argument("--out", help="run folder: train-config.json, checkpoints/, logs/, export/")
     p.add_argument("--config", help="JSON file of settings (a saved train-config.json works)")
     p.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
@@ -39,38 +45,54 @@ def _add_run_options(p: argparse.ArgumentParser, config_class: type, self_check:
     p.add_argument("--models", action="append", metavar="DIR",
                    help="folder with the model files (repeatable; default models/reenact, $REENACT_MODELS)")
     p.add_argument("--generator", help="StyleGAN2 .safetensors to train for (default: the canonical file)")
-    p.add_argument("--name", help="export name: directions-NAME.safetensors (default: generator file stem)")
+    p.add_argument("--name", help=f"export name: {export} (default: generator file stem)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (under torchrun: cpu or cuda)")
-    p.add_argument("--self-check", action="store_true",
-                   help=f"{self_check} on tiny random networks and data it makes (no files needed)")
+    p.add_argument("--self-check", action="store_true", help=self_check)
     helps = field_help(config_class)
     for f in dataclasses.fields(config_class):
-        choices = config_class.METHODS if f.name == "method" else None
+        choices = CHOICES.get(f.name)
         p.add_argument("--" + f.name.replace("_", "-"), dest=f"set_{f.name}", default=None, choices=choices,
                        metavar=None if choices else f.name.upper(),
                        help=f"{helps[f.name]} (default {f.default!r})".replace("%", "%%"))
+    p.set_defaults(config_class=config_class)
 
 
-def settings(args: argparse.Namespace) -> DirectionsTrainConfig:
+def settings(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the --config file, then the options given."""
     overrides = read_config_file(args.config) if args.config else {}
     overrides.update({k[4:]: v for k, v in vars(args).items() if k.startswith("set_") and v is not None})
-    return args.config_class.from_dict(overrides)
+    return getattr(args, "config_class", DirectionsTrainConfig).from_dict(overrides)
 
 
-def run_training(args: argparse.Namespace) -> int:
-    """``train directions`` or ``train joint`` (``args.trainer``): the self-check, or a run and its export."""
-    from ..cli import _device, model_folders
+def run_directions(args: argparse.Namespace) -> int:
+    from .run import run_directions_training
+    from .selfcheck import directions_self_check
+
+    return _run(args, directions_self_check, lambda config, resume, ctx: run_directions_training(
+        config, _folders(args), args.generator, args.out, ctx, resume, args.name))
+
+
+def run_joint(args: argparse.Namespace) -> int:
+    from .joint_run import joint_self_check, run_joint_training
+
+    return _run(args, joint_self_check, lambda config, resume, ctx: run_joint_training(
+        config, _folders(args), args.generator, args.encoder, args.out, ctx, resume, args.name))
+
+
+def _folders(args: argparse.Namespace):
+    from ..cli import model_folders
+    return model_folders(args)
+
+
+def _run(args: argparse.Namespace, self_check, run) -> int:
+    """The self-check, or the settings, the run and its export (printed), under torchrun or alone."""
+    from ..cli import _device
     from ..errors import InputError
     from .distributed import from_environment
 
     ctx = from_environment(_device(args.device))
     try:
         if args.self_check:
-            if args.trainer == "joint":
-                from .joint_run import joint_self_check as self_check
-            else:
-                from .selfcheck import directions_self_check as self_check
             for line in self_check(ctx):
                 if ctx.is_main:
                     print(line)
@@ -79,14 +101,7 @@ def run_training(args: argparse.Namespace) -> int:
             raise InputError(f"train {args.trainer} needs --out RUN_FOLDER (or --self-check)")
         config = settings(args)
         resume = None if args.resume is None else (args.resume or str(Path(args.out) / "checkpoints"))
-        if args.trainer == "joint":
-            from .joint_run import run_joint_training
-            result, exported = run_joint_training(config, model_folders(args), args.generator, args.encoder,
-                                                  args.out, ctx, resume, args.name)
-        else:
-            from .run import run_directions_training
-            result, exported = run_directions_training(config, model_folders(args), args.generator, args.out, ctx,
-                                                       resume, args.name)
+        result, exported = run(config, resume, ctx)
         if ctx.is_main:
             for path in exported:
                 print(f"wrote {path}")

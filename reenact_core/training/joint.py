@@ -14,7 +14,7 @@ One step (rank-local batch of paired frames of one video, x_s → x_t, plus x_c 
             paired objective. ``none``: no term. Weights shared with L_reen, times λ_cycle.
     L_reg   λ_delta·Σ_i ||w[:, i] − w[:, 0]||₂ (e4e's delta-norm), for w_s and w_t
 G, DECA, ArcFace and LPIPS stay frozen in eval mode (gradients pass through them). E_w's BatchNorm keeps its
-statistics by default (per-rank batches are small); ``batchnorm=sync`` uses SyncBatchNorm over the ranks on CUDA.
+statistics by default (per-rank batches are small); ``batch_norm=sync`` uses SyncBatchNorm over the ranks on CUDA.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..errors import InputError
 from ..models.directions import DirectionMatrix, apply_shift
 from ..params import FaceParams
-from .config import DirectionsTrainConfig
+from .config import BATCH_NORM_MODES, DirectionsTrainConfig
 from .data import PreparedFrames, _frame_tensors
 from .directions import DirectionsMethod, DirectionsNetworks, Sources, ValidationPairs, _no_draws, flame_params
 from .distributed import DistContext
@@ -39,7 +39,6 @@ from .randomness import sample_generator
 from .sampling import shift_vector
 
 CYCLES = ("none", "recurrent", "back")
-BATCHNORM = ("frozen", "sync")
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,9 @@ class JointTrainConfig(DirectionsTrainConfig):
             (0 = off).
         encoder_warmup_lr: E_w's learning rate during the warm-up.
         weight_decay_encoder: E_w's Adam weight decay (e4e: 0).
-        batchnorm: E_w's BatchNorm: ``frozen`` statistics (the e4e file's; affine parameters still train) or
-            ``sync`` (SyncBatchNorm with batch statistics over all ranks, CUDA; batch statistics on one process).
+        batch_norm: E_w's BatchNorm: ``frozen`` statistics (the e4e file's; affine parameters still train),
+            ``batch`` (batch statistics per rank) or ``sync`` (SyncBatchNorm over the ranks; CUDA only, one
+            process: batch).
     """
 
     method: str = "paired"
@@ -78,7 +78,7 @@ class JointTrainConfig(DirectionsTrainConfig):
     encoder_warmup_steps: int = 5000
     encoder_warmup_lr: float = 1e-5
     weight_decay_encoder: float = 0.0
-    batchnorm: str = "frozen"
+    batch_norm: str = "frozen"
 
     METHODS = ("paired",)
 
@@ -86,8 +86,8 @@ class JointTrainConfig(DirectionsTrainConfig):
         super().__post_init__()
         if self.cycle not in CYCLES:
             raise InputError(f"unknown cycle {self.cycle!r}; choose one of {', '.join(CYCLES)}")
-        if self.batchnorm not in BATCHNORM:
-            raise InputError(f"batchnorm must be one of {', '.join(BATCHNORM)}, got {self.batchnorm!r}")
+        if self.batch_norm not in BATCH_NORM_MODES:
+            raise InputError(f"batch_norm must be one of {', '.join(BATCH_NORM_MODES)}, got {self.batch_norm!r}")
         if min(self.lr_encoder, self.encoder_warmup_lr) <= 0 or self.encoder_warmup_steps < 0 or min(
                 self.weight_decay_encoder, self.lambda_cycle, self.lambda_delta) < 0:
             raise InputError("encoder learning rates must be > 0, encoder_warmup_steps, weight_decay_encoder, "
@@ -185,9 +185,11 @@ class JointMethod(DirectionsMethod):
         g = nets.frozen.generator.config
         self.joint = nets
         encoder = nets.encoder
-        if config.batchnorm == "sync" and ctx.initialised and ctx.device.type == "cuda":
+        if config.batch_norm == "sync" and ctx.initialised:
+            if ctx.device.type != "cuda":
+                raise InputError("batch_norm=sync needs CUDA devices: use batch_norm=batch or frozen on this device")
             encoder = nn.SyncBatchNorm.convert_sync_batchnorm(encoder)
-        self.model = JointModel(encoder, self.directions, config.batchnorm == "frozen")
+        self.model = JointModel(encoder, self.directions, config.batch_norm == "frozen")
         self.name = f"joint (cycle {config.cycle})"
         self.frames = JointFrames(config.data, (g.n_latent, g.style_dim), g.size, config.seed,
                                   cycle=config.cycle == "recurrent")
