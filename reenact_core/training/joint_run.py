@@ -16,11 +16,12 @@ from ..models.e4e import Encoder4Editing, EncoderConfig
 from ..weights import find_model_file, load_model, save_model
 from .checkpoint import BEST_FILE, load_training_checkpoint
 from .config import file_sha256
-from .distributed import DistContext, parameters_agree
+from .distributed import DistContext
 from .export import export_directions
 from .joint import CYCLES, JointMethod, JointNetworks, JointTrainConfig
 from .loop import CHECKPOINT_DIR, TrainResult, train
 from .run import EXPORT_DIR
+from .selfcheck import SELF_CHECK_LR, SELF_CHECK_STEPS, _write_data, self_check_lines
 
 TINY_ENCODER = {"widths": (8, 16, 24, 32), "units": (1, 1, 1, 1), "se_reduction": 4}   # random: never a result
 
@@ -118,19 +119,9 @@ def export_joint(method: JointMethod, out: Path, name: str, step: int) -> tuple[
     return encoder_path, a_path, official
 
 
-SELF_CHECK_STEPS = 20
-SELF_CHECK_LR = 1e-3
-
-
 def joint_self_check(ctx: DistContext, steps: int = SELF_CHECK_STEPS) -> Iterator[str]:
-    """Yields the lines of the directions self-check for each cycle variant: a label, ``self-check: joint
-    (cycle <c>) loss <before> -> <after>`` (one fixed batch, initial and trained networks) and, under torchrun,
-    ``ranks agree: yes|no``."""
-    from .selfcheck import _fixed_loss, _write_data
-
-    yield (f"self-check on TINY RANDOM networks and data ({ctx.world_size} rank(s), {ctx.device}): "
-           "the trainer runs; the numbers are not a result")
-    agree = True
+    """The directions self-check's lines for each cycle variant (``self-check: joint (cycle <c>) loss <before> ->
+    <after>``; see :func:`~reenact_core.training.selfcheck.self_check_lines`)."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = tmp / "data"
@@ -138,14 +129,8 @@ def joint_self_check(ctx: DistContext, steps: int = SELF_CHECK_STEPS) -> Iterato
                                 lr_encoder=SELF_CHECK_LR, encoder_warmup_steps=0, eval_every=steps,
                                 save_every=steps, validation_samples=2, num_workers=0, data=str(data))
         _write_data(data, tiny_joint_networks(base, device=ctx.device).frozen, base.truncation)  # each rank its own
-        for cycle in CYCLES:
+
+        def method(cycle: str) -> JointMethod:
             config = base.with_overrides({"cycle": cycle})
-            method = JointMethod(config, tiny_joint_networks(config, device=ctx.device), ctx)
-            batch = next(iter(method.batches(0, 0)))
-            before = _fixed_loss(method, batch, ctx)
-            train(method, tmp / cycle, ctx, progress=False)
-            after = _fixed_loss(method, batch, ctx)
-            agree = parameters_agree(method.trainable(), ctx) and agree
-            yield f"self-check: joint (cycle {cycle}) loss {before:.4f} -> {after:.4f}"
-    if ctx.initialised:
-        yield f"ranks agree: {'yes' if agree else 'no'}"
+            return JointMethod(config, tiny_joint_networks(config, device=ctx.device), ctx)
+        yield from self_check_lines(ctx, [(f"joint (cycle {c})", lambda c=c: method(c)) for c in CYCLES], tmp)
