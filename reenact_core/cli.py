@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_dataset(sub, common, model_folders, _device, DTYPES)
 
     from .training.cli import add_train_parser
-    add_train_parser(sub)
+    add_train_parser(sub, model_folders, _device)
     return parser
 
 

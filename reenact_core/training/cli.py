@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from .config import BATCH_NORM_MODES, DirectionsTrainConfig, TrainConfig, field_help, read_config_file
@@ -13,8 +15,13 @@ METHODS = DirectionsTrainConfig.METHODS
 CHOICES = {"method": METHODS, "cycle": CYCLES, "batch_norm": BATCH_NORM_MODES}
 
 
-def add_train_parser(sub) -> None:
-    """Adds ``train`` (with its ``directions`` and ``joint`` sub-commands) to the top-level sub-parsers."""
+def add_train_parser(sub, folders: Callable[[argparse.Namespace], list], device: Callable[[str], str]) -> None:
+    """Adds ``train`` (with its ``directions`` and ``joint`` sub-commands) to the top-level sub-parsers.
+
+    Args:
+        folders: parsed arguments → the model folders to search (``--models``, $REENACT_MODELS, default).
+        device: a ``--device`` value → the torch device name (``auto`` resolved).
+    """
     train = sub.add_parser("train", help="train directions A, or the encoder E_w jointly with A, for a StyleGAN2 "
                                          "(torchrun for several processes)",
                            description="Training. Runs alone or under torchrun --nproc_per_node=N.")
@@ -24,7 +31,7 @@ def add_train_parser(sub) -> None:
                                      "by default). Settings: --config FILE (JSON), then the options below.")
     _add_run_options(p, DirectionsTrainConfig, "directions-NAME.safetensors",
                      "20 steps of each method on tiny random networks and data it makes (no files needed)")
-    p.set_defaults(run=run_directions)
+    p.set_defaults(run=partial(run_directions, folders=folders, device=device))
     p = kinds.add_parser("joint", help="train the encoder E_w jointly with A (cycle loss): no per-source tuning",
                          description="Train E_w (from an e4e file) and A (--init-directions, or fresh) together on "
                                      "paired frames of prepared videos, with the cycle loss (training-and-fsr §1.5 "
@@ -33,7 +40,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--encoder", help="e4e .safetensors E_w starts from (default: the canonical file)")
     _add_run_options(p, JointTrainConfig, "e4e-NAME.safetensors and directions-NAME.safetensors",
                      "20 steps of each cycle variant on tiny random networks and data it makes (no files needed)")
-    p.set_defaults(run=run_joint)
+    p.set_defaults(run=partial(run_joint, folders=folders, device=device))
 
 
 def _add_run_options(p: argparse.ArgumentParser, config_class: type[TrainConfig], export: str,
@@ -64,33 +71,27 @@ def settings(args: argparse.Namespace) -> TrainConfig:
     return getattr(args, "config_class", DirectionsTrainConfig).from_dict(overrides)
 
 
-def run_directions(args: argparse.Namespace) -> int:
+def run_directions(args: argparse.Namespace, folders: Callable, device: Callable) -> int:
     from .run import run_directions_training
     from .selfcheck import directions_self_check
 
-    return _run(args, directions_self_check, lambda config, resume, ctx: run_directions_training(
-        config, _folders(args), args.generator, args.out, ctx, resume, args.name))
+    return _run(args, device, directions_self_check, lambda config, resume, ctx: run_directions_training(
+        config, folders(args), args.generator, args.out, ctx, resume, args.name))
 
 
-def run_joint(args: argparse.Namespace) -> int:
+def run_joint(args: argparse.Namespace, folders: Callable, device: Callable) -> int:
     from .joint_run import joint_self_check, run_joint_training
 
-    return _run(args, joint_self_check, lambda config, resume, ctx: run_joint_training(
-        config, _folders(args), args.generator, args.encoder, args.out, ctx, resume, args.name))
+    return _run(args, device, joint_self_check, lambda config, resume, ctx: run_joint_training(
+        config, folders(args), args.generator, args.encoder, args.out, ctx, resume, args.name))
 
 
-def _folders(args: argparse.Namespace):
-    from ..cli import model_folders
-    return model_folders(args)
-
-
-def _run(args: argparse.Namespace, self_check, run) -> int:
+def _run(args: argparse.Namespace, device: Callable, self_check, run) -> int:
     """The self-check, or the settings, the run and its export (printed), under torchrun or alone."""
-    from ..cli import _device
     from ..errors import InputError
     from .distributed import from_environment
 
-    ctx = from_environment(_device(args.device))
+    ctx = from_environment(device(args.device))
     try:
         if args.self_check:
             for line in self_check(ctx):
