@@ -1,9 +1,9 @@
-"""Training-side speed on the CPU (the step and fsr sections also on CUDA) with the full-size architectures and random
-weights, against baselines measured in the same process.
+"""Training-side speed on the CPU (the step, fsr and joint sections also on CUDA) with the full-size
+architectures and random weights, against baselines measured in the same process.
 
-    .venv/bin/python bench/train.py [--section losses|step|prepare|fsr ...] [--threads N] [--batch 12]
-                                    [--step-batches 2,12] [--fsr-batches 4] [--device cpu|cuda] [--video V]
-                                    [--batch-size 8]
+    .venv/bin/python bench/train.py [--section losses|step|prepare|fsr|joint ...] [--threads N] [--batch 12]
+                                    [--step-batches 2,12] [--fsr-batches 4] [--joint-batch 4]
+                                    [--cycles none,recurrent,back] [--device cpu|cuda] [--video V] [--batch-size 8]
 
 Sections (default all):
   losses: at ``--batch``: FLAME decode of the ground truth and the reenacted parameters + shape/eye/mouth losses;
@@ -15,6 +15,8 @@ Sections (default all):
       DECA measures without gradients), G forward + backward of x_r, DECA forward + backward of x_r, FLAME +
       losses forward + backward, data (reading a paired sample's two frames from a prepared tree) — then the
       whole step (loss + backward), in seconds, and the peak memory (CPU: peak RSS; CUDA: peak allocated).
+  joint: one ``train joint`` step (loss + backward + Adam; full-size E_w, G, DECA, FLAME 2020, IR-SE-50, LPIPS) at
+      ``--joint-batch`` on ``--device`` for each of ``--cycles``: seconds per step and peak memory.
   prepare: ``dataset prepare`` of one test video at stride 1 (decode, landmarks, reference crop, e4e, DECA, atomic
       PNG/.npy writes), after a one-frame warm-up: sampled frames/s end to end, and its ratio to the networks
       alone (e4e + DECA crop and E_flame on the same crops, same batch), i.e. the share of the time the networks
@@ -270,7 +272,56 @@ def bench_fsr(args: argparse.Namespace) -> None:
     section("fsr step", fsr_cases, [int(b) for b in args.fsr_batches.split(",")], torch.device(args.device))
 
 
-SECTIONS = {"losses": bench_losses, "step": bench_step, "prepare": bench_prepare, "fsr": bench_fsr}
+def joint_step(batch: int, cycle: str, device: torch.device, folder: Path):
+    """One ``train joint`` step (loss + backward + Adam) with full-size random E_w, G, DECA, FLAME 2020, IR-SE-50
+    and LPIPS, on a batch read from a small prepared tree (2 videos of 2 frames)."""
+    from reenact_core.models.deca import DecaConfig, DecaEncoder
+    from reenact_core.models.e4e import Encoder4Editing
+    from reenact_core.models.stylegan2 import Generator
+    from reenact_core.training.directions import DirectionsNetworks, loss_options
+    from reenact_core.training.distributed import DistContext
+    from reenact_core.training.joint import JointMethod, JointNetworks, JointTrainConfig
+    from reenact_core.training.networks import DecaMeasure
+    from reenact_core.training.tiny import random_flame as small_random_flame, write_rendered_video
+
+    g = Generator().to(device).eval().requires_grad_(False)
+    with torch.no_grad():
+        w = g.mapping(torch.randn(4, 512, device=device))[:, None].expand(-1, 14, -1)
+        for v in range(2):
+            write_rendered_video(folder, f"id{v}", "video", g, g.mean_latent(), w[2 * v:2 * v + 2],
+                                 torch.zeros(2, 236), 0.7)
+    config = JointTrainConfig(batch_size=batch, data=str(folder), cycle=cycle, validation_samples=2)
+    deca = DecaEncoder(DecaConfig()).to(device).eval().requires_grad_(False)
+    flame = small_random_flame(0, FlameConfig().n_vertices, FlameConfig().n_faces)
+    losses = TrainingLosses(flame, ArcFace(), LPIPS(), loss_options(config)).to(device)
+    nets = JointNetworks(DirectionsNetworks(g, g.mean_latent(), DecaMeasure(deca), losses), Encoder4Editing())
+    method = JointMethod(config, nets, DistContext(device=device))
+    model = method.trainable().to(device).train()
+    optimizer = torch.optim.Adam(method.param_groups(model))
+    items = [method.frames[(0, i % len(method.frames))] for i in range(batch)]
+    data = {k: torch.stack([item[k] for item in items]) for k in items[0]}
+
+    def step():
+        loss, _ = method.loss(model, data, 0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def joint_cases(cycles: list[str]):
+    """``section`` cases: one joint step per cycle variant."""
+    def make_cases(batch: int, device: torch.device, folder: Path):
+        return [(f"joint step, cycle {cycle}", joint_step(batch, cycle, device, folder / cycle)) for cycle in cycles]
+    return make_cases
+
+
+def bench_joint(args: argparse.Namespace) -> None:
+    section("joint step (E_w + A)", joint_cases(args.cycles.split(",")), [args.joint_batch], torch.device(args.device))
+
+
+SECTIONS = {"losses": bench_losses, "step": bench_step, "prepare": bench_prepare, "fsr": bench_fsr,
+            "joint": bench_joint}
 
 
 def main() -> None:
@@ -280,9 +331,12 @@ def main() -> None:
         parser.add_argument("--batch", type=int, default=12, help="batch of the losses section")
         parser.add_argument("--step-batches", default="2,12", help="comma-separated batches of the step section")
         parser.add_argument("--fsr-batches", default="4", help="comma-separated batches of the fsr section")
-        parser.add_argument("--device", default="cpu", help="device of the step and fsr sections (cpu, cuda)")
+        parser.add_argument("--device", default="cpu", help="device of the step, fsr and joint sections (cpu, cuda)")
         parser.add_argument("--video", default=str(MEDIA / "d1.mp4"), help="video for the prepare section")
         parser.add_argument("--batch-size", type=int, default=8, help="crops per e4e / DECA batch (prepare)")
+        parser.add_argument("--joint-batch", type=int, default=4, help="batch of the joint section (GPU: 8)")
+        parser.add_argument("--cycles", default="recurrent",
+                            help="comma-separated cycle variants of the joint section (none, recurrent, back)")
     args = parse_bench_args(__doc__.splitlines()[0], configure)
     print(f"threads {torch.get_num_threads()}; {BASELINE_NOTE}")
     for name in args.section or sorted(SECTIONS):

@@ -13,7 +13,7 @@ from . import MODEL_FOLDER_KEY
 from .common import (CATEGORY, FSR, Deca, Directions, Encoder, Generator, Progress, comfy_to_frames,
                      frames_to_comfy, interruptible, masks_to_comfy, reenact_models)
 
-TUNE_STEPS = 200             # reference "w/ opt." reenactment: 200 generator tuning steps (spec §1.6), as the CLI
+AUTO_TUNE_STEPS = -1         # the tune_steps widget's "auto": reenact_core.engine.pairing.resolve_tune_steps decides
 MAX_TUNE_STEPS = 5000
 MAX_BATCH_SIZE = 256
 SOURCE_FACES = ("largest", "score")
@@ -48,9 +48,10 @@ def _drive_inputs() -> list:
         io.Combo.Input("no_face", options=list(NO_FACE_POLICIES), default="hold",
                        tooltip="Driver frames without a face: raise stops with an error naming the frame, pass "
                                "outputs the unchanged source, hold repeats the previous result"),
-        io.Int.Input("tune_steps", default=TUNE_STEPS, min=0, max=MAX_TUNE_STEPS,
+        io.Int.Input("tune_steps", default=AUTO_TUNE_STEPS, min=AUTO_TUNE_STEPS, max=MAX_TUNE_STEPS,
                      tooltip="Steps tuning G's upper layers to the source, for a closer likeness (the paper: 200; "
-                             "0 = off). Slow on a CPU: with the full-size models about 0.7 s a step on 2 cores, more "
+                             "0 = off; -1 = auto: 0 for an encoder and directions trained together by `train "
+                             "joint`, else 200). Slow on a CPU: with the full-size models about 0.7 s a step on 2 cores, more "
                              "with LPIPS (200 steps ≈ 2.5–3 min); far faster on a GPU. Uses lpips-alex.safetensors from "
                              "models/reenact/ when present, else the pixel loss alone"),
         io.Boolean.Input("paste_back", default=True,
@@ -90,6 +91,13 @@ def _options(mode, pose, expression, strength, smoothing, no_face, paste_back, c
     return DriveOptions(mode=mode, pose=pose, expression=expression, strength=strength, smoothing=smoothing,
                         no_face=no_face, backend=backend, paste_back=paste_back, color_match=color_match,
                         truncation=truncation, batch_size=batch_size)
+
+
+def _tune_steps(value: int, models) -> int:
+    """The widget's steps, with -1 (auto) resolved by the library from the encoder and directions files."""
+    from reenact_core.engine.pairing import AUTO, resolve_tune_steps
+
+    return resolve_tune_steps(AUTO if value == AUTO_TUNE_STEPS else value, models.e4e, models.directions)
 
 
 def _prepare(models, source, source_face: str, backend: str, tune_steps: int, progress: Progress):
@@ -145,6 +153,7 @@ class LatentReenactReenact(io.ComfyNode):
         options = _options(mode, pose, expression, strength, smoothing, no_face, paste_back, color_match,
                            truncation, batch_size, backend)
         models = reenact_models(generator, encoder, deca, directions, fsr)
+        tune_steps = _tune_steps(tune_steps, models)
         frames = comfy_to_frames(driving)
         progress = Progress(tune_steps + len(frames))
         with interruptible():
@@ -214,6 +223,7 @@ class LatentReenactReenactVideo(io.ComfyNode):
         options = _options(mode, pose, expression, strength, smoothing, no_face, paste_back, color_match,
                            truncation, batch_size, backend)
         models = reenact_models(generator, encoder, deca, directions, fsr)
+        tune_steps = _tune_steps(tune_steps, models)
         out = os.path.join(folder_paths.get_temp_directory(), f"latent_reenact_{uuid.uuid4().hex}.mp4")
         os.makedirs(os.path.dirname(out), exist_ok=True)
         with interruptible(), _driver_file(video) as driving:

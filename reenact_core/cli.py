@@ -78,6 +78,7 @@ def _reenact(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
     from .engine import DriveOptions, edit, find_fsr, load_reenact_models, load_source, prepare_source, save_source
+    from .engine.pairing import resolve_tune_steps
     from .weights import find_lpips
     from .pipeline import reenact_file
 
@@ -92,7 +93,7 @@ def _reenact(args: argparse.Namespace) -> int:
     else:
         if not args.source:
             raise ReenactError("give --source IMAGE or --source-in SAVED.safetensors")
-        steps = args.tune_steps if args.tune_steps is not None else (200 if args.driving else 0)
+        steps = resolve_tune_steps(args.tune_steps, models.e4e, models.directions, reenacting=bool(args.driving))
         bar, update = _progress_bar(steps, "tuning G to the source") if steps else (None, None)
         source = prepare_source(_read_image(args.source), models, select=args.face, tune_steps=steps,
                                 lpips=find_lpips(folders, device=device) if steps else None,
@@ -235,8 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="which source face: largest, score or an index from the left (default largest)")
     ren.add_argument("--no-paste-back", action="store_true", help="write the 256-px crops instead of full frames")
     ren.add_argument("--color-match", action="store_true", help="match the face colours to the source image")
-    ren.add_argument("--tune-steps", type=int, default=None,
-                     help="per-source generator tuning steps (default 200 for reenactment, 0 for editing)")
+    ren.add_argument("--tune-steps", default="auto", metavar="N|auto",
+                     help="per-source generator tuning steps; auto (default): 0 for an encoder and A trained "
+                          "together (train joint), else 200 for reenactment and 0 for editing")
     ren.add_argument("--source-in", help="load a prepared source (.safetensors) instead of --source")
     ren.add_argument("--source-out", help="save the prepared source (W+, tuned layers, ...) to reuse it")
     ren.add_argument("--edit", action="append", default=[], metavar="NAME=VALUE",

@@ -123,6 +123,13 @@ def make_method(kind: str, overrides: dict, ctx: DistContext):
         return DirectionsMethod(config, tiny_networks(config), ctx)
     if kind == "fsr":
         return fsr_method(overrides, ctx)
+    if kind == "joint":
+        from reenact_core.training.joint import JointMethod, JointTrainConfig
+        from reenact_core.training.joint_run import tiny_joint_networks
+
+        config = JointTrainConfig(**{"batch_size": 4, "max_iter": 3, "eval_every": 1000, "save_every": 1000,
+                                     "validation_samples": 2, "num_workers": 0, **overrides})
+        return JointMethod(config, tiny_joint_networks(config), ctx)
     raise ValueError(kind)
 
 
@@ -322,3 +329,27 @@ def train_fsr_with_cli(models: Path, work: Path, steps: int = 3) -> Path:
         args += [f"--{key}", str(value)]
     assert main(args) == 0
     return work / "run" / "export" / "fsr-trained.safetensors"
+class LinearEncoder(nn.Module):
+    """An encoder that is linear in the image (``vec(w) = M·vec(x)``), of the images' W+ shape."""
+
+    def __init__(self, weight: torch.Tensor, n_latent: int, style_dim: int):
+        super().__init__()
+        self.n_latent, self.style_dim = n_latent, style_dim
+        self.weight = nn.Parameter(weight.clone())
+
+    def forward(self, images):
+        return (images.flatten(1) @ self.weight.T).view(-1, self.n_latent, self.style_dim)
+
+
+def inverse_encoder(generator: LinearGenerator, truncation: float) -> torch.Tensor:
+    """The weight of the exact inverse of ``generator`` under ``truncation`` (its mean latent is 0):
+    ``vec(w) = U⁺·x / ψ``."""
+    return torch.linalg.pinv(generator.decoder) / truncation
+
+
+def joint_tree(root: Path, nets, videos: int = 2, frames: int = 4) -> Path:
+    """The self-check's small prepared tree (random W+ shifts per frame, measured DECA codes) for ``nets``."""
+    from reenact_core.training.selfcheck import _write_data
+
+    _write_data(root, nets, 0.7)
+    return root

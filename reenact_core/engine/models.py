@@ -18,6 +18,7 @@ from ..models.fsr import FeatureRefiner
 from ..params import NUM_DIRECTIONS, Normaliser
 from ..weights import INFERENCE, LoadedModel, find_model_file, inspect_model_file, kind_names, load_model
 from ..weights.identity import check_made_for
+from .pairing import warn_if_mismatched
 
 
 @dataclass
@@ -48,6 +49,7 @@ class ReenactModels:
 
     def __post_init__(self) -> None:
         check_compatible(self)
+        warn_if_mismatched(self.e4e, self.directions)
 
     @property
     def mean_latent(self) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""``python -m reenact_core train directions|fsr ...``: options generated from each trainer's config dataclass
+"""``python -m reenact_core train directions|joint|fsr ...``: options generated from each trainer's config dataclass
 (each setting is declared once, in its config), the run under torchrun or alone, and the export."""
 from __future__ import annotations
 
@@ -8,22 +8,23 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from .config import DirectionsTrainConfig, TrainConfig, field_help, read_config_file
-from .fsr import BATCH_NORM_MODES, FSRTrainConfig
+from .config import BATCH_NORM_MODES, DirectionsTrainConfig, TrainConfig, field_help, read_config_file
+from .fsr import FSRTrainConfig
+from .joint import CYCLES, JointTrainConfig
 
 METHODS = DirectionsTrainConfig.METHODS
-CHOICES = {"method": METHODS, "batch_norm": BATCH_NORM_MODES}
+CHOICES = {"method": METHODS, "cycle": CYCLES, "batch_norm": BATCH_NORM_MODES}
 
 
 def add_train_parser(sub, folders: Callable[[argparse.Namespace], list], device: Callable[[str], str]) -> None:
-    """Adds ``train`` (with its ``directions`` and ``fsr`` sub-commands) to the top-level sub-parsers.
+    """Adds ``train`` (with its ``directions``, ``joint`` and ``fsr`` sub-commands) to the top-level sub-parsers.
 
     Args:
         folders: parsed arguments → the model folders to search (``--models``, $REENACT_MODELS, default).
         device: a ``--device`` value → the torch device name (``auto`` resolved).
     """
-    train = sub.add_parser("train", help="train directions A or the FSR encoder E_F for a StyleGAN2 (torchrun for "
-                                         "several processes)",
+    train = sub.add_parser("train", help="train directions A, the encoder E_w jointly with A, or the FSR encoder "
+                                         "E_F for a StyleGAN2 (torchrun for several processes)",
                            description="Training. Runs alone or under torchrun --nproc_per_node=N.")
     kinds = train.add_subparsers(dest="trainer", required=True)
     p = kinds.add_parser("directions", help="train A (synthetic, real, real_synthetic or paired)",
@@ -32,6 +33,15 @@ def add_train_parser(sub, folders: Callable[[argparse.Namespace], list], device:
     _add_run_options(p, DirectionsTrainConfig, "directions-NAME.safetensors",
                      "20 steps of each method on tiny random networks and data it makes (no files needed)")
     p.set_defaults(run=partial(run_directions, folders=folders, device=device))
+    p = kinds.add_parser("joint", help="train the encoder E_w jointly with A (cycle loss): no per-source tuning",
+                         description="Train E_w (from an e4e file) and A (--init-directions, or fresh) together on "
+                                     "paired frames of prepared videos, with the cycle loss (training-and-fsr §1.5 "
+                                     "Stage J); the exported pair needs no per-source generator tuning. Settings: "
+                                     "--config FILE (JSON), then the options below.")
+    p.add_argument("--encoder", help="e4e .safetensors E_w starts from (default: the canonical file)")
+    _add_run_options(p, JointTrainConfig, "e4e-NAME.safetensors and directions-NAME.safetensors",
+                     "20 steps of each cycle variant on tiny random networks and data it makes (no files needed)")
+    p.set_defaults(run=partial(run_joint, folders=folders, device=device))
     p = kinds.add_parser("fsr", help="train the feature-space refinement encoder E_F (G, E_w, A frozen)",
                          description="Train E_F, which shifts one generator feature to restore hair and background, "
                                      "on prepared paired frames (training-and-fsr §1.5 Stage F). Settings: --config "
@@ -76,6 +86,13 @@ def run_directions(args: argparse.Namespace, folders: Callable, device: Callable
 
     return _run(args, device, directions_self_check, lambda config, resume, ctx: run_directions_training(
         config, folders(args), args.generator, args.out, ctx, resume, args.name))
+
+
+def run_joint(args: argparse.Namespace, folders: Callable, device: Callable) -> int:
+    from .joint_run import joint_self_check, run_joint_training
+
+    return _run(args, device, joint_self_check, lambda config, resume, ctx: run_joint_training(
+        config, folders(args), args.generator, args.encoder, args.out, ctx, resume, args.name))
 
 
 def run_fsr(args: argparse.Namespace, folders: Callable, device: Callable) -> int:

@@ -20,6 +20,7 @@ from ..models.directions import (ANGLE_SCALES_DEG, NUM_DIRECTIONS, SHIFT_SCALE, 
 C = TypeVar("C", bound="TrainConfig")
 
 CONFIG_FILE = "train-config.json"   # written beside the checkpoints
+BATCH_NORM_MODES = ("frozen", "batch", "sync")   # a trained encoder's BatchNorm: fixed, per-rank or synchronised
 HASH_CHUNK = 1 << 20
 
 

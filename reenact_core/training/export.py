@@ -15,19 +15,21 @@ OFFICIAL_FILE = "A_matrix.pt"
 
 
 def export_directions(directions: DirectionMatrix, config: DirectionsTrainConfig, folder: str | Path, name: str,
-                      step: int, provenance: dict) -> tuple[Path, Path]:
+                      step: int, provenance: dict, metadata: dict[str, str] | None = None) -> tuple[Path, Path]:
     """Writes ``folder/directions-<name>.safetensors`` and ``folder/A_matrix.pt``; returns both paths.
 
     The file's config holds A's normaliser; its metadata ``provenance`` (JSON: method, step, training config,
-    weight files and hashes), and ``random_weights: true`` when the networks trained with were random.
+    weight files and hashes), ``random_weights: true`` when the networks trained with were random, and any
+    further ``metadata`` entries.
     """
     folder = Path(folder)
     state = {k: v.detach().cpu() for k, v in directions.state_dict().items()}
     a = directions.config
-    metadata = {"provenance": json.dumps({**provenance, "step": step, "config": config.to_dict()}, sort_keys=True)}
+    meta = {"provenance": json.dumps({**provenance, "step": step, "config": config.to_dict()}, sort_keys=True)}
     if provenance.get("random_weights"):
-        metadata["random_weights"] = "true"
-    path = save_model(folder / f"directions-{name}.safetensors", "directions", a, state, metadata=metadata)
+        meta["random_weights"] = "true"
+    path = save_model(folder / f"directions-{name}.safetensors", "directions", a, state,
+                      metadata={**meta, **(metadata or {})})
     official = atomic_write(folder / OFFICIAL_FILE, lambda tmp: write_official(tmp, "directions", state, extras={
         "learned_directions": a.input_dim, "shift_scale": float(a.shift_scale), "w_plus": True,
         "num_layers_shift": a.num_layers, "shift_dim": a.shift_dim, "step": step}))

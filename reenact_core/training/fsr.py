@@ -30,7 +30,7 @@ from ..models.directions import DirectionMatrix, apply_shift
 from ..models.fsr import DEFAULT_LAYER, FeatureRefiner, FSRConfig, refiner_input, source_context
 from ..models.stylegan2 import Generator
 from ..params import FaceParams, delta_p
-from .config import TrainConfig
+from .config import BATCH_NORM_MODES, TrainConfig
 from .data import PreparedFrames, epoch_loader
 from .directions import ValidationPairs, identity_measure
 from .distributed import DistContext, reduce_sum
@@ -38,7 +38,6 @@ from .loop import Validation
 from .losses import ID_CROP_COLS, ID_CROP_ROWS, ID_CROP_SIZE, IdentityLoss, lpips_loss
 from .randomness import sample_generator
 
-BATCH_NORM_MODES = ("frozen", "batch", "sync")
 LPIPS_MIN_SIDE = 32             # AlexNet-LPIPS needs images of at least 32 px
 FACE_EDGE = 0.1                 # width of the face ellipse's soft edge, in units of its radii
 

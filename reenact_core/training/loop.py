@@ -57,6 +57,10 @@ class TrainingMethod(Protocol):
     def weight_files(self) -> dict[str, Path]:
         """Role → path of every weight file used, hashed into the saved config."""
 
+    # Optional: ``param_groups(module) -> list[dict]`` (Adam parameter groups with their own ``lr`` and
+    # ``weight_decay``; default one group with the config's) and ``learning_rates(step) -> list[float]`` (each
+    # group's learning rate for the step about to be taken, a pure function of the step so resume stays exact).
+
 
 @dataclass
 class TrainResult:
@@ -104,7 +108,8 @@ def train(method: TrainingMethod, out_dir: str | Path, ctx: DistContext, resume:
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / CHECKPOINT_DIR
     module = method.trainable().to(ctx.device)
-    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    groups = method.param_groups(module) if hasattr(method, "param_groups") else module.parameters()
+    optimizer = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
     step = epoch = done_in_epoch = 0
     best: tuple[float, ...] | None = None
     if resume is not None:
@@ -148,6 +153,9 @@ def train(method: TrainingMethod, out_dir: str | Path, ctx: DistContext, resume:
                     loss, terms = method.loss(model, batch, step)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    if hasattr(method, "learning_rates"):
+                        for group, lr in zip(optimizer.param_groups, method.learning_rates(step)):
+                            group["lr"] = lr
                     optimizer.step()
                     step += 1
                     done_in_epoch += 1

@@ -14,7 +14,7 @@ from .sampling import sample_seed
 
 # Independent streams, one per kind of draw (stream 0 is ``sampling.draw_shifts``'s), so that adding a draw of
 # one kind never changes those of another.
-STREAMS = ("shifts", "z_source", "z_target", "pair_target", "validation", "self_pair")
+STREAMS = ("shifts", "z_source", "z_target", "pair_target", "validation", "self_pair", "cycle_target")
 
 
 def sample_generator(seed: int, step: int, index: int, stream: str) -> torch.Generator:

@@ -6,8 +6,9 @@ the losses it prints come from random networks and are not a result.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,32 +28,42 @@ VIDEOS, FRAMES = 2, 4
 def directions_self_check(ctx: DistContext, steps: int = SELF_CHECK_STEPS) -> Iterator[str]:
     """Yields the report lines: a label, ``self-check: <method> loss <before> -> <after>`` per method (the loss
     of one fixed batch with the initial and the trained A) and, under torchrun, ``ranks agree: yes|no``."""
-    yield (f"self-check on TINY RANDOM networks and data ({ctx.world_size} rank(s), {ctx.device}): "
-           "the trainer runs; the numbers are not a result")
-    agree = True
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = tmp / "data"
         base = DirectionsTrainConfig(batch_size=4 * ctx.world_size, max_iter=steps, lr=SELF_CHECK_LR,
                                      eval_every=steps, save_every=steps, validation_samples=2, num_workers=0)
         _write_data(data, tiny_networks(base, device=ctx.device), base.truncation)   # each rank its own copy
-        for method_name in DirectionsTrainConfig.METHODS:
-            config = base.with_overrides({"method": method_name,
-                                          "data": "" if method_name == "synthetic" else str(data)})
-            method = DirectionsMethod(config, tiny_networks(config, device=ctx.device), ctx)
-            batch = next(iter(method.batches(0, 0)))
-            before = _fixed_loss(method, batch, ctx)
-            train(method, tmp / method_name, ctx, progress=False)
-            after = _fixed_loss(method, batch, ctx)
-            agree = parameters_agree(method.trainable(), ctx) and agree
-            yield f"self-check: {method_name} loss {before:.4f} -> {after:.4f}"
+
+        def method(name: str) -> DirectionsMethod:
+            config = base.with_overrides({"method": name, "data": "" if name == "synthetic" else str(data)})
+            return DirectionsMethod(config, tiny_networks(config, device=ctx.device), ctx)
+        yield from self_check_lines(ctx, [(name, lambda name=name: method(name))
+                                          for name in DirectionsTrainConfig.METHODS], tmp)
+
+
+def self_check_lines(ctx: DistContext, runs: Sequence[tuple[str, Callable[[], Any]]], folder: Path) -> Iterator[str]:
+    """The self-check report of training methods: a label line; per ``(label, make_method)`` the line
+    ``self-check: <label> loss <before> -> <after>`` (one fixed batch, initial and trained networks; the run in
+    ``folder/run-<i>``); under torchrun, ``ranks agree: yes|no``."""
+    yield (f"self-check on TINY RANDOM networks and data ({ctx.world_size} rank(s), {ctx.device}): "
+           "the trainer runs; the numbers are not a result")
+    agree = True
+    for i, (label, make_method) in enumerate(runs):
+        method = make_method()
+        batch = next(iter(method.batches(0, 0)))
+        before = _fixed_loss(method, batch, ctx)
+        train(method, folder / f"run-{i}", ctx, progress=False)
+        after = _fixed_loss(method, batch, ctx)
+        agree = parameters_agree(method.trainable(), ctx) and agree
+        yield f"self-check: {label} loss {before:.4f} -> {after:.4f}"
     if ctx.initialised:
         yield f"ranks agree: {'yes' if agree else 'no'}"
 
 
 def _fixed_loss(method: DirectionsMethod, batch, ctx: DistContext) -> float:
     with torch.no_grad():
-        loss, _ = method.loss(method.directions, batch, 0)
+        loss, _ = method.loss(method.trainable(), batch, 0)
     return reduce_mean({"loss": loss}, ctx)["loss"]
 
 
