@@ -24,17 +24,26 @@ def _compiled(module: torch.nn.Module) -> torch.nn.Module:
     return torch.compile(module, dynamic=False)
 
 
+def _opt_in_variants(label: str, module: torch.nn.Module,
+                     call: Callable[[torch.nn.Module, torch.dtype | None], torch.Tensor], compile_: bool,
+                     bf16: bool) -> Iterator[Variant]:
+    """``module`` under ``torch.compile`` and a bf16 copy of it; ``call(m, dtype)`` runs ``m`` with inputs cast to
+    ``dtype`` (None: as they are) and returns fp32."""
+    if compile_:
+        compiled = _compiled(module)
+        yield f"{label} + torch.compile", lambda: call(compiled, None)
+    if bf16:
+        copy16 = copy.deepcopy(module).to(torch.bfloat16)
+        yield f"{label} + bf16 (opt-in)", lambda: call(copy16, torch.bfloat16)
+
+
 def generator_variants(g, w: torch.Tensor, mean: torch.Tensor, compile_: bool, bf16: bool) -> Iterator[Variant]:
     """G at ψ = 0.7: without and with the per-call weight preparation cached, opt-in ``torch.compile`` and bf16."""
-    run = lambda m, w=w, mean=mean: m(w, truncation=0.7, truncation_latent=mean)  # noqa: E731
+    def run(m, dtype=None):
+        return m(w.to(dtype or w.dtype), truncation=0.7, truncation_latent=mean.to(dtype or mean.dtype)).float()
     yield "prepared weights per call", lambda: (_drop_weight_caches(g), run(g))[1]
     yield "weight cache", lambda: run(g)
-    if compile_:
-        compiled = _compiled(g)
-        yield "weight cache + torch.compile", lambda: run(compiled)
-    if bf16:
-        g16 = copy.deepcopy(g).to(torch.bfloat16)
-        yield "bf16 (opt-in)", lambda: run(g16, w.to(torch.bfloat16), mean.to(torch.bfloat16)).float()
+    yield from _opt_in_variants("weight cache", g, run, compile_, bf16)
 
 
 def encoder_variants(name: str, x: torch.Tensor, dtype: torch.dtype, compile_: bool,
@@ -42,17 +51,12 @@ def encoder_variants(name: str, x: torch.Tensor, dtype: torch.dtype, compile_: b
     """e4e or DECA: as built (contiguous weights), with the inference set-up (channels-last; DECA's in-place
     ReLUs/adds run in both), opt-in ``torch.compile`` and bf16."""
     k = kind(name)
-    built = k.build(k.config_from_dict({})).to(device=x.device, dtype=dtype)
-    plain = eval_mode(built, False)
+    plain = eval_mode(k.build(k.config_from_dict({})).to(device=x.device, dtype=dtype), False)
     tuned = k.set_mode(copy.deepcopy(plain), False)
-    yield "contiguous weights", lambda: plain(x)
-    yield "inference set-up", lambda: tuned(x)
-    if compile_:
-        compiled = _compiled(tuned)
-        yield "inference set-up + torch.compile", lambda: compiled(x)
-    if bf16:
-        tuned16 = copy.deepcopy(tuned).to(torch.bfloat16)
-        yield "inference set-up + bf16", lambda: tuned16(x.to(torch.bfloat16)).float()
+    yield "contiguous weights", lambda: plain(x).float()
+    yield "inference set-up", lambda: tuned(x).float()
+    yield from _opt_in_variants("inference set-up", tuned, lambda m, d=None: m(x.to(d or x.dtype)).float(),
+                                compile_, bf16)
 
 
 def print_levers(title: str, variants: Iterator[Variant], batch: int, device: torch.device) -> None:

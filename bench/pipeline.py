@@ -148,8 +148,8 @@ def main() -> None:
             for name, m, kw in (("render (A + G)", models, {}), ("render + FSR k=4", refined, {"context": context})):
                 cost[name, b] = timed(lambda m=m, kw=kw, dp=dp: render(m, source, dp, paste=False, **kw)) / b
                 print(f"{name:<28} {b:>5} {cost[name, b] * 1e3:>9.1f}")
-        print(f"FSR frame cost at batch {batch}: {cost['render + FSR k=4', batch] / cost['render (A + G)', batch]:.2f}x "
-              f"the plain frame (render step, same process)")
+        ratio = cost["render + FSR k=4", batch] / cost["render (A + G)", batch]
+        print(f"FSR frame cost at batch {batch}: {ratio:.2f}x the plain frame (render step, same process)")
     if args.tuning_steps:
         print_tuning(models, source, args.tuning_steps)
     for b in (1, batch):
