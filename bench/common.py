@@ -49,3 +49,53 @@ def parse_bench_args(description: str, configure: Callable[[argparse.ArgumentPar
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     return args
+
+
+class _ConvRecorder(torch.overrides.TorchFunctionMode):
+    """Records every 3×3 ``conv2d`` / ``conv_transpose2d`` call (groups 1) made under it: function, input and
+    weight shapes, dtype and the arguments after the bias (stride, padding, ...)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.conv2d, torch.conv_transpose2d) and args[1].shape[-2:] == (3, 3) \
+                and kwargs.get("groups", 1) == 1:
+            rest = tuple(tuple(v) if isinstance(v, list) else v for v in args[3:])
+            self.calls.append((func, tuple(args[0].shape), tuple(args[1].shape), args[0].dtype, rest,
+                               tuple(sorted((k, v) for k, v in kwargs.items() if k != "bias"))))
+        return func(*args, **kwargs)
+
+
+def conv_rate(fn: Callable[[], object], device: torch.device | str = "cpu", repeats: int = 3) -> float:
+    """GFLOP/s of the plain library 3×3 convolutions (oneDNN on CPU, cuDNN on CUDA) on the 3×3 layer shapes that
+    one call of ``fn`` runs, replayed with random channels-last tensors of the same shapes, dtype and arguments.
+
+    This is the ceiling a network of those layers can reach in this process: ratios of a network's rate to it
+    say how much time goes outside the convolutions.
+    """
+    recorder = _ConvRecorder()
+    with recorder:
+        fn()
+    if not recorder.calls:
+        raise ValueError("the network ran no 3x3 convolution")
+    flops = seconds = 0.0
+    for call in sorted(set(recorder.calls), key=str):
+        func, x_shape, w_shape, dtype, rest, kwargs = call
+        x = torch.randn(x_shape, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(w_shape, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        replay = lambda: func(x, w, None, *rest, **dict(kwargs))  # noqa: E731
+        n = recorder.calls.count(call)
+        flops += count_flops(replay) * n
+        seconds += best_seconds(lambda: synchronized(replay, device), repeats=repeats) * n
+    return flops / seconds / 1e9
+
+
+def synchronized(fn: Callable[[], object], device: torch.device | str = "cpu") -> object:
+    """``fn()``, waiting for the device to finish it (CUDA runs asynchronously)."""
+    out = fn()
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+    return out

@@ -1,17 +1,22 @@
-"""Per-frame cost of reenactment at 256 px with the full-size architectures (random weights), on the CPU.
+"""Per-frame cost of reenactment at 256 px with the full-size architectures (random weights).
 
-    .venv/bin/python bench/pipeline.py [--frames N] [--threads N]
+    .venv/bin/python bench/pipeline.py [--frames N] [--threads N] [--batch B] [--compile] [--no-bf16]
+    .venv/bin/python bench/pipeline.py --device cuda --dtype float16 [--batch 16] [--tuning-steps 5]
 
-Prints the in-process matmul GFLOP/s baseline, then ms/frame per stage (landmarks, DECA crop + E_flame, A,
-generator, paste-back) at batch 1 and 8, the render step (A + G) without and with FSR refinement (E_F at
-k = 4, output layer random) and their ratio at batch 8, and the end-to-end frames/s of a DriveSession (landmarks
-included) on real driving frames. Target: >= 2 frames/s at batch 8 on a 2-core CPU; FSR ≈ 2–3× the plain
-render (one more encoder pass and the generator after feature k again).
+Prints the in-process matmul GFLOP/s baseline and the machine's load, then for G, e4e and DECA's E_flame each
+speed lever on and off (ms/frame at batch B, time relative to the lever off, the output's difference, and the
+achieved rate as a fraction of the plain 3×3 convolution rate on the network's own layer shapes, measured in this
+process); then ms/frame per stage (landmarks, DECA crop + E_flame, A, generator, paste-back) at batch 1 and B, the
+render step (A + G) without and with FSR refinement (E_F at k = 4, output layer random), the generator tuning
+s/step if asked, and the end-to-end frames/s of a DriveSession (landmarks included) on real driving frames.
+On CUDA the networks run in ``--dtype`` (fp16 or fp32) and times wait for the device. Targets (CPU, fp32,
+batch 8, quiet 2 cores): G >= 0.7 of the conv rate, end to end >= 3.5 frames/s.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,8 +25,10 @@ import numpy as np
 import torch
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-from common import best_seconds, matmul_gflops  # noqa: E402
+from common import best_seconds, matmul_gflops, synchronized  # noqa: E402
+from levers import LEVER_HEADER, encoder_variants, generator_variants, print_levers  # noqa: E402
 
+from reenact_core.engine.tuning import tune_generator  # noqa: E402
 from reenact_core.engine import (DriveOptions, DriveSession, ReenactModels, estimate_codes, fsr_context,  # noqa: E402
                                  prepare_source, render)
 from reenact_core.landmarks import detect_faces  # noqa: E402
@@ -35,77 +42,117 @@ from reenact_core.weights.identity import with_identity  # noqa: E402
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
 
-def full_size_models() -> ReenactModels:
+def full_size_models(device: torch.device, dtype: torch.dtype) -> ReenactModels:
     loaded = {}
     for name in kind_names(INFERENCE):
         k = kind(name)
         config = k.config_from_dict({})
-        module = k.set_mode(k.build(config), False)
+        module = k.set_mode(k.build(config).to(device=device, dtype=dtype), False)
         with torch.no_grad():
             extras = k.extra_tensors(module, config, 0)
         loaded[name] = LoadedModel(name, config, module, Path(f"<random {name}>"), {}, extras)
-    return ReenactModels(loaded["stylegan2"], loaded["e4e"], loaded["deca"], loaded["directions"],
-                         torch.device("cpu"), torch.float32)
+    return ReenactModels(loaded["stylegan2"], loaded["e4e"], loaded["deca"], loaded["directions"], device, dtype)
 
 
 def with_full_size_fsr(models: ReenactModels) -> ReenactModels:
     """``models`` plus a full-size E_F for feature k = 4 of their generator (random, its output layer too)."""
     g = models.generator
     config = FSRConfig.for_generator(g.config)
-    module = kind("fsr").set_mode(kind("fsr").build(config), False)
+    module = kind("fsr").set_mode(kind("fsr").build(config).to(device=models.device, dtype=models.dtype), False)
     randomise_output(module)
     fsr = LoadedModel("fsr", config, module, Path("<random fsr>"), with_identity({}, g.module.state_dict()))
     return dataclasses.replace(models, fsr=fsr)
+
+
+def print_network_levers(models: ReenactModels, source, batch: int, compile_: bool, bf16: bool) -> None:
+    device, dtype = models.device, models.dtype
+    w = source.w_plus.expand(batch, -1, -1).contiguous()
+    g = models.generator.module
+    print(LEVER_HEADER)
+    print_levers("G 256", generator_variants(g, w, source.mean_latent, compile_, bf16), batch, device)
+    for title, name, size, low in (("e4e", "e4e", 256, -1.0), ("DECA", "deca", 224, 0.0)):
+        x = (torch.rand(batch, 3, size, size, device=device) * (1 - low) + low).to(dtype)
+        print_levers(title, encoder_variants(name, x, dtype, compile_, bf16), batch, device)
+
+
+def print_tuning(models: ReenactModels, source, steps: int) -> None:
+    g = models.generator.module
+    target = torch.rand(1, 3, g.config.size, g.config.size, device=models.device, dtype=models.dtype) * 2 - 1
+    tune = lambda n: tune_generator(g, source.w_plus, target, mean_latent=source.mean_latent, steps=n)  # noqa: E731
+    synchronized(lambda: tune(1), models.device)
+    seconds = best_seconds(lambda: synchronized(lambda: tune(steps), models.device), repeats=1, warmup=0)
+    print(f"generator tuning (MSE term, no LPIPS weights): {seconds / steps:.2f} s/step over {steps} steps")
+
+
+def load_note() -> str:
+    try:
+        return "load average (1 min) %.1f on %d CPUs" % (os.getloadavg()[0], os.cpu_count())
+    except OSError:
+        return "load average unknown"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=48, help="driving frames for the end-to-end run")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default 8 on CPU, 16 on CUDA)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow first call)")
+    parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 rows")
+    parser.add_argument("--tuning-steps", type=int, default=0, help="time generator tuning over this many steps")
     parser.add_argument("--driver", default=str(MEDIA / "d1.mp4"))
     parser.add_argument("--source", default=str(MEDIA / "s1.jpg"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    batch = args.batch or (16 if device.type == "cuda" else 8)
+    bf16 = not args.no_bf16 and (device.type != "cpu" or torch.ops.mkldnn._is_mkldnn_bf16_supported())
     base = matmul_gflops()
-    print(f"threads {torch.get_num_threads()}; matmul baseline {base:.1f} GFLOP/s (fp32 2048x2048, this process)")
-    models = full_size_models()
+    print(f"threads {torch.get_num_threads()}; {load_note()}; matmul baseline {base:.1f} GFLOP/s "
+          f"(fp32 2048x2048, this process); networks on {device} in {dtype}")
+    models = full_size_models(device, dtype)
     from PIL import Image
     source = prepare_source(np.asarray(Image.open(args.source).convert("RGB")), models)
+    with torch.inference_mode():
+        print_network_levers(models, source, batch, args.compile, bf16)
     frames = [f for _, f in zip(range(args.frames), VideoReader(args.driver))]
     while len(frames) < args.frames:
         frames += frames[: args.frames - len(frames)]
-    faces = [max(detect_faces(f), key=lambda x: x.area) for f in frames[:8]]
+    faces = [max(detect_faces(f), key=lambda x: x.area) for f in frames[:batch]]
     crops, kpts = zip(*[(c, t.frame_to_crop(fc.landmarks)) for fc, (c, t) in
                         ((fc, crop_using_landmarks(f, fc.landmarks)) for fc, f in zip(faces, frames))])
     crops, kpts = np.stack(crops), np.stack(kpts)
     g, a = models.generator.module, models.directions.module
     matrix = source.transform.crop_to_frame_matrix()
+    timed = lambda fn: best_seconds(lambda: synchronized(fn, device), repeats=2)  # noqa: E731
     print(f"{'stage':<28} {'batch':>5} {'ms/frame':>9}")
     with torch.inference_mode():
         rows = [("landmarks (dlib, 512 px)", 1, lambda: detect_faces(frames[0]))]
-        for b in (1, 8):
-            dp = torch.randn(b, 15)
+        for b in (1, batch):
+            dp = torch.randn(b, 15, device=device, dtype=dtype)
             w = source.w_plus.expand(b, -1, -1)
             rows += [("DECA crop + E_flame", b, lambda b=b: estimate_codes(models, crops[:b], kpts[:b])),
                      ("A", b, lambda dp=dp: a(dp)),
                      ("generator 256 cm1", b, lambda w=w: g(w, truncation=0.7, truncation_latent=source.mean_latent))]
         rows.append(("paste-back", 1, lambda: paste_back(source.image, crops[0], matrix)))
         for name, b, fn in rows:
-            print(f"{name:<28} {b:>5} {best_seconds(fn, repeats=2) / b * 1e3:>9.1f}")
+            print(f"{name:<28} {b:>5} {timed(fn) / b * 1e3:>9.1f}")
         refined = with_full_size_fsr(models)
         context = fsr_context(refined, source)
         cost = {}
-        for b in (1, 8):
-            dp = torch.randn(b, 15)
+        for b in (1, batch):
+            dp = torch.randn(b, 15, device=device, dtype=dtype)
             for name, m, kw in (("render (A + G)", models, {}), ("render + FSR k=4", refined, {"context": context})):
-                cost[name, b] = best_seconds(lambda m=m, kw=kw, dp=dp: render(m, source, dp, paste=False, **kw),
-                                             repeats=2) / b
+                cost[name, b] = timed(lambda m=m, kw=kw, dp=dp: render(m, source, dp, paste=False, **kw)) / b
                 print(f"{name:<28} {b:>5} {cost[name, b] * 1e3:>9.1f}")
-        print(f"FSR frame cost at batch 8: {cost['render + FSR k=4', 8] / cost['render (A + G)', 8]:.2f}x the plain "
-              f"frame (render step, same process)")
-    for b in (1, 8):
+        ratio = cost["render + FSR k=4", batch] / cost["render (A + G)", batch]
+        print(f"FSR frame cost at batch {batch}: {ratio:.2f}x the plain frame (render step, same process)")
+    if args.tuning_steps:
+        print_tuning(models, source, args.tuning_steps)
+    for b in (1, batch):
         session = DriveSession(models, source, DriveOptions(batch_size=b))
         session.process(frames[:b])        # warm-up
         start = time.perf_counter()
@@ -113,6 +160,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         print(f"end to end (landmarks included), batch {b}: {n / seconds:.2f} frames/s "
               f"({seconds / n * 1e3:.0f} ms/frame over {n} frames)")
+    print(load_note())
 
 
 if __name__ == "__main__":

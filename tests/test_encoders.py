@@ -1,6 +1,7 @@
 """e4e, DECA E_flame and the direction matrix A on tiny configs (the golden fixtures are in test_golden.py)."""
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import replace
@@ -178,3 +179,39 @@ def test_apply_shift_touches_only_first_rows():
         directions.apply_shift(w_plus, torch.zeros(2, layers, dim + 1))
     with pytest.raises(WeightsError):
         directions.apply_shift(w_plus, torch.zeros(2, layers + 5, dim))
+
+
+# --- inference set-up and bf16 --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("module, model_cls, config", [TINY_CONFIGS[0], TINY_CONFIGS[2]])
+def test_inference_setup_is_exact_and_left_off_when_trainable(module, model_cls, config):
+    plain = _randomise(model_cls(config))
+    fast = module.KIND.set_mode(copy.deepcopy(plain), False)
+    trainable = module.KIND.set_mode(copy.deepcopy(plain), True)
+    conv_weights = [p for p in fast.parameters() if p.ndim == 4]
+    assert conv_weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights)
+    assert all(p.is_contiguous() for p in trainable.parameters())
+    assert list(fast.state_dict()) == list(plain.state_dict())
+    size = config.input_size if module is e4e else deca.INPUT_SIZE
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        reference = plain(x)
+        out = fast(x)
+    with torch.enable_grad():                                  # out-of-place path (autograd) agrees too
+        graded = fast(x.clone().requires_grad_(True))
+    scale = reference.abs().max()
+    assert (out - reference).abs().max() <= 1e-5 * scale
+    assert (graded - reference).abs().max() <= 1e-5 * scale
+
+
+@pytest.mark.parametrize("module, model_cls, config", [TINY_CONFIGS[0], TINY_CONFIGS[2]])
+def test_bfloat16_within_documented_error(module, model_cls, config):
+    fast = module.KIND.set_mode(_randomise(model_cls(config)), False)
+    size = config.input_size if module is e4e else deca.INPUT_SIZE
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        reference = fast(x)
+        out = fast.to(torch.bfloat16)(x.to(torch.bfloat16))
+    assert out.dtype == torch.bfloat16
+    span = reference.max() - reference.min()
+    assert (out.float() - reference).abs().max() <= module.BF16_ERROR * span

@@ -164,3 +164,51 @@ def test_bfloat16(tiny, w_plus):
     noisy = g16(w_plus, randomize_noise=True, generator=torch.Generator().manual_seed(0))
     assert noisy.dtype == torch.bfloat16 and torch.isfinite(noisy).all()
     assert g16.mean_latent(64).dtype == torch.bfloat16
+
+
+def _fresh_output(g: Generator, w_plus: torch.Tensor) -> torch.Tensor:
+    """``g(w_plus)`` with every cached weight preparation dropped first (the uncached reference)."""
+    for m in g.modules():
+        if hasattr(m, "_weight_cache"):
+            m._weight_cache = None
+    return g(w_plus)
+
+
+def test_weight_cache_follows_in_place_updates(tiny, w_plus):
+    with torch.no_grad():
+        first = tiny(w_plus)
+        assert torch.equal(tiny(w_plus), first)                   # served from the cache: exact
+        assert any(getattr(m, "_weight_cache", None) is not None for m in tiny.modules())
+        tiny.convs[0].conv.weight.mul_(1.5)                       # an in-place training-style update
+        updated = tiny(w_plus)
+        assert not torch.equal(updated, first)
+        assert torch.equal(updated, _fresh_output(tiny, w_plus))
+        tiny.load_state_dict({k: v * 0.9 if k.endswith("conv.weight") else v
+                              for k, v in tiny.state_dict().items()})
+        assert torch.equal(tiny(w_plus), _fresh_output(tiny, w_plus))
+    # An optimiser step on a trainable generator, then inference again.
+    tiny.requires_grad_(True)
+    optimiser = torch.optim.SGD(tiny.parameters(), lr=0.1)
+    tiny(w_plus).square().mean().backward()
+    optimiser.step()
+    with torch.no_grad():
+        assert torch.equal(tiny(w_plus), _fresh_output(tiny, w_plus))
+
+
+def test_weight_cache_follows_swapped_parameters(tiny, w_plus):
+    from torch.func import functional_call
+    with torch.no_grad():
+        tiny(w_plus)                                              # fills the cache with the module's weights
+        swapped = {k: v * 1.1 for k, v in tiny.named_parameters() if k.endswith("conv.weight")}
+        via_call = functional_call(tiny, swapped, (w_plus,))
+        own = tiny(w_plus)
+        reference = Generator(TINY).eval()
+        reference.load_state_dict({**tiny.state_dict(), **swapped})
+        assert torch.equal(via_call, reference(w_plus))
+        assert torch.equal(own, _fresh_output(tiny, w_plus)) and not torch.equal(own, via_call)
+        tiny.to(torch.float64)                                    # .to() swaps the storage
+        assert torch.equal(tiny(w_plus.double()), _fresh_output(tiny, w_plus.double()))
+    # With gradients on trainable weights nothing is cached: gradients reach every conv weight.
+    tiny.requires_grad_(True)
+    tiny(w_plus.double()).square().mean().backward()
+    assert all(m.weight.grad is not None for m in tiny.modules() if hasattr(m, "_weight_cache"))

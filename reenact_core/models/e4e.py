@@ -16,7 +16,7 @@ from torch import nn
 
 from reenact_core.errors import InputError, WeightsError
 from reenact_core.models.config import ModelConfig, check, count_indexed, shape_of
-from reenact_core.models.kind import INFERENCE, Converted, ModelKind, OfficialParts
+from reenact_core.models.kind import INFERENCE, Converted, ModelKind, OfficialParts, channels_last_at_inference
 from reenact_core.models.stylegan2 import REFERENCE_SOURCE, EqualLinear
 
 # First W+ row fed by each pyramid level (c3, p2, p1): e4e psp_encoders.py `coarse_ind = 3`, `middle_ind = 7`.
@@ -242,6 +242,11 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> EncoderCon
     return config
 
 
+# Largest |bf16 − fp32| W+ difference as a fraction of the fp32 output's range (full-size random weights: about
+# 0.8 % measured; README "Speed and precision").
+BF16_ERROR = 0.02
+
+
 # --- model kind ---------------------------------------------------------------------------------------------
 
 def _from_official(parts: OfficialParts) -> Converted:
@@ -271,5 +276,5 @@ KIND = ModelKind(
     # mid-grey in the encoder's [-1, 1] range
     probe_input=lambda config, extras, device, dtype: (
         torch.zeros(1, 3, config.input_size, config.input_size, device=device, dtype=dtype),),
-    file_name=_file_name,
+    file_name=_file_name, set_mode=channels_last_at_inference,
 )

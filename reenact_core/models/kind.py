@@ -64,6 +64,13 @@ def eval_mode(module: nn.Module, trainable: bool) -> nn.Module:
     return module.train().requires_grad_(True) if trainable else module.eval().requires_grad_(False)
 
 
+def channels_last_at_inference(module: nn.Module, trainable: bool) -> nn.Module:
+    """``eval_mode``, and at inference the 4-D weights in channels-last layout (oneDNN's and cuDNN's fast one:
+    convolutions then run in it end to end); values and keys are unchanged, trainable modules are left as built."""
+    module = eval_mode(module, trainable)
+    return module if trainable else module.to(memory_format=torch.channels_last)
+
+
 def _same_parts(parts: OfficialParts) -> Converted:
     return Converted(parts.config, dict(parts.state_dict))
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -265,6 +266,7 @@ class ModulatedConv2d(nn.Module):
         self.kernel_size = kernel_size
         self.demodulate = demodulate
         self.upsample = upsample
+        self._weight_cache = None                               # see _prepared_weight
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, overwrite_input: bool = False) -> torch.Tensor:
         """``x (B, C_in, H, W)``, ``w (B, style_dim)`` → ``(B, C_out, H', W')`` (``H' = 2H`` if upsampling).
@@ -272,20 +274,48 @@ class ModulatedConv2d(nn.Module):
         ``overwrite_input`` lets the modulation reuse ``x``'s memory (only when the caller no longer needs it).
         """
         s = self.modulation(w)                                  # (B, C_in)
-        weight = self.weight[0] * self.scale                    # (C_out, C_in, k, k)
         if self.kernel_size == 1:
-            return self._pointwise(x, weight[:, :, 0, 0], s)
+            return self._pointwise(x, self.weight[0, :, :, 0, 0] * self.scale, s)
         b = s.shape[0]
         s_map = s.view(b, -1, 1, 1)
-        x = (x.mul_(s_map) if overwrite_input else x * s_map).contiguous(memory_format=_conv_memory_format(x))
+        memory_format = _conv_memory_format(x)
+        x = (x.mul_(s_map) if overwrite_input else x * s_map).contiguous(memory_format=memory_format)
+        weight, squares = self._prepared_weight(memory_format)
         if self.upsample:
-            out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+            out = self.blur(F.conv_transpose2d(x, weight, stride=2))
         else:
             out = F.conv2d(x, weight, padding=self.kernel_size // 2)
         if not self.demodulate:
             return out
-        d = torch.rsqrt(s.square() @ weight.square().sum((2, 3)).t() + EPS).view(b, -1, 1, 1)
+        d = torch.rsqrt(s.square() @ squares + EPS).view(b, -1, 1, 1)
         return out * d if torch.is_grad_enabled() else out.mul_(d)
+
+    def _prepared_weight(self, memory_format: torch.memory_format) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conv weight (scaled, transposed for upsampling, in ``memory_format``) and ``Σ_kk W²`` as
+        ``(C_in, C_out)``.
+
+        Unless autograd must see the ops (gradients enabled and ``self.weight`` requiring them) the pair is kept
+        and reused while ``self.weight`` is the same tensor object with the same storage and version counter, so
+        in-place updates (optimiser steps, ``load_state_dict``), swapped parameters
+        (``torch.func.functional_call``) and ``.to()`` all recompute it.
+        """
+        param = self.weight
+        grad = torch.is_grad_enabled()
+        key = None
+        if not (grad and param.requires_grad) and not param.is_inference():
+            key = (param.data_ptr(), param._version, param.dtype, param.device, memory_format)
+            cached = self._weight_cache
+            if (cached is not None and cached[0]() is param and cached[1] == key
+                    and not (grad and cached[2][0].is_inference())):
+                return cached[2]
+        weight = param[0] * self.scale                          # (C_out, C_in, k, k)
+        squares = weight.square().sum((2, 3)).t()
+        if self.upsample:
+            weight = weight.transpose(0, 1)
+        prepared = weight.contiguous(memory_format=memory_format), squares.contiguous()
+        if key is not None:
+            self._weight_cache = (weakref.ref(param), key, prepared)
+        return prepared
 
     def _pointwise(self, x: torch.Tensor, weight: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         weight = weight * s[:, None, :]                         # (B, C_out, C_in)

@@ -1,0 +1,83 @@
+"""Each network with each speed lever on and off, timed in one process, and its rate as a fraction of the plain
+3×3 convolution rate on its own layer shapes (``common.conv_rate``). Used by ``pipeline.py``."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+
+import torch
+from common import best_seconds, conv_rate, count_flops, synchronized
+
+from reenact_core.models.kind import eval_mode
+from reenact_core.weights import kind
+
+Variant = tuple[str, Callable[[], torch.Tensor]]
+
+
+def _drop_weight_caches(module: torch.nn.Module) -> None:
+    for m in module.modules():
+        if hasattr(m, "_weight_cache"):
+            m._weight_cache = None
+
+
+def _compiled(module: torch.nn.Module) -> torch.nn.Module:
+    return torch.compile(module, dynamic=False)
+
+
+def _opt_in_variants(label: str, module: torch.nn.Module,
+                     call: Callable[[torch.nn.Module, torch.dtype | None], torch.Tensor], compile_: bool,
+                     bf16: bool) -> Iterator[Variant]:
+    """``module`` under ``torch.compile`` and a bf16 copy of it; ``call(m, dtype)`` runs ``m`` with inputs cast to
+    ``dtype`` (None: as they are) and returns fp32."""
+    if compile_:
+        compiled = _compiled(module)
+        yield f"{label} + torch.compile", lambda: call(compiled, None)
+    if bf16:
+        copy16 = copy.deepcopy(module).to(torch.bfloat16)
+        yield f"{label} + bf16 (opt-in)", lambda: call(copy16, torch.bfloat16)
+
+
+def generator_variants(g, w: torch.Tensor, mean: torch.Tensor, compile_: bool, bf16: bool) -> Iterator[Variant]:
+    """G at ψ = 0.7: without and with the per-call weight preparation cached, opt-in ``torch.compile`` and bf16."""
+    def run(m, dtype=None):
+        return m(w.to(dtype or w.dtype), truncation=0.7, truncation_latent=mean.to(dtype or mean.dtype)).float()
+    yield "prepared weights per call", lambda: (_drop_weight_caches(g), run(g))[1]
+    yield "weight cache", lambda: run(g)
+    yield from _opt_in_variants("weight cache", g, run, compile_, bf16)
+
+
+def encoder_variants(name: str, x: torch.Tensor, dtype: torch.dtype, compile_: bool,
+                     bf16: bool) -> Iterator[Variant]:
+    """e4e or DECA: as built (contiguous weights), with the inference set-up (channels-last; DECA's in-place
+    ReLUs/adds run in both), opt-in ``torch.compile`` and bf16."""
+    k = kind(name)
+    plain = eval_mode(k.build(k.config_from_dict({})).to(device=x.device, dtype=dtype), False)
+    tuned = k.set_mode(copy.deepcopy(plain), False)
+    yield "contiguous weights", lambda: plain(x).float()
+    yield "inference set-up", lambda: tuned(x).float()
+    yield from _opt_in_variants("inference set-up", tuned, lambda m, d=None: m(x.to(d or x.dtype)).float(),
+                                compile_, bf16)
+
+
+def print_levers(title: str, variants: Iterator[Variant], batch: int, device: torch.device) -> None:
+    """One row per variant: ms/frame, time relative to the first variant, the output's largest difference from
+    the first variant's as a fraction of that output's range, and the rate as a fraction of the conv rate."""
+    rows = list(variants)
+    reference_fn = rows[0][1]
+    reference = reference_fn().float()
+    flops = count_flops(reference_fn)
+    ceiling = conv_rate(reference_fn, device)
+    span = (reference.max() - reference.min()).item()
+    base = None
+    for lever, fn in rows:
+        seconds = best_seconds(lambda fn=fn: synchronized(fn, device), repeats=2)
+        base = base or seconds
+        error = (fn().float() - reference).abs().max().item() / span
+        print(f"{title:<10} {lever:<36} {batch:>5} {seconds / batch * 1e3:>9.1f} {seconds / base:>6.2f} "
+              f"{error:>9.1e} {flops / seconds / 1e9 / ceiling:>6.2f}")
+    print(f"{title:<10} 3x3 conv rate on its layer shapes: {ceiling:.1f} GFLOP/s ({reference.dtype})")
+
+
+LEVER_HEADER = (f"{'network':<10} {'lever':<36} {'batch':>5} {'ms/frame':>9} {'time':>6} {'max err':>9} "
+                f"{'conv':>6}\n(time: relative to the network's first row; max err: largest difference from the first "
+                f"row / its output range; conv: achieved GFLOP/s / plain 3x3 conv GFLOP/s on the same layer shapes)")
