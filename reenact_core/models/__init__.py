@@ -1,1 +1,3 @@
-"""Networks of the method: the e4e inversion encoder, DECA's E_flame, the direction matrix A and StyleGAN2."""
+"""Networks of the method, each with its model-kind declaration (``KIND``): the e4e inversion encoder, DECA's
+E_flame, the direction matrix A with its normaliser, StyleGAN2 and LPIPS. Pure PyTorch: this package imports
+nothing of the library but ``errors``."""
