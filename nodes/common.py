@@ -45,6 +45,27 @@ Latent = io.Custom("REENACT_LATENT")      # codes to decode: a source and Δp pe
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def _tooltip(option, tooltip: str | None) -> str:
+    return tooltip or option.help[:1].upper() + option.help[1:]
+
+
+def combo(option, *, tooltip: str | None = None, **kwargs) -> io.Combo.Input:
+    """The widget of a choice option of ``reenact_core.options``: its name, choices and default."""
+    return io.Combo.Input(option.name, options=list(option.choices), default=option.default,
+                          tooltip=_tooltip(option, tooltip), **kwargs)
+
+
+def number(option, *, tooltip: str | None = None, **kwargs) -> io.Int.Input | io.Float.Input:
+    """The widget of a number option of ``reenact_core.options``: its name, default, range and step
+    (``kwargs`` may override the default, e.g. where a node's use has its own)."""
+    kind = io.Int if option.integer else io.Float
+    kwargs.setdefault("default", option.default)
+    if option.step is not None:
+        kwargs.setdefault("step", option.step)
+    return kind.Input(option.name, min=option.minimum, max=option.maximum, tooltip=_tooltip(option, tooltip),
+                      **kwargs)
+
+
 @dataclass(eq=False)
 class ModelHandle:
     """One model file in one dtype, managed by ComfyUI (moved to the GPU on use, released on /free).

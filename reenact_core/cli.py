@@ -6,9 +6,29 @@ import os
 import sys
 from pathlib import Path
 
+from . import options
 from .errors import ReenactError
+from .options import add_argument
 
 DTYPES = ("float32", "float16", "bfloat16")
+
+
+def _face(text: str) -> str | int:
+    try:
+        return options.face_select(text)
+    except ReenactError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _tune_steps(text: str) -> str | int:
+    if text == options.AUTO:
+        return text
+    try:
+        return options.TUNE_STEPS.check(int(text))
+    except (ValueError, ReenactError):
+        raise argparse.ArgumentTypeError(f"tune steps take {options.AUTO} or a whole number in "
+                                         f"[{options.TUNE_STEPS.minimum}, {options.TUNE_STEPS.maximum}], "
+                                         f"got {text!r}") from None
 
 
 def model_folders(args: argparse.Namespace) -> list[Path]:
@@ -78,8 +98,9 @@ def _reenact(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
     from .engine import DriveOptions, edit, find_fsr, load_reenact_models, load_source, prepare_source, save_source
-    from .weights import find_lpips
+    from .memory import fix_heap_threshold
     from .pipeline import reenact_file
+    from .weights import find_lpips
 
     folders = model_folders(args)
     device = _device(args.device)
@@ -92,7 +113,7 @@ def _reenact(args: argparse.Namespace) -> int:
     else:
         if not args.source:
             raise ReenactError("give --source IMAGE or --source-in SAVED.safetensors")
-        steps = args.tune_steps if args.tune_steps is not None else (200 if args.driving else 0)
+        steps = options.tune_steps(args.tune_steps, driving=bool(args.driving))
         bar, update = _progress_bar(steps, "tuning G to the source") if steps else (None, None)
         source = prepare_source(_read_image(args.source), models, select=args.face, tune_steps=steps,
                                 lpips=find_lpips(folders, device=device) if steps else None,
@@ -110,13 +131,14 @@ def _reenact(args: argparse.Namespace) -> int:
         Image.fromarray(np.ascontiguousarray(to_uint8_rgb(image))).save(args.out)
         print(f"wrote {args.out}")
         return 0
-    options = DriveOptions(mode=args.mode, pose=not args.no_pose, expression=not args.no_expression,
-                           strength=args.strength, smoothing=args.smoothing, no_face=args.no_face,
-                           paste_back=not args.no_paste_back, color_match=args.color_match,
-                           batch_size=args.batch_size)
+    drive_options = DriveOptions(mode=args.mode, pose=not args.no_pose, expression=not args.no_expression,
+                                 strength=args.strength, smoothing=args.smoothing, no_face=args.no_face,
+                                 paste_back=not args.no_paste_back, color_match=args.color_match,
+                                 batch_size=args.batch_size)
+    fix_heap_threshold()   # a long video's frame buffers are mapped and unmapped: RSS stays flat (memory module)
     bar, update = _progress_bar(args.frames, "reenacting")
     try:
-        summary = reenact_file(models, source, args.driving, args.out, options, num_frames=args.frames,
+        summary = reenact_file(models, source, args.driving, args.out, drive_options, num_frames=args.frames,
                                length_policy=args.length, png_dir=args.png_frames, progress=update)
     finally:
         bar.close()
@@ -190,8 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "architecture is inferred from its shapes and checked strictly.")
     conv.add_argument("src", help="the official checkpoint file")
     conv.add_argument("dst", help="output .safetensors file, or a folder (e.g. models/reenact/) to use the canonical name")
-    conv.add_argument("--kind", choices=["stylegan2", "e4e", "deca", "directions"],
-                      help="refuse the file unless it holds this kind of model")
+    conv.add_argument("--kind", help="refuse the file unless it holds this kind of model (a kind name: "
+                                      "`doctor` lists them)")
     conv.set_defaults(run=_convert)
 
     def common(p):
@@ -207,32 +229,26 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--driving", help="driving video, image folder or image")
     ren.add_argument("--out", required=True, help="output video (.mp4) or image (.png/.jpg)")
     ren.add_argument("--dtype", choices=DTYPES, default="float32")
-    ren.add_argument("--batch-size", type=int, default=8, help="frames per network batch (default 8)")
-    ren.add_argument("--mode", choices=["absolute", "relative"], default="absolute",
-                     help="absolute: take the driver's pose and expression (reference); relative: add the driver's "
-                          "change since its first frame to the source's own")
+    add_argument(ren, options.BATCH_SIZE, "--batch-size")
+    add_argument(ren, options.MODE, "--mode")
     ren.add_argument("--no-pose", action="store_true", help="do not transfer head pose")
     ren.add_argument("--no-expression", action="store_true", help="do not transfer jaw and expressions")
-    ren.add_argument("--strength", type=float, default=1.0, help="multiplier on the motion (default 1)")
-    ren.add_argument("--smoothing", type=float, default=0.5, help="temporal smoothing strength in [0, 1] (default 0.5)")
-    ren.add_argument("--no-face", choices=["raise", "pass", "hold"], default="hold",
-                     help="driver frames without a face: stop with an error, output the unchanged source, or "
-                          "repeat the last result (default hold)")
-    ren.add_argument("--face", default="largest", type=lambda v: int(v) if v.isdigit() else v,
-                     help="which source face: largest, score or an index from the left (default largest)")
+    add_argument(ren, options.STRENGTH, "--strength")
+    add_argument(ren, options.SMOOTHING, "--smoothing")
+    add_argument(ren, options.NO_FACE, "--no-face")
+    add_argument(ren, options.FACE, "--face", type=_face, choices=None, help="which source face: " + options.FACE.help)
     ren.add_argument("--no-paste-back", action="store_true", help="write the 256-px crops instead of full frames")
     ren.add_argument("--color-match", action="store_true", help="match the face colours to the source image")
-    ren.add_argument("--tune-steps", type=int, default=None,
-                     help="per-source generator tuning steps (default 200 for reenactment, 0 for editing)")
+    add_argument(ren, options.TUNE_STEPS, "--tune-steps", type=_tune_steps, default=options.AUTO,
+                 help=options.TUNE_STEPS.help + f"; {options.AUTO}: {options.TUNE_STEPS.default} for reenactment, "
+                      f"{options.EDIT_TUNE_STEPS} for editing")
     ren.add_argument("--source-in", help="load a prepared source (.safetensors) instead of --source")
     ren.add_argument("--source-out", help="save the prepared source (W+, tuned layers, ...) to reuse it")
     ren.add_argument("--edit", action="append", default=[], metavar="NAME=VALUE",
                      help="edit a direction: yaw/pitch/roll (degrees), jaw (radians), exp_00..exp_10 (repeatable)")
-    ren.add_argument("--edit-mode", choices=["offset", "target"], default="offset",
-                     help="edit values are offsets from the source's own (default) or target values")
+    add_argument(ren, options.EDIT_MODE, "--edit-mode")
     ren.add_argument("--frames", type=int, default=None, help="number of output frames (default: the driver's)")
-    ren.add_argument("--length", choices=["stop", "loop", "pingpong"], default="stop",
-                     help="when the driver is shorter than --frames: stop, loop or ping-pong (default stop)")
+    add_argument(ren, options.LENGTH, "--length")
     ren.add_argument("--png-frames", metavar="DIR", help="also write every output frame as PNG into DIR")
     ren.add_argument("--fsr", default="auto", metavar="FILE|auto|off",
                      help="feature-space refinement of hair and background: a trained FSR file, auto (the models "

@@ -95,7 +95,7 @@ class DecaMeasurer:
 
     def params(self, frame: np.ndarray) -> FaceParams | None:
         """DECA's pose and expression of the largest face (the engine's crop → DECA path), or None."""
-        from .engine.source import estimate_codes
+        from .engine.measure import estimate_codes
         from .faces.images import to_uint8_rgb
         from .faces.reference_crop import crop_using_landmarks
 

@@ -21,7 +21,7 @@ from golden_fixtures import (TOLERANCES, cases, filled_state_dict, kind_of, layo
 from reenact_core.engine import (DriveOptions, DrivenChunk, DriveSession, PreparedSource, ReenactModels, drive,
                                  estimate_codes, load_reenact_models, load_source, prepare_source, render,
                                  save_source)
-from reenact_core.engine.source import image_to_uint8
+from reenact_core.engine.render import image_to_uint8
 from reenact_core.engine.tuning import TunedLayers
 from reenact_core.errors import Interrupted, MissingModelError, NoFaceError, WeightsError
 from reenact_core.faces.reference_crop import CropTransform

@@ -65,16 +65,14 @@ def test_media_faces_are_plausible_and_follow_the_policy(name):
         assert (face.landmarks[:, 1] <= 1.1 * h).all()
     assert [f.box[0] + f.box[2] for f in faces] == sorted(f.box[0] + f.box[2] for f in faces)
     if faces:  # one face per media file: the tracker takes it under every policy
-        for policy in ("raise", "pass", "hold"):
+        for policy in ("raise", "pass"):
             (tracked,) = track_faces([rgb], on_missing=policy)
-            assert tracked.face is not None and not tracked.held
+            assert tracked.face is not None
             np.testing.assert_array_equal(tracked.face.landmarks, max(faces, key=lambda f: f.area).landmarks)
     else:  # e.g. a cartoon the detector does not take for a face
         with pytest.raises(NoFaceError, match="frame 0"):
             track_faces([rgb], on_missing="raise")
         assert track_faces([rgb], on_missing="pass")[0].face is None
-        with pytest.raises(NoFaceError):
-            track_faces([rgb], on_missing="hold")
 
 
 def _layouts(rgb: np.ndarray) -> dict[str, np.ndarray]:
