@@ -21,6 +21,10 @@ from .method import TUNE_STEPS as _REENACT_TUNE_STEPS
 AUTO = "auto"
 
 
+def _label(name: str) -> str:
+    return name.replace("_", " ")
+
+
 @dataclass(frozen=True)
 class Choice:
     """An option taking one of ``choices`` (strings); ``default`` is one of them."""
@@ -33,7 +37,7 @@ class Choice:
     def check(self, value: str) -> str:
         """``value`` when it is one of the choices, else InputError naming the option and the choices."""
         if value not in self.choices:
-            raise InputError(f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}")
+            raise InputError(f"{_label(self.name)} must be one of {', '.join(self.choices)}, got {value!r}")
         return value
 
 
@@ -55,7 +59,8 @@ class Number:
         if (self.integer and not whole) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                 or not self.minimum <= value <= self.maximum:
             what = "a whole number" if self.integer else "a number"
-            raise InputError(f"{self.name} must be {what} in [{self.minimum}, {self.maximum}], got {value!r}")
+            raise InputError(f"{_label(self.name)} must be {what} in [{self.minimum}, {self.maximum}], "
+                             f"got {value!r}")
         return value
 
 

@@ -101,9 +101,9 @@ def test_no_declared_choice_list_is_written_out_again():
 
 def test_declarations_check_values():
     assert options.MODE.check("relative") == "relative"
-    with pytest.raises(InputError, match="no_face"):
+    with pytest.raises(InputError, match="no face"):
         options.NO_FACE.check("skip")
-    with pytest.raises(InputError, match="batch_size"):
+    with pytest.raises(InputError, match="batch size"):
         options.BATCH_SIZE.check(2.5)
     with pytest.raises(InputError, match="smoothing"):
         options.SMOOTHING.check(float("nan"))

@@ -21,7 +21,7 @@ def test_windows_group_rows_by_frame_window(batch_size):
 
 def test_windows_of_nothing_and_bad_sizes():
     assert windows(np.zeros(0, np.int64), 8) == []
-    with pytest.raises(InputError, match="batch_size"):
+    with pytest.raises(InputError, match="batch size"):
         windows([0, 1], 0)
 
 
