@@ -122,6 +122,24 @@ class ModelHandle:
                        extras={name: t.to(self.patcher.load_device) for name, t in self.model.extras.items()})
 
 
+def clear_library_caches_on_unload() -> None:
+    """Makes ComfyUI's ``unload_all_models`` (what ``/free`` with ``unload_models`` runs) also drop the library's
+    helper-model caches (``reenact_core.caches``: dlib, FAN on the GPU, landmark backends, evaluation)."""
+    original = mm.unload_all_models
+    if getattr(original, "clears_reenact_caches", False):
+        return
+
+    def unload_all_models(*args, **kwargs):
+        from reenact_core.caches import clear_caches
+
+        result = original(*args, **kwargs)
+        clear_caches()
+        return result
+
+    unload_all_models.clears_reenact_caches = True
+    mm.unload_all_models = unload_all_models
+
+
 _HANDLES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _HANDLES_LOCK = threading.Lock()
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import Callable, Iterable, Optional
 
 import numpy as np
 import torch
 
+from .caches import cached
 from .errors import NoFaceError
 from .faces.temporal_metrics import landmark_jitter
 from .params import EXPRESSION_DIRECTIONS, VOXCELEB, FaceParams, Normaliser
@@ -29,7 +29,7 @@ ParamsEstimator = Callable[[np.ndarray], Optional[FaceParams]]   # RGB uint8 fra
 LandmarkFinder = Callable[[np.ndarray], Optional[np.ndarray]]    # RGB uint8 frame → (68, 2) points
 
 
-@lru_cache(maxsize=1)
+@cached
 def _descriptor_model():
     import dlib
 

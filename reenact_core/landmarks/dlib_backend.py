@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from ..caches import cached
 from ..errors import MissingModelError
 from ..faces.images import downscaled
 from ..files import find_file
@@ -49,7 +49,7 @@ def predictor_path(models_dir: str | os.PathLike | None = None) -> Path:
     return dlib_model_file(PREDICTOR_FILE, models_dir)
 
 
-@lru_cache(maxsize=None)
+@cached
 def load_models(path: Path):
     """dlib's frontal HOG detector and the shape predictor at ``path``, loaded once per process."""
     try:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from ..caches import cached
 from ..errors import InputError, MissingModelError
 from ..faces.images import downscaled
 from ..files import find_file
@@ -66,7 +66,7 @@ def _require_package() -> None:
         )
 
 
-@lru_cache(maxsize=None)
+@cached
 def _load_fan(path: Path, device: torch.device) -> torch.nn.Module:
     from face_alignment.models import FAN
 
@@ -75,7 +75,7 @@ def _load_fan(path: Path, device: torch.device) -> torch.nn.Module:
     return net.to(device).eval()
 
 
-@lru_cache(maxsize=None)
+@cached
 def _load_s3fd(path: Path, device: torch.device):
     from face_alignment.detection.sfd import FaceDetector
 
