@@ -1,7 +1,7 @@
 """The motion step: Δp of consecutive driver faces against a source, with A's normaliser (uses no network)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
@@ -9,8 +9,15 @@ from ..faces.smoothing import SequenceSmoother
 from ..options import FPS
 from ..params import FaceParams, Normaliser, delta_p, denormalise, normalise
 
-if TYPE_CHECKING:
-    from .session import DriveOptions
+
+class MotionOptions(Protocol):
+    """What the motion step reads of :class:`~reenact_core.engine.session.DriveOptions`."""
+
+    mode: str
+    pose: bool
+    expression: bool
+    strength: float
+    smoothing: float
 
 
 class DriverMotion:
@@ -27,7 +34,7 @@ class DriverMotion:
         fps: driver frame rate, for the smoother's time constants.
     """
 
-    def __init__(self, source_params: FaceParams, normaliser: Normaliser, options: DriveOptions, *,
+    def __init__(self, source_params: FaceParams, normaliser: Normaliser, options: MotionOptions, *,
                  fps: float = FPS.default):
         self.source_params, self.normaliser, self.options = source_params, normaliser, options
         self._smoother = SequenceSmoother("params", options.smoothing, fps, scale=2 * normaliser.shift_scale)
