@@ -5,7 +5,8 @@
 Prints the in-process matmul GFLOP/s baseline, then ms/frame per stage (landmarks, DECA crop + E_flame, A,
 generator, paste-back) at batch 1 and 8, the render step (A + G) without and with FSR refinement (E_F at
 k = 4, output layer random) and their ratio at batch 8, and the end-to-end frames/s of a DriveSession (landmarks
-included) on real driving frames. Target: >= 2 frames/s at batch 8 on a 2-core CPU; FSR ≈ 2–3× the plain
+included) on real driving frames, also as a ratio to the matmul rate (compare two versions by this ratio: each
+run measures its own baseline). Target: >= 2 frames/s at batch 8 on a 2-core CPU; FSR ≈ 2–3× the plain
 render (one more encoder pass and the generator after feature k again).
 """
 from __future__ import annotations
@@ -112,7 +113,8 @@ def main() -> None:
         n = len(session.process(frames)) + len(session.finish())
         seconds = time.perf_counter() - start
         print(f"end to end (landmarks included), batch {b}: {n / seconds:.2f} frames/s "
-              f"({seconds / n * 1e3:.0f} ms/frame over {n} frames)")
+              f"({seconds / n * 1e3:.0f} ms/frame over {n} frames); {n / seconds / base * 1e3:.2f} frames/s per "
+              f"1000 matmul GFLOP/s (compare runs by this ratio)")
 
 
 if __name__ == "__main__":
