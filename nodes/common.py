@@ -46,7 +46,7 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def _tooltip(option, tooltip: str | None) -> str:
-    return tooltip or option.help[:1].upper() + option.help[1:]
+    return tooltip or option.help
 
 
 def combo(option, *, tooltip: str | None = None, **kwargs) -> io.Combo.Input:

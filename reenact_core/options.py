@@ -65,11 +65,11 @@ class Number:
 
 
 MODE = Choice("mode", ("absolute", "relative"), "absolute",
-              "absolute: the source takes the driver's pose and expression (the paper, Δp = n(p_t) − n(p_s)); "
-              "relative: the source keeps its own and moves as the driver moves from its first face")
+              "absolute: the source takes the driver's pose and expression (the paper); relative: the source keeps "
+              "its own and moves as the driver moves from its first face")
 NO_FACE = Choice("no_face", ("raise", "pass", "hold"), "hold",
-                 "driver frames without the tracked face: raise stops with an error naming the frame, pass outputs "
-                 "the unchanged source, hold repeats the previous result (frames before the first face get the first)")
+                 "Driver frames without a face: raise stops with an error naming the frame, pass outputs the "
+                 "unchanged source, hold repeats the previous result")
 FACE = Choice("face", ("largest", "score"), "largest",
               "which face to take when there are several: the largest or the most confident detection (or an index "
               "from the left, 0 = leftmost)")
@@ -79,17 +79,17 @@ LENGTH = Choice("length", ("stop", "loop", "pingpong"), "stop",
 EDIT_MODE = Choice("edit_mode", ("offset", "target"), "offset",
                    "offset: edit values are added to the source's own; target: they are the values the face takes")
 
-STRENGTH = Number("strength", 1.0, 0.0, 3.0, "factor on the motion Δp (1 = as measured; above 1 exaggerates)",
+STRENGTH = Number("strength", 1.0, 0.0, 3.0, "Factor on the motion Δp (1 = as measured; above 1 exaggerates)",
                   step=0.05)
 SMOOTHING = Number("smoothing", 0.5, 0.0, 1.0,
-                   "temporal smoothing strength of the driver's landmarks and parameters (One-Euro; 0 = off)",
+                   "Temporal smoothing of the driver's landmarks and parameters (One-Euro; 0 = off)",
                    step=0.05)
 FPS = Number("fps", 30.0, 1.0, 240.0,
              "frame rate of frames that carry none (image sequences, image batches): the smoothing's time "
              "constants and an image driver's output rate", step=0.001)
-TRUNCATION = Number("truncation", _PSI, 0.0, 1.0, "truncation ψ toward the mean face (the paper: 0.7; 1 = none)",
+TRUNCATION = Number("truncation", _PSI, 0.0, 1.0, "Truncation ψ toward the mean face (the paper: 0.7; 1 = none)",
                     step=0.01)
-BATCH_SIZE = Number("batch_size", 8, 1, 256, "frames per network batch (more is faster on a GPU, uses more memory)",
+BATCH_SIZE = Number("batch_size", 8, 1, 256, "Frames per network batch (more is faster on a GPU, uses more memory)",
                     integer=True)
 TUNE_STEPS = Number("tune_steps", _REENACT_TUNE_STEPS, 0, 5000,
                     "steps tuning the generator's upper layers to the source (the paper reenacts with 200 and edits "
