@@ -60,7 +60,7 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
     if png_dir is not None:
         writers.append(PngFramesWriter(png_dir))
     statuses: dict[str, int] = {}
-    written, last = 0, None
+    written, last, completed = 0, None, False
     try:
         def emit(driven) -> None:
             nonlocal written, last
@@ -79,9 +79,13 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
         for frames in driver_chunks(reader, chunk, num_frames, length_policy):
             emit(session.process(frames))
         emit(session.finish())
+        completed = True
     finally:
         for w in writers:
-            w.close()
+            if completed:
+                w.close()
+            else:
+                w.abort()
     if as_image:
         if written != 1:
             raise InputError(f"{out.name}: an image output needs a one-frame driver, got {written} frames")

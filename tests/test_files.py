@@ -105,3 +105,13 @@ def test_videos_and_frames_appear_whole_with_the_umask_mode(tmp_path):
     written = [tmp_path / "v" / "out.mp4", *sorted((tmp_path / "png").iterdir())]
     assert len(written) == 3 and [mode(p) for p in written] == [0o644] * 3
     assert leftovers(tmp_path / "v") == [] and leftovers(tmp_path / "png") == []
+
+
+def test_a_video_stopped_by_an_error_leaves_nothing(tmp_path):
+    from reenact_core.video import VideoWriter
+
+    with pytest.raises(KeyboardInterrupt):
+        with VideoWriter(tmp_path / "out.mp4", 25) as writer:
+            writer.write(np.zeros((2, 16, 16, 3), np.uint8))
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []

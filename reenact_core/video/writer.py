@@ -48,11 +48,18 @@ class _FrameSink:
     def close(self) -> None:
         """Finish the output; calling it again does nothing."""
 
+    def abort(self) -> None:
+        """Stop after an error: leave no unfinished output behind where the sink can (default: ``close``)."""
+        self.close()
+
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc_info) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 class PngFramesWriter(_FrameSink):
@@ -87,8 +94,8 @@ class VideoWriter(_FrameSink):
     without audio adds no audio stream. Audio is muxed as the frames arrive, so nothing accumulates.
 
     The parent folder is created. The video is written under a temporary name beside ``path``; ``close()`` (or
-    leaving a ``with`` block, also on error) finalises it and moves it to ``path`` with mode ``0666 & ~umask``;
-    if no frame was written, no file is left.
+    leaving a ``with`` block normally) finalises it and moves it to ``path`` with mode ``0666 & ~umask``; if no
+    frame was written, no file is left. ``abort()`` (leaving the block on an error) removes the unfinished file.
 
     Args:
         path: output file; its suffix picks the container (``.mp4``, ``.mkv``, ``.mov``, ...).
@@ -149,17 +156,31 @@ class VideoWriter(_FrameSink):
         if self._closed:
             return
         self._closed = True
+        finished = False
         try:
             if self._video is not None:
                 self._container.mux(self._video.encode(None))
                 if self._audio is not None:
                     self._audio.mux_until(self._container, self.frames_written / self.fps)
                     self._audio.flush(self._container)
+            finished = True
         finally:
             if self._audio is not None:
                 self._audio.close()
             self._container.close()
-            if self._video is None:
-                self._temporary.unlink(missing_ok=True)
-            else:
+            if finished and self._video is not None:
                 publish(self._temporary, self.path)
+            else:
+                self._temporary.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        """Close without finishing: the unfinished file is removed and ``path`` is left as it was."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._audio is not None:
+                self._audio.close()
+            self._container.close()
+        finally:
+            self._temporary.unlink(missing_ok=True)
