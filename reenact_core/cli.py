@@ -104,10 +104,10 @@ def _reenact(args: argparse.Namespace) -> int:
 
     folders = model_folders(args)
     device = _device(args.device)
-    fsr, why = find_fsr(args.fsr, folders)
+    fsr, note = find_fsr(args.fsr, folders)
     models = load_reenact_models(folders, device=device, dtype=getattr(torch, args.dtype), fsr=fsr)
-    if args.fsr != "off":
-        print(why, file=sys.stderr)
+    if note:
+        print(note, file=sys.stderr)
     if args.source_in:
         source = load_source(args.source_in, device=device, dtype=models.dtype)
     else:

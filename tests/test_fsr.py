@@ -134,16 +134,17 @@ def test_trunk_keys_and_shapes_are_ir_se_50s():
 
 def test_unsupported_layers_are_refused():
     with pytest.raises(InputError, match="does not exist"):
-        FSRConfig.for_generator(GeneratorConfig(), 14)
+        FSRConfig.for_generator(GeneratorConfig(), GeneratorConfig().num_layers + 1)
     with pytest.raises(InputError, match="cannot be refined"):
         FSRConfig.for_generator(GeneratorConfig(), 2)          # 8 px: smaller than E_F emits
 
 
 def test_new_refiner_predicts_zero():
-    fsr = FeatureRefiner(tiny_config("fsr")).eval()
-    x = torch.randn(2, INPUT_CHANNELS, 256, 256, generator=torch.Generator().manual_seed(0))
+    c = tiny_config("fsr")
+    fsr = FeatureRefiner(c).eval()
+    x = torch.randn(2, INPUT_CHANNELS, c.input_size, c.input_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        assert torch.equal(fsr(x), torch.zeros(2, 32, 16, 16))
+        assert torch.equal(fsr(x), torch.zeros(2, c.feature_channels, c.feature_size, c.feature_size))
 
 
 # --- the generator's resume point -------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The example workflows in a real ComfyUI: each UI file agrees with its API twin under tests/workflows (same nodes,
 links and widget values), passes validation, and the executable ones run end to end on tiny model files with
-the result the engine gives in this process for the same inputs and weights.
+the result the engine gives in this process for the same inputs and weights (the FSR workflow: the command line's
+frames, run in this process).
 
 Generator tuning is cut to a few steps in the runs (the shipped workflows keep the paper's 200: minutes on a CPU);
 nothing else differs from the shipped prompts.
@@ -22,6 +23,8 @@ from reenact_core.engine import DIRECTION_NAMES, drive, edit, prepare_source
 from reenact_core.faces.paste_back import paste_back
 from reenact_core.pipeline import reenact_file
 from reenact_core.video import VideoReader
+from reenact_core.weights import make_random_checkpoint, tiny_config
+from reenact_core.weights.random_checkpoint import make_random_fsr
 from workflow_check import api_differences, to_api, ui_problems
 
 pytestmark = pytest.mark.comfy
@@ -312,3 +315,17 @@ def test_fsr_refine_matches_the_command_line(server, tmp_path):
         assert png.shape == frame.shape
         assert np.abs(png.astype(int) - frame).max() <= 1
         assert np.abs(unrefined.astype(int) - frame).max() > 25, "the refinement changes nothing: it proves little"
+
+
+def test_fsr_refine_refuses_a_file_made_for_another_generator(server, tmp_path):
+    other = make_random_checkpoint("stylegan2", tiny_config("stylegan2"), tmp_path / "other.safetensors", seed=99)
+    name = "fsr-other-generator.safetensors"
+    make_random_fsr(server.models_dir / MODEL_FOLDER / name, other)
+    prompt = api_prompt("fsr_refine")
+    (loader,) = nodes_of(prompt, "LatentReenactLoadFSR")
+    prompt[loader]["inputs"]["model_file"] = name
+    entry = server.wait(server.queue(prompt))
+    errors = [data for event, data in entry["status"]["messages"] if event == "execution_error"]
+    assert [e["node_type"] for e in errors] == ["LatentReenactFSRRefine"], entry["status"]["messages"]
+    message = errors[0]["exception_message"].strip()
+    assert "was made for the generator" in message and "\n" not in message

@@ -16,7 +16,7 @@ from ..faces.reference_crop import CROP_SIZE
 from ..models.deca import N_CODES
 from ..models.fsr import FeatureRefiner
 from ..params import NUM_DIRECTIONS, Normaliser
-from ..weights import INFERENCE, KINDS, LoadedModel, find_model_file, inspect_model_file, kind_names, load_model
+from ..weights import INFERENCE, LoadedModel, find_model_file, inspect_model_file, kind_names, load_model
 from ..weights.identity import check_made_for
 
 
@@ -100,15 +100,16 @@ def check_compatible(models: ReenactModels) -> None:
         check_made_for(models.fsr, models.generator)
 
 
-def find_fsr(choice: str | Path, folders: Iterable[str | Path]) -> tuple[Path | None, str]:
-    """The FSR file a ``--fsr`` choice names, and why: ``"off"`` → none; ``"auto"`` → the canonical file of the
-    first folder holding one, unless it has random weights (a test file is never used unasked); else a path.
+def find_fsr(choice: str | Path, folders: Iterable[str | Path]) -> tuple[Path | None, str | None]:
+    """The FSR file a ``--fsr`` choice names, and what to tell the user (None: nothing worth saying):
+    ``"off"`` → none; ``"auto"`` → the canonical file of the first folder holding one, unless it has random
+    weights (a test file is never used unasked); else a path.
 
     Raises:
         MissingModelError: a named file does not exist.
     """
     if str(choice) == "off":
-        return None, "FSR off"
+        return None, None
     if str(choice) != "auto":
         path = Path(choice)
         if not path.is_file():
@@ -117,7 +118,7 @@ def find_fsr(choice: str | Path, folders: Iterable[str | Path]) -> tuple[Path | 
     try:
         path = find_model_file("fsr", list(folders))
     except MissingModelError:
-        return None, f"FSR off: no {KINDS['fsr'].canonical_file} in the model folders"
+        return None, None
     if inspect_model_file(path, "fsr").metadata.get("random_weights") == "true":
         return None, f"FSR off: {path} holds random weights (a test file); name it with --fsr to use it"
     return path, f"FSR: {path}"

@@ -128,11 +128,11 @@ class FeatureRefiner(nn.Module):
         self.body = nn.Sequential(*units)
         trunk_side = config.input_size // TRUNK_STRIDE
         stride = max(trunk_side // config.feature_size, 1)
-        self.upsample = max(config.feature_size // trunk_side, 1)
+        upsample = max(config.feature_size // trunk_side, 1)
         h = config.head_width
         self.content_layer = nn.Sequential(
             nn.BatchNorm2d(w[-1]), nn.Conv2d(w[-1], h, 3, 1, 1, bias=False), nn.BatchNorm2d(h), nn.PReLU(h),
-            nn.Upsample(scale_factor=self.upsample, mode="nearest") if self.upsample > 1 else nn.Identity(),
+            nn.Upsample(scale_factor=upsample, mode="nearest") if upsample > 1 else nn.Identity(),
             nn.Conv2d(h, config.feature_channels, 3, stride, 1, bias=False), nn.BatchNorm2d(config.feature_channels))
         last = self.content_layer[-1]
         nn.init.zeros_(last.weight)
