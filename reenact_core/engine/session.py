@@ -1,19 +1,20 @@
-"""Driving a prepared source with the frames of a video, chunk by chunk.
+"""Driving a prepared source with the frames of a video, chunk by chunk: the five steps composed.
 
-Per driver frame: detect faces → track one person → smooth its landmarks → reference crop (spec §1.2) → DECA on
-the crop (the frame landmarks mapped into the crop, no second detection) → smooth the normalised parameters →
-Δp → render the source (A, shift of W+ rows 0..L−1, truncation ψ toward w̄, checkpoint noise; spec §1.12; refined by
-the FSR encoder when the models have one, its source half computed once per session) → paste into the source image.
+Per driver frame: align (``faces.alignment``: detect faces → track one person → smooth its landmarks →
+reference crop, spec §1.2) → measure (:mod:`.measure`: DECA on the crop, the frame landmarks mapped into it) →
+motion (:mod:`.motion`: smoothed normalised parameters → Δp) → render (:mod:`.render`: A, shift of W+ rows
+0..L−1, truncation ψ toward w̄, checkpoint noise, spec §1.12; refined by the FSR encoder when the models have one,
+its source half computed once per session) → composite (:mod:`.composite`: paste into the source image).
 
 DECA, A and G run on windows of ``batch_size`` consecutive frames that start at multiples of ``batch_size`` in
-the video, whatever the chunks fed to :meth:`DriveSession.process` are, so a chunked run computes exactly what a
-one-shot run computes. A window is rendered once it is full (or at :meth:`DriveSession.finish`), so a call
+the video (:func:`.plan.windows`, as the step nodes batch them), whatever the chunks fed to
+:meth:`DriveSession.process` are, so a chunked run computes exactly what a one-shot run computes. A window is rendered once it is full (or at :meth:`DriveSession.finish`), so a call
 returns the frames settled so far, in order, and the state carried from one call to the next is bounded: the
 tracker's last face, the smoothers' last values, the relative mode's reference, the last output (for "hold")
 and at most ``batch_size − 1`` cropped frames.
 
-No-face policies, for frames without the tracked face: ``"raise"`` (NoFaceError naming the frame), ``"pass"``
-(the source image itself, status ``"passed"``) and ``"hold"`` (the previous output repeated bit for bit, status
+No-face policies (:func:`.plan.frame_rows`), for frames without the tracked face: ``"raise"`` (NoFaceError
+naming the frame), ``"pass"`` (the source image itself, status ``"passed"``) and ``"hold"`` (the previous output repeated bit for bit, status
 ``"held"``; frames before the first face get the first output, and a video without any face raises
 NoFaceError at :meth:`DriveSession.finish`).
 """
