@@ -1,6 +1,7 @@
 """Shared bench helpers: the in-process matmul baseline, FLOP counting and timing."""
 from __future__ import annotations
 
+import argparse
 import time
 from typing import Callable
 
@@ -31,3 +32,20 @@ def best_seconds(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) ->
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+BASELINE_NOTE = ("each row's baseline is the fp32 2048x2048 matmul rate measured just before it in this process "
+                 "(the machine's load varies)")
+
+
+def parse_bench_args(description: str, configure: Callable[[argparse.ArgumentParser], None] | None = None):
+    """Command-line options (``--threads`` plus what ``configure`` adds); applies the thread count and seeds 0."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--threads", type=int, default=None)
+    if configure is not None:
+        configure(parser)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    return args

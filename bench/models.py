@@ -8,14 +8,13 @@ Target: generator batch-8 throughput >= 0.65 of the matmul rate.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-from common import best_seconds, count_flops, matmul_gflops  # noqa: E402
+from common import BASELINE_NOTE, best_seconds, count_flops, matmul_gflops, parse_bench_args  # noqa: E402
 
 from reenact_core.weights import kind  # noqa: E402
 
@@ -32,14 +31,8 @@ def cases():
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    print(f"threads {torch.get_num_threads()}; each row's baseline is the fp32 2048x2048 matmul rate measured "
-          f"just before it in this process (the machine's load varies)")
+    parse_bench_args(__doc__.splitlines()[0])
+    print(f"threads {torch.get_num_threads()}; {BASELINE_NOTE}")
     print(f"{'model':<20} {'batch':>5} {'ms/item':>9} {'GFLOP/item':>11} {'GFLOP/s':>8} {'matmul':>7} {'ratio':>6}")
     with torch.inference_mode():
         for name, batch, fn in cases():

@@ -62,7 +62,7 @@ def _progress_bar(total: int | None, desc: str):
 def _convert(args: argparse.Namespace) -> int:
     from .weights import convert, inspect_model_file
 
-    out = convert(args.src, args.dst, expected_kind=args.kind)
+    out = convert(args.src, args.dst, expected_kind=args.kind, landmarks=args.landmarks)
     info = inspect_model_file(out)
     print(f"wrote {out} ({info.kind}: {info.config})")
     return 0
@@ -185,14 +185,23 @@ def _evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from .engine import load_reenact_models
-    from .evaluation import DecaMeasurer, dlib_descriptor, evaluate
+    from .errors import MissingModelError
+    from .evaluation import ARCFACE_MEASURE, DecaMeasurer, arcface_embedder, cosine_similarity, dlib_descriptor, evaluate
     from .files import write_text
     from .video import VideoReader
+    from .weights import find_model_file, load_model
 
     models = load_reenact_models(model_folders(args), device=_device(args.device), dtype=torch.float32)
     measurer = DecaMeasurer(models)
+    identity = dict(embedder=dlib_descriptor)
+    try:
+        arcface = load_model(find_model_file("arcface", model_folders(args)), "arcface", models.device).module
+        identity = dict(embedder=arcface_embedder(arcface, measurer.landmarks), compare=cosine_similarity,
+                        identity_measure=ARCFACE_MEASURE)
+    except MissingModelError:
+        pass
     report = evaluate(_read_image(args.source)[..., :3], iter(VideoReader(args.output)), iter(VideoReader(args.driving)),
-                      embedder=dlib_descriptor, estimator=measurer.params, landmarks=measurer.landmarks)
+                      estimator=measurer.params, landmarks=measurer.landmarks, **identity)
     print(report.table())
     if args.json:
         write_text(args.json, report.to_json())
@@ -207,13 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     conv = sub.add_parser("convert", help="convert an official checkpoint to a .safetensors model file",
                           description="Convert an official checkpoint (stylegan-voxceleb.pt, rosinality FFHQ .pt, "
-                                      "e4e-voxceleb.pt or an original e4e .pt, deca_model.tar, A_matrix.pt) to our "
-                                      ".safetensors format. The file is read with torch.load(weights_only=True); the "
+                                      "e4e-voxceleb.pt or an original e4e .pt, deca_model.tar, A_matrix.pt, model_ir_se50.pth, "
+                                      "FLAME's generic_model.pkl with --landmarks) to our "
+                                      ".safetensors format. The file is read with torch.load(weights_only=True) (FLAME's "
+                                      "pickles with an allow-list reader); the "
                                       "architecture is inferred from its shapes and checked strictly.")
     conv.add_argument("src", help="the official checkpoint file")
     conv.add_argument("dst", help="output .safetensors file, or a folder (e.g. models/reenact/) to use the canonical name")
     conv.add_argument("--kind", help="refuse the file unless it holds this kind of model (a kind name: "
                                       "`doctor` lists them)")
+    conv.add_argument("--landmarks", metavar="landmark_embedding.npy",
+                      help="with FLAME's generic_model.pkl: DECA's landmark file (github.com/yfeng95/DECA, data/)")
     conv.set_defaults(run=_convert)
 
     def common(p):
@@ -267,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", required=True, help="the reenacted video (frame-aligned with the driver)")
     ev.add_argument("--json", help="also write the measures as JSON")
     ev.set_defaults(run=_evaluate)
+
+    from .data.cli import register as register_dataset
+    register_dataset(sub, common, model_folders, _device, DTYPES)
+
+    from .training.cli import add_train_parser
+    add_train_parser(sub, model_folders, _device)
     return parser
 
 

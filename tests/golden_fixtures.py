@@ -19,12 +19,13 @@ from safetensors.torch import load_file
 
 SHARED = Path(os.environ.get("REENACT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 GOLDEN = SHARED / "golden"
+TRAINING = GOLDEN / "training"     # training-side set: FLAME, Δp / ground truth, losses (its own manifest)
 MEDIA = SHARED / "media"
 
 
-@lru_cache(maxsize=1)
-def manifest() -> dict:
-    with open(GOLDEN / "manifest.json", encoding="utf-8") as f:
+@lru_cache(maxsize=None)
+def manifest(folder: Path = GOLDEN) -> dict:
+    with open(folder / "manifest.json", encoding="utf-8") as f:
         return json.load(f)
 
 
@@ -33,9 +34,9 @@ def cases(prefix: str = "") -> list[str]:
     return [name for name in manifest()["cases"] if name.startswith(prefix)]
 
 
-def load_case(name: str) -> dict[str, torch.Tensor]:
+def load_case(name: str, folder: Path = GOLDEN) -> dict[str, torch.Tensor]:
     """Every tensor stored for one case, copied (safetensors hands out unaligned memory)."""
-    return {k: v.clone() for k, v in load_file(str(GOLDEN / f"{name}.safetensors")).items()}
+    return {k: v.clone() for k, v in load_file(str(folder / f"{name}.safetensors")).items()}
 
 
 def _fill_value(rule: str, r: torch.Tensor, shape: list[int]) -> torch.Tensor:
@@ -49,6 +50,8 @@ def _fill_value(rule: str, r: torch.Tensor, shape: list[int]) -> torch.Tensor:
         return r * 0.03
     if rule == "1+0.1*r":
         return r * 0.1 + 1
+    if rule == "|0.1*r|":
+        return (r * 0.1).abs()
     if rule == "1+|0.1*r|":
         return (r * 0.1).abs() + 1
     if rule == "0.25+0.05*r":
@@ -58,14 +61,16 @@ def _fill_value(rule: str, r: torch.Tensor, shape: list[int]) -> torch.Tensor:
     raise ValueError(f"unknown fill rule {rule!r}")
 
 
-def filled_state_dict(case: str) -> dict[str, torch.Tensor]:
+def filled_state_dict(case: str, folder: Path = GOLDEN) -> dict[str, torch.Tensor]:
     """The official-layout state dict of a model case, filled by the manifest's weight rule.
 
     ``keep`` entries get the value the official constructor makes: the [1,3,3,1] blur/upsample kernels
-    (outer product / 64 * 4) and int64 zeros for ``num_batches_tracked``.
+    (outer product / 64 * 4), int64 zeros for ``num_batches_tracked`` and LPIPS's input shift/scale.
     """
-    spec = manifest()["cases"][case]
-    seed = manifest()["seed"]
+    from reenact_core.models.lpips import SCALE, SHIFT
+
+    spec = manifest(folder)["cases"][case]
+    seed = manifest(folder)["seed"]
     dtypes = spec.get("state_dict_dtypes_not_float32", {})
     out: dict[str, torch.Tensor] = {}
     for key, shape in spec["state_dict_shapes"].items():
@@ -76,6 +81,8 @@ def filled_state_dict(case: str) -> dict[str, torch.Tensor]:
             elif key.endswith(".kernel"):
                 k = torch.tensor([1.0, 3.0, 3.0, 1.0])
                 out[key] = torch.outer(k, k) / 64 * 4
+            elif key in ("net.mean", "net.std"):
+                out[key] = torch.tensor(SHIFT if key == "net.mean" else SCALE, dtype=torch.float32).view(shape)
             else:
                 raise ValueError(f"no constructor value known for kept key {key}")
             continue
@@ -115,8 +122,9 @@ TOLERANCES: dict[str, dict[str, float]] = {
 class Comparer:
     """Compares computed tensors with a case's stored ones and fails if a stored tensor is left unchecked."""
 
-    def __init__(self, case: str, stored: dict[str, torch.Tensor]):
+    def __init__(self, case: str, stored: dict[str, torch.Tensor], tolerances: dict[str, float] | None = None):
         self.case, self.stored, self.checked = case, stored, set()
+        self.tolerances = tolerances
 
     def mark_input(self, *names: str) -> None:
         """Names of stored tensors used as inputs (they are compared by being used)."""
@@ -126,7 +134,7 @@ class Comparer:
         expected = self.stored[name]
         actual = actual.detach().to("cpu")
         assert tuple(actual.shape) == tuple(expected.shape), f"{self.case}.{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-        tol = tolerance(self.case, name)
+        tol = self.tolerances[name] if self.tolerances is not None else tolerance(self.case, name)
         if tol == 0.0:
             assert torch.equal(actual.to(expected.dtype), expected), f"{self.case}.{name}: not bit-exact"
         else:

@@ -11,6 +11,7 @@ from engine_fixtures import calibrate_deca
 from golden_fixtures import MEDIA
 from reenact_core.cli import main
 from reenact_core.engine import DriveOptions, drive, load_reenact_models, load_source
+from reenact_core.evaluation import ARCFACE_MEASURE, DLIB_MEASURE
 from reenact_core.faces.images import to_uint8_rgb
 from reenact_core.video import VideoReader
 from reenact_core.weights import KINDS, make_tiny_model_set
@@ -134,6 +135,7 @@ def test_doctor_labels_the_self_check(capsys):
     assert "TINY RANDOM WEIGHTS" in out and "NOT a real result" in out and "MISSING" in out
 
 
+@pytest.mark.slow
 def test_evaluate_reports_measures(tmp_path, models_dir, capsys, shared_dir):
     driver = short_driver()
     assert main(["reenact", "--models", str(models_dir), "--device", "cpu", "--source", portrait(), "--driving",
@@ -145,4 +147,14 @@ def test_evaluate_reports_measures(tmp_path, models_dir, capsys, shared_dir):
     import json
     report = json.loads((tmp_path / "m.json").read_text())
     assert report["frames"] == sum(1 for _ in VideoReader(driver))
-    assert "identity distance" in out
+    assert report["identity_measure"] == DLIB_MEASURE and f"identity: {DLIB_MEASURE}" in out
+    # With an ArcFace file beside the models, identity is ArcFace's cosine similarity, and the report says so.
+    arcface_dir = tmp_path / "arcface"
+    make_tiny_model_set(arcface_dir, kinds=["arcface"])
+    code, out, err = run(capsys, "evaluate", "--models", models_dir, "--models", arcface_dir, "--device", "cpu",
+                         "--source", portrait(), "--driving", driver, "--output", tmp_path / "out.mp4",
+                         "--json", tmp_path / "a.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["identity_measure"] == ARCFACE_MEASURE and f"identity: {ARCFACE_MEASURE}" in out
+    assert report["identity_frames"] == 0 or -1.0 <= report["identity"] <= 1.0

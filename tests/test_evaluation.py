@@ -66,7 +66,7 @@ def test_evaluate_with_injected_estimators():
     drivers = [np.full((8, 8, 3), i + 2, np.uint8) for i in range(5)]
     report = evaluate(source, frames, drivers, embedder=embedder, estimator=estimator, landmarks=landmarks)
     assert report.frames == 5 and report.identity_frames == 5 and report.params_frames == 5
-    assert report.identity_distance == pytest.approx(np.mean([0, 1, 2, 3, 4]))
+    assert report.identity == pytest.approx(np.mean([0, 1, 2, 3, 4]))
     assert report.pose_error_deg == pytest.approx(2 / 3)
     assert report.expression_error == 0
     # x moves 0, 3, 0, 3, 0: every second difference is ±6 px in x and 0 in y, a mean of 3 px

@@ -12,7 +12,7 @@ import re
 import pytest
 import torch
 
-from golden_fixtures import Comparer, cases, filled_state_dict, kind_of, layout_extras, load_case, manifest
+from golden_fixtures import TRAINING, Comparer, cases, filled_state_dict, kind_of, layout_extras, load_case, manifest
 from reenact_core.faces.deca_crop import deca_crop
 from reenact_core.imaging import image_to_tensor
 from reenact_core.models.directions import apply_shift
@@ -20,6 +20,9 @@ from reenact_core.models.stylegan2 import truncate
 from reenact_core.params import FaceParams, delta_p
 from reenact_core.weights import convert, load_model
 from reenact_core.weights.official import write_official
+
+# Training-side cases (golden/training), each compared by the test of the same name in test_golden_training.py.
+TRAINING_CASES = ("flame_decode", "shift50_gt_params", "shape_losses", "id_loss", "lpips_alex")
 
 # Cases covered in other files, by name prefix.
 COVERED_ELSEWHERE = {"deca_crop": "test_crops.py", "voxceleb_crop": "test_crops.py",
@@ -146,3 +149,5 @@ def test_every_case_is_covered():
     for case in manifest()["cases"]:
         assert case in handled or any(case.startswith(p) for p in COVERED_ELSEWHERE), \
             f"golden case {case} is compared by no test"
+    for case in manifest(TRAINING)["cases"]:
+        assert case in TRAINING_CASES, f"golden training case {case} is compared by no test"

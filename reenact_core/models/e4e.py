@@ -117,6 +117,32 @@ class IRSEUnit(nn.Module):
         return self.shortcut_layer(x) + self.res_layer(x)
 
 
+def irse_input_layer(width: int) -> nn.Sequential:
+    """IR-SE stem: 3×3 conv (no bias) 3 → ``width``, BN, PReLU; keeps the resolution."""
+    return nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.PReLU(width))
+
+
+def irse_body(widths: tuple[int, ...], units: tuple[int, ...], se_reduction: int) -> nn.Sequential:
+    """The IR-SE stages: ``units[k]`` units of width ``widths[k]``, the first of each with stride 2."""
+    layers = []
+    for stage, (width, count) in enumerate(zip(widths, units)):
+        layers.append(IRSEUnit(widths[max(stage - 1, 0)], width, 2, se_reduction))
+        layers += [IRSEUnit(width, width, 1, se_reduction) for _ in range(count - 1)]
+    return nn.Sequential(*layers)
+
+
+def irse_stages(state_dict: Mapping[str, torch.Tensor], name: str) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """(widths, units, se_reduction) of the ``body.*`` IR-SE stages of a state dict, read from the channel
+    changes along the body. Raises WeightsError unless there are 4 stages."""
+    n_units = count_indexed(state_dict, "body.", ".res_layer.1.weight")
+    depths = [shape_of(state_dict, f"body.{i}.res_layer.1.weight", name)[0] for i in range(max(n_units, 1))]
+    starts = [0] + [i for i in range(1, n_units) if depths[i] != depths[i - 1]]
+    check(len(starts) == 4, name, f"{len(starts)} IR-SE stages found, expected 4")
+    fc1_out = shape_of(state_dict, f"body.{n_units - 1}.res_layer.5.fc1.weight", name)[0]
+    units = tuple(b - a for a, b in zip(starts, starts[1:] + [n_units]))
+    return tuple(depths[i] for i in starts), units, depths[-1] // max(fc1_out, 1)
+
+
 class GradualStyleBlock(nn.Module):
     """One W+ row from a feature map: ``num_convs`` stride-2 3×3 convs with LeakyReLU(0.01) down to 1×1, then
     StyleGAN2's EqualLinear (lr_mul 1, no activation). ``(B, in_channels, 2^n, 2^n)`` → ``(B, style_dim)``."""
@@ -149,13 +175,8 @@ class Encoder4Editing(nn.Module):
         super().__init__()
         self.config = config
         w = config.widths
-        self.input_layer = nn.Sequential(nn.Conv2d(3, w[0], 3, 1, 1, bias=False), nn.BatchNorm2d(w[0]), nn.PReLU(w[0]))
-        units = []
-        for stage, (width, count) in enumerate(zip(w, config.units)):
-            in_width = w[max(stage - 1, 0)]
-            units.append(IRSEUnit(in_width, width, 2, config.se_reduction))
-            units += [IRSEUnit(width, width, 1, config.se_reduction) for _ in range(count - 1)]
-        self.body = nn.Sequential(*units)
+        self.input_layer = irse_input_layer(w[0])
+        self.body = irse_body(w, config.units, config.se_reduction)
         # c3 is input_size / 16 px wide; each pyramid level doubles it and needs one more stride-2 conv.
         c3_convs = int(math.log2(config.input_size)) - len(w)
         self.styles = nn.ModuleList(
@@ -201,11 +222,7 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> EncoderCon
     shapes read do not form an e4e encoder.
     """
     name = "e4e"
-    n_units = count_indexed(state_dict, "body.", ".res_layer.1.weight")
-    depths = [shape_of(state_dict, f"body.{i}.res_layer.1.weight", name)[0] for i in range(max(n_units, 1))]
-    starts = [0] + [i for i in range(1, n_units) if depths[i] != depths[i - 1]]
-    check(len(starts) == 4, name, f"{len(starts)} IR-SE stages found, expected 4")
-    fc1_out = shape_of(state_dict, f"body.{n_units - 1}.res_layer.5.fc1.weight", name)[0]
+    widths, units, se_reduction = irse_stages(state_dict, name)
     n_styles = count_indexed(state_dict, "styles.", ".linear.weight")
     style_dim = shape_of(state_dict, "styles.0.linear.weight", name)[0]
     c3_convs = count_indexed(state_dict, "styles.0.convs.", ".weight", step=2)
@@ -213,11 +230,11 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> EncoderCon
     try:
         config = EncoderConfig(
             size=2 ** (n_styles // 2 + 1),
-            input_size=2 ** (c3_convs + len(starts)),
+            input_size=2 ** (c3_convs + len(widths)),
             style_dim=style_dim,
-            widths=tuple(depths[i] for i in starts),
-            units=tuple(b - a for a, b in zip(starts, starts[1:] + [n_units])),
-            se_reduction=depths[-1] // max(fc1_out, 1),
+            widths=widths,
+            units=units,
+            se_reduction=se_reduction,
             add_latent_avg="latent_avg" in state_dict,
         )
     except ValueError as e:

@@ -82,6 +82,8 @@ class ModelKind:
         official_file: the published file(s) it is converted from (as the user should name them).
         source: where the published file comes from.
         rebuilt_buffer_suffixes: keys (by suffix) of constant buffers official files may lack (rebuilt).
+        convert_options: options the ``convert`` command needs besides the first official file (e.g. FLAME's
+            ``--landmarks landmark_embedding.npy``), shown in the missing-file message.
     """
 
     name: str
@@ -93,6 +95,7 @@ class ModelKind:
     official_file: str
     source: str
     rebuilt_buffer_suffixes: tuple[str, ...] = ()
+    convert_options: str = ""
     config_from_state_dict: Callable[[Mapping[str, torch.Tensor]], Any] | None = None
     from_official: Callable[[OfficialParts], Converted] = _same_parts
     converted_extras: Callable[[nn.Module, OfficialParts], tuple[dict, dict]] | None = None

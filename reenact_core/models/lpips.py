@@ -89,10 +89,15 @@ class LPIPS(nn.Module):
 
         0 for identical images; ≥ 0 with the published (non-negative) linear weights.
         """
+        return self.layer_distances(x, y).sum(1)
+
+    def layer_distances(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-layer terms ``(B, 5)`` of :meth:`forward` (same inputs), layer l = ``mean_hw(lin_l((f̂_l(x) − f̂_l(y))²))``."""
         batch = x.shape[0]
         features = self.normalised_features(torch.cat([x, y]))
         heads = [getattr(self, f"lin{i}") for i in range(len(features))]
-        return sum(head((f[:batch] - f[batch:]).square()).mean((1, 2, 3)) for head, f in zip(heads, features))
+        return torch.stack([head((f[:batch] - f[batch:]).square()).mean((1, 2, 3))
+                            for head, f in zip(heads, features)], 1)
 
     def normalised_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The 5 ReLU outputs of ``images`` ``(B, 3, H, W)`` in [-1, 1], each divided by its channel norm."""

@@ -16,15 +16,20 @@ from .official import read_official
 from .store import check_state_dict_shapes, save_model
 
 
-def convert(src: str | Path, dst: str | Path, expected_kind: str | None = None) -> Path:
+def convert(src: str | Path, dst: str | Path, expected_kind: str | None = None,
+            landmarks: str | Path | None = None) -> Path:
     """Convert an official checkpoint to a model file and return its path.
 
     The architecture is inferred from the tensor shapes; every key and shape is checked strictly (only the
     constant buffers of the kind's ``rebuilt_buffer_suffixes`` may be missing, and are rebuilt). ``dst`` may be
     a folder (existing, or ending in a path separator): the kind's file name is then used. ``expected_kind``
-    refuses other kinds. The file is written atomically with mode ``0666 & ~umask``.
+    refuses other kinds. The file is written atomically with mode ``0666 & ~umask``. FLAME's
+    ``generic_model.pkl`` needs ``landmarks``, DECA's ``landmark_embedding.npy`` (both read through an
+    allow-list unpickler).
     """
     src = Path(src)
+    if src.suffix == ".pkl" or landmarks is not None:
+        return _convert_flame(src, dst, landmarks, expected_kind)
     official = read_official(src)
     if expected_kind is not None and official.kind != expected_kind:
         raise WeightsError(f"{src.name}: holds a {get_kind(official.kind).title} ({official.layout}), "
@@ -58,10 +63,35 @@ def convert(src: str | Path, dst: str | Path, expected_kind: str | None = None) 
         more_tensors, more_metadata = k.converted_extras(module.eval(), parts)
         extra.update(more_tensors)
         metadata.update(more_metadata)
-    dst = Path(dst)
-    if dst.is_dir() or str(dst).endswith(("/", "\\")):
-        dst = dst / k.converted_file_name(config, metadata)
+    if _is_folder(dst):
+        dst = Path(dst) / k.converted_file_name(config, metadata)
     return save_model(dst, official.kind, config, state_dict, extra_tensors=extra, metadata=metadata)
+
+
+def _is_folder(dst: str | Path) -> bool:
+    """An existing folder, or a path written with a trailing separator (which ``Path`` would drop)."""
+    return str(dst).endswith(("/", "\\")) or Path(dst).is_dir()
+
+
+def _convert_flame(src: Path, dst: str | Path, landmarks: str | Path | None, expected_kind: str | None) -> Path:
+    from ..models.flame import config_from_state_dict
+    from .flame_files import LANDMARKS_SITE, flame_state_dict
+
+    if expected_kind not in (None, "flame"):
+        raise WeightsError(f"{src.name}: a FLAME model file, not a {get_kind(expected_kind).title}")
+    if landmarks is None:
+        raise WeightsError(f"{src.name}: FLAME needs DECA's landmark file too: add --landmarks "
+                           f"landmark_embedding.npy (from {LANDMARKS_SITE})")
+    if src.suffix != ".pkl":
+        raise WeightsError(f"{src.name}: --landmarks goes with FLAME's generic_model.pkl")
+    state_dict = flame_state_dict(src, landmarks)
+    config = config_from_state_dict(state_dict)
+    _check_finite(src, state_dict)
+    metadata = {"source_file": src.name, "landmarks_file": Path(landmarks).name,
+                "source_layout": "FLAME generic_model.pkl + DECA landmark_embedding.npy"}
+    if _is_folder(dst):
+        dst = Path(dst) / get_kind("flame").converted_file_name(config, metadata)
+    return save_model(dst, "flame", config, state_dict, metadata=metadata)
 
 
 def _check_finite(src: Path, state_dict: dict[str, torch.Tensor]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import MissingModelError, WeightsError
 from ..files import find_file
-from ..models import deca, directions, e4e, fsr, lpips, stylegan2
+from ..models import arcface, deca, directions, e4e, flame, fsr, lpips, stylegan2
 from ..models.kind import INFERENCE, OPTIONAL, ROLES, TRAINING, ModelKind
 
 __all__ = ["KINDS", "ModelKind", "INFERENCE", "TRAINING", "OPTIONAL", "ROLES", "register_kind", "kind",
@@ -30,7 +30,7 @@ def register_kind(model_kind: ModelKind) -> ModelKind:
     return model_kind
 
 
-for _module in (stylegan2, e4e, deca, directions, lpips, fsr):
+for _module in (stylegan2, e4e, deca, directions, lpips, fsr, flame, arcface):
     register_kind(_module.KIND)
 
 
@@ -58,7 +58,7 @@ def missing_model_message(kind_name: str, folders: Iterable[str | Path], file_na
         return f"missing model file '{file_name or k.canonical_file}' ({k.title}); searched: {searched}. {k.source}"
     return (f"missing model file '{file_name or k.canonical_file}' ({k.title}); searched: {searched}. Download "
             f"'{k.official_file}' from {k.source}, then run: python -m reenact_core convert "
-            f"{k.official_file.split(' + ')[0]} <models>/reenact/")
+            f"{' '.join(filter(None, (k.official_file.split(' + ')[0], k.convert_options)))} <models>/reenact/")
 
 
 def find_model_file(kind_name: str, folders: Iterable[str | Path], file_name: str | None = None) -> Path:

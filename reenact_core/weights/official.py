@@ -9,6 +9,7 @@
 | deca_model.tar (deca)                     | {'E_flame': state_dict, 'E_detail', 'D_detail', ...}               |
 | A_matrix.pt (directions)                  | {'A_matrix': state_dict, 'learned_directions', 'shift_scale', ...} |
 | alexnet-owt-7be5be79.pth + alex.pth (lpips) | two flat state dicts: torchvision AlexNet, PerceptualSimilarity heads |
+| model_ir_se50.pth (arcface)               | the state dict itself (input_layer.*, body.*, output_layer.*)      |
 (reference-method §2.1–2.5). Either LPIPS file converts both; the other must lie beside it.
 """
 from __future__ import annotations
@@ -23,6 +24,8 @@ from ..models.lpips import ALEXNET_FILE, ALEXNET_URL, LINEAR_FILE, LINEAR_URL
 from .safe_load import load_checkpoint
 
 # Scalars A_matrix.pt carries beside its state dict (§2.4); `shift_dim` is absent from self-trained files.
+# Keys that identify model_ir_se50.pth, a plain state dict (no container).
+ARCFACE_MARKERS = {"input_layer.0.weight", "output_layer.3.weight"}
 DIRECTIONS_EXTRAS = ("learned_directions", "shift_scale", "w_plus", "num_layers_shift", "shift_dim")
 
 
@@ -59,6 +62,8 @@ def read_official(path: str | Path) -> OfficialCheckpoint:
         extras = {k: ckpt[k] for k in DIRECTIONS_EXTRAS if k in ckpt}
         return OfficialCheckpoint("directions", "directions matrix ('A_matrix')", _tensors(path, ckpt["A_matrix"]),
                                   extras=extras)
+    if ARCFACE_MARKERS <= set(ckpt):
+        return OfficialCheckpoint("arcface", "IR-SE ArcFace state dict (TreB1eN)", _tensors(path, ckpt))
     if ckpt and all(isinstance(k, str) and k.startswith("lin") for k in ckpt):
         return _lpips(path, partner=path.with_name(ALEXNET_FILE), linear=path)
     if "features.0.weight" in ckpt and "classifier.1.weight" in ckpt:
@@ -66,7 +71,7 @@ def read_official(path: str | Path) -> OfficialCheckpoint:
     keys = ", ".join(sorted(map(str, ckpt))[:8]) or "none"
     raise WeightsError(f"{path.name}: not a known official checkpoint (top-level keys: {keys}); expected "
                        f"'g_ema' (StyleGAN2), 'e' or 'state_dict'+'latent_avg' (e4e), 'E_flame' (DECA), 'A_matrix' (A), "
-                       f"or LPIPS's {ALEXNET_FILE} / {LINEAR_FILE}")
+                       f"LPIPS's {ALEXNET_FILE} / {LINEAR_FILE}, or an IR-SE state dict (ArcFace)")
 
 
 def _lpips(path: Path, partner: Path, **files: Path) -> OfficialCheckpoint:
@@ -103,6 +108,8 @@ def write_official(path: str | Path, kind: str, state_dict: dict[str, torch.Tens
         ckpt = {"E_flame": state_dict}
     elif kind == "directions":
         ckpt = {"A_matrix": state_dict, **(extras or {})}
+    elif kind == "arcface":
+        ckpt = dict(state_dict)
     else:
         raise WeightsError(f"no official layout for kind {kind!r}")
     torch.save(ckpt, str(path))

@@ -24,6 +24,8 @@ TINY_CONFIGS: dict[str, dict] = {
     "directions": {"shift_dim": 32},
     "fsr": {"layer": 4, "feature_channels": 32, "feature_size": 16, "widths": [8, 16, 24], "units": [1, 1, 1],
             "se_reduction": 4, "head_width": 16},
+    "arcface": {"widths": [8, 16, 24, 32], "units": [1, 1, 1, 1], "se_reduction": 4, "embedding_dim": 16},
+    "flame": {"n_shape": 10, "n_exp": 10, "n_vertices": 60, "n_faces": 40},
 }
 
 

@@ -1,0 +1,36 @@
+"""Run by the `ddp` tests under torchrun: trains a method named on the command line and saves its parameters.
+
+    python -m torch.distributed.run --standalone --nproc_per_node=N tests/ddp_worker.py METHOD OUT JSON_OVERRIDES
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reenact_core.training.distributed import from_environment, parameters_agree  # noqa: E402
+from reenact_core.training.loop import train  # noqa: E402
+
+
+def main(kind: str, out: str, overrides: str) -> None:
+    import training_fixtures as fx
+
+    ctx = from_environment("cpu")
+    try:
+        method = fx.make_method(kind, json.loads(overrides), ctx)
+        result = train(method, Path(out) / "run", ctx)
+        agree = parameters_agree(method.trainable(), ctx)
+        if ctx.is_main:
+            torch.save({"params": {k: v.clone() for k, v in method.trainable().state_dict().items()},
+                        "agree": agree, "step": result.step, "interrupted": result.interrupted},
+                       Path(out) / "result.pt")
+    finally:
+        ctx.close()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
