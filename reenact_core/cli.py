@@ -1,4 +1,5 @@
-"""Command-line entry point: `python -m reenact_core <command>` (convert, reenact, doctor, evaluate)."""
+"""Command-line entry point: `latent-reenact <command>` (the console command of `pip install -e .`) or
+`python -m reenact_core <command>`: convert, reenact, doctor, evaluate, dataset, train."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import options
+from .command import COMMAND
 from .errors import ReenactError
 from .options import add_argument
 
@@ -210,7 +212,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m reenact_core",
+    parser = argparse.ArgumentParser(prog=COMMAND,
                                      description="One-shot face reenactment by directions in StyleGAN2's W+ space.")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..caches import cached
-from ..errors import MissingModelError
+from ..errors import MissingDependencyError, MissingModelError
 from ..faces.images import downscaled
 from ..files import find_file
 from .backend import LandmarkBackend
@@ -55,7 +55,7 @@ def load_models(path: Path):
     try:
         import dlib
     except ImportError:
-        raise MissingModelError("the dlib backend needs dlib: pip install dlib-bin") from None
+        raise MissingDependencyError("the dlib backend needs dlib: pip install dlib-bin") from None
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path))
 
 

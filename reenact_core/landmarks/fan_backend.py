@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..caches import cached
-from ..errors import InputError, MissingModelError
+from ..errors import InputError, MissingDependencyError, MissingModelError
 from ..faces.images import downscaled
 from ..files import find_file
 from ..weights.safe_load import load_checkpoint
@@ -61,7 +61,7 @@ def find_weights(file_name: str, models_dir: str | os.PathLike | None = None) ->
 
 def _require_package() -> None:
     if importlib.util.find_spec("face_alignment") is None:
-        raise MissingModelError(
+        raise MissingDependencyError(
             "the 'face-alignment' landmark backend needs the optional package: pip install face-alignment"
         )
 

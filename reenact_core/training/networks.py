@@ -1,12 +1,14 @@
 """The frozen networks of directions training, from model files (a run) or tiny and random (self-check, tests)."""
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..command import command
 from ..errors import MissingModelError
 from ..faces.reference_crop import CROP_SIZE
 from ..files import find_file
@@ -107,11 +109,11 @@ def build_networks(config: DirectionsTrainConfig, folders: Sequence[Path], gener
             missing.append(str(exc))
     lpips = find_lpips(folders, device) if config.lambda_perceptual else None
     if config.lambda_perceptual and lpips is None:
-        missing.append(f"missing LPIPS weights: put '{kind('lpips').canonical_file}' (python -m reenact_core convert "
-                       f"alex.pth <models>/reenact/), or '{ALEXNET_FILE}' ({ALEXNET_URL}) and '{LINEAR_FILE}' "
+        missing.append(f"missing LPIPS weights: put '{kind('lpips').canonical_file}' ({command()} convert "
+                       f"alex.pth {shlex.quote(str(folders[0]))}), or '{ALEXNET_FILE}' ({ALEXNET_URL}) and '{LINEAR_FILE}' "
                        f"({LINEAR_URL}), in {', '.join(map(str, folders))}")
     if missing:
-        raise MissingModelError(" | ".join(missing))
+        raise MissingModelError("\n".join(missing))
     loaded = {role: load_model(path, roles[role], device) for role, path in paths.items()}
     converted = find_file(kind("lpips").canonical_file, folders)
     lpips_files = ([converted] if converted else [find_file(n, folders) for n in (ALEXNET_FILE, LINEAR_FILE)]

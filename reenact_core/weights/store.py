@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 import torch
 
+from ..command import command
 from ..errors import WeightsError
 from ..files import read_safetensors, write_safetensors
 from ..models.stylegan2 import MEAN_LATENT_KEY
@@ -91,7 +92,7 @@ def inspect_model_file(path: str | Path, expected_kind: str | None = None) -> Mo
     shapes = {k: tuple(t.shape) for k, t in header.items()}
     if meta.get("format") != FORMAT:
         raise WeightsError(f"{path.name}: not a Latent Reenact model file (no '{FORMAT}' metadata); convert the "
-                           f"official checkpoint with: python -m reenact_core convert SRC DST")
+                           f"official checkpoint with: {command()} convert SRC DST")
     if meta.get("format_version") not in READABLE_VERSIONS:
         raise WeightsError(f"{path.name}: format version {meta.get('format_version')!r} is not supported "
                            f"(this version reads {', '.join(READABLE_VERSIONS)})")
