@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import options
 from .command import COMMAND
+from .wording import count
 from .errors import ReenactError
 from .options import add_argument
 
@@ -50,15 +51,25 @@ def _device(name: str) -> str:
     return "mps" if torch.backends.mps.is_available() else "cpu"
 
 
-def _progress_bar(total: int | None, desc: str):
+def _progress_bar(total: int | None, desc: str, unit: str = "frame"):
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="frame", file=sys.stderr)
+    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
 
     def update(done: int, new_total: int | None = None) -> None:
         bar.total = new_total if new_total is not None else bar.total
         bar.update(done - bar.n)
     return bar, update
+
+
+def _frame_count(driving: str) -> int | None:
+    """The driver's frame count when its container says (for the bar's total and ETA), else None."""
+    from .video import VideoReader
+
+    try:
+        return VideoReader(driving).frame_count
+    except ReenactError:   # an unreadable driver is reported by the run itself
+        return None
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -116,7 +127,7 @@ def _reenact(args: argparse.Namespace) -> int:
         if not args.source:
             raise ReenactError("give --source IMAGE or --source-in SAVED.safetensors")
         steps = options.tune_steps(args.tune_steps, driving=bool(args.driving))
-        bar, update = _progress_bar(steps, "tuning G to the source") if steps else (None, None)
+        bar, update = _progress_bar(steps, "tuning G to the source", unit="step") if steps else (None, None)
         source = prepare_source(_read_image(args.source), models, select=args.face, tune_steps=steps,
                                 lpips=find_lpips(folders, device=device) if steps else None,
                                 progress=(lambda step, total, eta, loss: update(step)) if steps else None)
@@ -138,14 +149,14 @@ def _reenact(args: argparse.Namespace) -> int:
                                  paste_back=not args.no_paste_back, color_match=args.color_match,
                                  batch_size=args.batch_size)
     fix_heap_threshold()   # a long video's frame buffers are mapped and unmapped: RSS stays flat (memory module)
-    bar, update = _progress_bar(args.frames, "reenacting")
+    bar, update = _progress_bar(args.frames or _frame_count(args.driving), "reenacting")
     try:
         summary = reenact_file(models, source, args.driving, args.out, drive_options, num_frames=args.frames,
                                length_policy=args.length, png_dir=args.png_frames, progress=update)
     finally:
         bar.close()
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
-    print(f"wrote {summary.output}: {summary.frames} frames at {float(summary.fps):.3f} fps ({counts})"
+    print(f"wrote {summary.output}: {count(summary.frames, 'frame')} at {float(summary.fps):.3f} fps ({counts})"
           f"{', audio from the driver' if summary.audio else ''}")
     return 0
 
@@ -233,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p):
         p.add_argument("--models", action="append", metavar="DIR",
-                       help="folder holding the converted model files (repeatable; default models/reenact)")
+                       help="folder holding the converted model files (repeatable; searched before the folders of "
+                            "$REENACT_MODELS, os.pathsep-separated, and models/reenact)")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
 
     ren = sub.add_parser("reenact", help="animate a source portrait with a driving video (or edit it)",
@@ -243,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--source", help="source portrait image")
     ren.add_argument("--driving", help="driving video, image folder or image")
     ren.add_argument("--out", required=True, help="output video (.mp4) or image (.png/.jpg)")
-    ren.add_argument("--dtype", choices=DTYPES, default="float32")
+    ren.add_argument("--dtype", choices=DTYPES, default="float32",
+                     help="float type of the networks: float32 (default, any device), float16 or bfloat16 (faster "
+                          "on GPUs, slightly different frames)")
     add_argument(ren, options.BATCH_SIZE, "--batch-size")
     add_argument(ren, options.MODE, "--mode")
     ren.add_argument("--no-pose", action="store_true", help="do not transfer head pose")
@@ -271,11 +285,18 @@ def build_parser() -> argparse.ArgumentParser:
                           "or off (default auto)")
     ren.set_defaults(run=_reenact)
 
-    doc = sub.add_parser("doctor", help="check the model files, the device, and run a self-check on tiny weights")
+    doc = sub.add_parser("doctor", help="check the model files, the device, and run a self-check on tiny weights",
+                         description="List the model files found in the model folders (valid or not, tiny random "
+                                     "test files marked), the device, and run the whole pipeline once on tiny random "
+                                     "weights: a check that everything is installed, not a real result.")
     common(doc)
     doc.set_defaults(run=_doctor)
 
-    ev = sub.add_parser("evaluate", help="identity, pose, expression and jitter measures of a reenacted video")
+    ev = sub.add_parser("evaluate", help="identity, pose, expression and jitter measures of a reenacted video",
+                        description="Measure a reenacted video against its source (identity: ArcFace when "
+                                    "arcface-irse50.safetensors is in the model folders, else dlib) and its driver "
+                                    "(head pose and expression error by DECA), and its landmark jitter. A measure "
+                                    "no frame allows is n/a, with the reason.")
     common(ev)
     ev.add_argument("--source", required=True, help="the source portrait")
     ev.add_argument("--driving", required=True, help="the driving video")
@@ -292,9 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with logging_redirect_tqdm():   # warnings are printed above a progress bar, not through it
+            return args.run(args)
     except ReenactError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -23,10 +23,12 @@ from .caches import cached
 from .errors import NoFaceError
 from .faces.temporal_metrics import landmark_jitter
 from .params import EXPRESSION_DIRECTIONS, VOXCELEB, FaceParams, Normaliser
+from .wording import count
 
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"  # shipped by face-recognition-models
 DLIB_MEASURE = "dlib descriptor distance (lower is better)"
 ARCFACE_MEASURE = "ArcFace cosine similarity (higher is better)"
+JITTER_MIN_FRAMES = 3   # landmark jitter is a second difference over time
 # ArcFace's 112-px template of the 5 points below (x, y pixels), as the authors' CSIM uses it.
 ARCFACE_TEMPLATE = ((35.34, 51.70), (76.45, 51.50), (56.03, 71.74), (39.14, 92.37), (73.18, 92.20))
 ARCFACE_SIZE = 112
@@ -193,13 +195,16 @@ class EvaluationReport:
         return json.dumps(asdict(self), indent=2)
 
     def table(self) -> str:
-        def fmt(v, unit=""):
-            return "n/a" if v is None else f"{v:.4f}{unit}"
+        def fmt(v, why, unit=""):
+            return f"n/a ({why})" if v is None else f"{v:.4f}{unit}"
+        no_pair = "no frame with a face in both the output and the driver"
         rows = [("frames", str(self.frames)),
-                (f"identity: {self.identity_measure} ({self.identity_frames} frames)", fmt(self.identity)),
-                (f"pose error ({self.params_frames} frames)", fmt(self.pose_error_deg, " deg")),
-                (f"expression error ({self.params_frames} frames)", fmt(self.expression_error)),
-                ("landmark jitter (per inter-ocular distance)", fmt(self.jitter))]
+                (f"identity: {self.identity_measure} ({count(self.identity_frames, 'frame')})",
+                 fmt(self.identity, "no face found in any output frame")),
+                (f"pose error ({count(self.params_frames, 'frame')})", fmt(self.pose_error_deg, no_pair, " deg")),
+                (f"expression error ({count(self.params_frames, 'frame')})", fmt(self.expression_error, no_pair)),
+                ("landmark jitter (per inter-ocular distance)",
+                 fmt(self.jitter, f"landmarks found in fewer than {JITTER_MIN_FRAMES} output frames"))]
         width = max(len(r[0]) for r in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -235,6 +240,6 @@ def evaluate(source: np.ndarray, outputs: Iterable[np.ndarray], drivers: Iterabl
         if lms is not None:
             points.append(np.asarray(lms, np.float64))
     mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
-    jitter = landmark_jitter(np.stack(points)) if len(points) >= 3 else None
+    jitter = landmark_jitter(np.stack(points)) if len(points) >= JITTER_MIN_FRAMES else None
     return EvaluationReport(frames, mean(distances), len(distances), mean(pose_errors), mean(expr_errors),
                             len(pose_errors), jitter, identity_measure)

@@ -82,5 +82,11 @@ def test_evaluate_counts_frames_without_faces_and_needs_a_source_face():
     report = evaluate(np.zeros((8, 8, 3), np.uint8), frames, frames, embedder=lambda img: np.zeros(2),
                       estimator=none, landmarks=none)
     assert (report.frames, report.params_frames, report.pose_error_deg, report.jitter) == (3, 0, None, None)
+    table = report.table()   # every n/a says why; counts in the right number
+    assert "pose error (0 frames)" in table and "n/a (no frame with a face in both the output and the driver)" in table
+    assert "n/a (landmarks found in fewer than" in table and "(3 frames)" in table
+    one = evaluate(np.zeros((8, 8, 3), np.uint8), frames[:1], frames[:1], embedder=lambda img: np.zeros(2),
+                   estimator=none, landmarks=none)
+    assert "(1 frame)" in one.table() and "(1 frames)" not in one.table()
     with pytest.raises(NoFaceError):
         evaluate(frames[0], frames, frames, embedder=none, estimator=none, landmarks=none)

@@ -13,6 +13,7 @@ import torch
 from ..command import command
 from ..errors import WeightsError
 from ..files import read_safetensors, write_safetensors
+from ..wording import article
 from ..models.stylegan2 import MEAN_LATENT_KEY
 from .kinds import kind as get_kind
 
@@ -98,8 +99,9 @@ def inspect_model_file(path: str | Path, expected_kind: str | None = None) -> Mo
                            f"(this version reads {', '.join(READABLE_VERSIONS)})")
     k = get_kind(meta.get("kind", "?"))
     if expected_kind is not None and k.name != expected_kind:
-        raise WeightsError(f"{path.name}: holds a {k.title} ('{k.name}'), expected "
-                           f"a {get_kind(expected_kind).title} ('{expected_kind}')")
+        expected = get_kind(expected_kind).title
+        raise WeightsError(f"{path.name}: holds {article(k.title)} {k.title} ('{k.name}'), expected "
+                           f"{article(expected)} {expected} ('{expected_kind}')")
     try:
         config_dict = json.loads(meta["config"])
         config = k.config_from_dict(config_dict)
