@@ -14,7 +14,7 @@ from reenact_core.engine import DriveOptions, drive, load_reenact_models, load_s
 from reenact_core.evaluation import ARCFACE_MEASURE, DLIB_MEASURE
 from reenact_core.faces.images import to_uint8_rgb
 from reenact_core.video import VideoReader
-from reenact_core.weights import KINDS, make_tiny_model_set
+from reenact_core.weights import INFERENCE, KINDS, kind_names, make_tiny_model_set
 
 PNG_FRAMES = 9   # driver frames of the --png-frames comparison: windows of 1, 3 and 8 (one partial)
 
@@ -124,9 +124,12 @@ def test_missing_models_are_named(tmp_path, capsys, shared_dir):
     code, _, err = run(capsys, "reenact", "--models", tmp_path, "--source", portrait(), "--driving", short_driver(),
                        "--out", tmp_path / "o.mp4")
     assert code == 2
-    line = err.strip()
-    assert line.startswith("error:") and "\n" not in line
-    assert "stylegan2-voxceleb-256.safetensors" in line and str(tmp_path) in line and "convert" in line
+    header, *lines = err.strip().splitlines()
+    assert header.startswith("error:") and len(lines) == len(kind_names(INFERENCE))   # one missing file per line
+    assert "Traceback" not in err
+    for line in lines:
+        assert str(tmp_path) in line and " convert " in line
+    assert any("stylegan2-voxceleb-256.safetensors" in line for line in lines)
 
 
 def test_doctor_labels_the_self_check(capsys):

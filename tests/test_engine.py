@@ -88,16 +88,18 @@ def generator_hash(models) -> str:
 
 # --- models -----------------------------------------------------------------------------------------------------
 
-def test_missing_model_files_are_named_in_one_message(model_dir, tmp_path):
+def test_missing_model_files_are_named_one_per_line(model_dir, tmp_path):
     missing = ("stylegan2", "deca")
     for k in set(kind_names(INFERENCE)) - set(missing):
         shutil.copy(model_dir / KINDS[k].canonical_file, tmp_path)
     with pytest.raises(MissingModelError) as error:
         load_reenact_models([tmp_path])
-    message = str(error.value)
-    assert "\n" not in message
+    header, *lines = str(error.value).splitlines()
+    assert f"{len(missing)} of {len(kind_names(INFERENCE))}" in header and len(lines) == len(missing)
     for k in kind_names(INFERENCE):
-        assert (KINDS[k].canonical_file in message) == (k in missing)
+        named = [line for line in lines if KINDS[k].canonical_file in line]
+        assert len(named) == (k in missing)
+        assert all(str(tmp_path) in line and "convert" in line for line in named)
 
 
 def test_models_that_do_not_fit_together_are_refused(model_dir, tmp_path):

@@ -60,7 +60,7 @@ class DecaMeasure(nn.Module):
 
 def landmarks_or_none(images: torch.Tensor) -> list[torch.Tensor | None]:
     """68 landmarks (68, 2) of the largest face of each image, in its pixels, or None (dlib, no gradients)."""
-    from ..engine.source import image_to_uint8
+    from ..engine.render import image_to_uint8
     from ..landmarks import detect_faces
 
     scale = images.shape[-1] / CROP_SIZE
