@@ -332,6 +332,7 @@ def test_fsr_refine_refuses_a_file_made_for_another_generator(server, tmp_path):
 
 
 BATCH_SIZES = (1, 3, 8)
+BATCH_FRAMES = 9          # driver frames compared: windows of 1, 3 and 8 frames (the last one partial)
 
 
 def batch_size_prompt() -> dict:
@@ -348,7 +349,8 @@ def batch_size_prompt() -> dict:
              "no_face": reenact["no_face"], "smoothing": reenact["smoothing"]}
     prompt |= {
         "v": {"class_type": "GetVideoComponents", "inputs": {"video": [video, 0]}},
-        "da": {"class_type": "LatentReenactFaceAlign", "inputs": {"image": ["v", 0], "fps": ["v", 2], **align}},
+        "f": {"class_type": "ImageFromBatch", "inputs": {"image": ["v", 0], "batch_index": 0, "length": BATCH_FRAMES}},
+        "da": {"class_type": "LatentReenactFaceAlign", "inputs": {"image": ["f", 0], "fps": ["v", 2], **align}},
         "sa": {"class_type": "LatentReenactFaceAlign", "inputs": {"image": source, "fps": ["v", 2], **align}},
         "inv": {"class_type": "LatentReenactInvert", "inputs": {
             "image": source, "align": ["sa", 1], "generator": g, "encoder": e, "deca": d, "face": 0,
@@ -369,7 +371,7 @@ def batch_size_prompt() -> dict:
                 "image": [f"g{b}", 0], "background": source, "align": ["da", 1], "source": ["inv", 0],
                 "feather": DEFAULT_FEATHER, "color_match": reenact["color_match"]}},
             f"r{b}": {"class_type": "LatentReenactReenact", "inputs": {
-                "source": source, "driving": ["v", 0], "generator": g, "encoder": e, "deca": d, "directions": a,
+                "source": source, "driving": ["f", 0], "generator": g, "encoder": e, "deca": d, "directions": a,
                 "fps": ["v", 2], "tune_steps": 0, "batch_size": b, **widgets}},
             f"save_steps{b}": {"class_type": "SaveImage", "inputs": {"images": [f"p{b}", 0],
                                                                     "filename_prefix": f"steps{b}"}},
@@ -384,18 +386,18 @@ def test_step_nodes_reenact_node_and_command_line_agree_at_every_batch_size(serv
     command line's --png-frames gives them too (to one 8-bit level: Save Image truncates float frames, the
     command line rounds)."""
     prompt = batch_size_prompt()
-    outputs = server.run(prompt)
+    outputs = server.run(prompt, timeout=900)
     reenact = prompt["r1"]["inputs"]
     for b in BATCH_SIZES:
         steps, whole = saved_images(server, outputs, f"save_steps{b}"), saved_images(server, outputs, f"save_reenact{b}")
-        assert len(steps) == len(whole) == sum(1 for _ in VideoReader(server.input_dir / DRIVER_VIDEO))
+        assert len(steps) == len(whole) == BATCH_FRAMES
         for x, y in zip(steps, whole):
             assert np.array_equal(x, y), f"batch {b}: step nodes and Reenact differ"
         out = tmp_path / f"cli{b}"
         assert cli(["reenact", "--models", str(server.models_dir / MODEL_FOLDER), "--device", "cpu",
                     "--source", str(server.input_dir / SOURCE_IMAGE), "--driving", str(server.input_dir / DRIVER_VIDEO),
                     "--out", str(out / "out.mp4"), "--png-frames", str(out / "frames"), "--tune-steps", "0",
-                    "--batch-size", str(b), "--mode", reenact["mode"], "--strength", str(reenact["strength"]),
+                    "--batch-size", str(b), "--frames", str(BATCH_FRAMES), "--mode", reenact["mode"], "--strength", str(reenact["strength"]),
                     "--smoothing", str(reenact["smoothing"]), "--no-face", reenact["no_face"], "--fsr", "off"]) == 0
         frames = [np.asarray(Image.open(f)) for f in sorted((out / "frames").glob("*.png"))]
         assert len(frames) == len(steps)
