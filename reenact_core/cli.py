@@ -93,28 +93,17 @@ def _read_image(path: str):
         raise ReenactError(f"cannot read the image {path}: {exc}") from None
 
 
-def _parse_edits(items: list[str]) -> dict[str, float]:
-    edits = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            edits[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise ReenactError(f"--edit expects NAME=VALUE (e.g. yaw=20), got {item!r}")
-    return edits
-
-
 def _reenact(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
     from PIL import Image
+    from .arguments import check_reenact_arguments, parse_edits
     from .engine import DriveOptions, edit, find_fsr, load_reenact_models, load_source, prepare_source, save_source
     from .memory import fix_heap_threshold
     from .pipeline import reenact_file
     from .weights import find_lpips
 
+    check_reenact_arguments(args)   # before any model is loaded
     folders = model_folders(args)
     device = _device(args.device)
     fsr, note = find_fsr(args.fsr, folders)
@@ -124,8 +113,6 @@ def _reenact(args: argparse.Namespace) -> int:
     if args.source_in:
         source = load_source(args.source_in, device=device, dtype=models.dtype)
     else:
-        if not args.source:
-            raise ReenactError("give --source IMAGE or --source-in SAVED.safetensors")
         steps = options.tune_steps(args.tune_steps, driving=bool(args.driving))
         bar, update = _progress_bar(steps, "tuning G to the source", unit="step") if steps else (None, None)
         source = prepare_source(_read_image(args.source), models, select=args.face, tune_steps=steps,
@@ -136,9 +123,7 @@ def _reenact(args: argparse.Namespace) -> int:
     if args.source_out:
         print(f"saved the prepared source to {save_source(source, args.source_out)}")
     if not args.driving:
-        if not args.edit:
-            raise ReenactError("give --driving VIDEO|IMAGE|FOLDER, or --edit NAME=VALUE for editing")
-        rendered = edit(source, models, _parse_edits(args.edit), args.edit_mode, paste_back=not args.no_paste_back)
+        rendered = edit(source, models, parse_edits(args.edit), args.edit_mode, paste_back=not args.no_paste_back)
         image = rendered.frames[0] if rendered.frames is not None else rendered.crops[0]
         from .faces.images import to_uint8_rgb
         Image.fromarray(np.ascontiguousarray(to_uint8_rgb(image))).save(args.out)
