@@ -1,4 +1,4 @@
-"""Checks of the `reenact` command's arguments that need no model: run before anything is loaded or tuned, so a
+"""Checks of the `reenact` and `evaluate` commands' arguments that need no model: run before anything is loaded or tuned, so a
 mistyped path or an impossible output is refused at once (ReenactError: one line, exit status 2).
 """
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .errors import ReenactError
 from .video import IMAGE_SUFFIXES, VideoReader
+from .wording import count
 
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 
@@ -88,3 +89,16 @@ def check_reenact_arguments(args: argparse.Namespace) -> None:
     for option, path in (("--out", args.out), ("--source-out", args.source_out), ("--png-frames", args.png_frames)):
         if path:
             check_writable(option, path)
+
+
+def check_evaluate_arguments(args: argparse.Namespace) -> None:
+    """`evaluate`'s device, files and frame alignment (output and driver of one length), without a model."""
+    check_device(args.device)
+    if not Path(args.source).is_file():
+        raise ReenactError(f"--source {args.source}: file not found")
+    output, driving = VideoReader(args.output), VideoReader(args.driving)   # InputError naming a missing one
+    if output.frame_count and driving.frame_count and output.frame_count != driving.frame_count:
+        raise ReenactError(f"--output has {count(output.frame_count, 'frame')}, --driving "
+                           f"{count(driving.frame_count, 'frame')}: evaluate compares them frame by frame")
+    if args.json:
+        check_writable("--json", args.json)

@@ -182,6 +182,7 @@ def _doctor(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from .arguments import check_evaluate_arguments
     from .engine import load_reenact_models
     from .errors import MissingModelError
     from .evaluation import ARCFACE_MEASURE, DecaMeasurer, arcface_embedder, cosine_similarity, dlib_descriptor, evaluate
@@ -189,6 +190,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .video import VideoReader
     from .weights import find_model_file, load_model
 
+    check_evaluate_arguments(args)   # before any model is loaded
     models = load_reenact_models(model_folders(args), device=_device(args.device), dtype=torch.float32)
     measurer = DecaMeasurer(models)
     identity = dict(embedder=dlib_descriptor)

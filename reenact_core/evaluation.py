@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .caches import cached
-from .errors import NoFaceError
+from .errors import InputError, NoFaceError
 from .faces.temporal_metrics import landmark_jitter
 from .params import EXPRESSION_DIRECTIONS, VOXCELEB, FaceParams, Normaliser
 from .wording import count
@@ -221,13 +221,20 @@ def evaluate(source: np.ndarray, outputs: Iterable[np.ndarray], drivers: Iterabl
         embedder, estimator, landmarks: per-frame measurement functions returning None when no face is found.
         compare, identity_measure: how two embeddings compare (dlib distance by default; ``cosine_similarity``
             with ``arcface_embedder``) and the name the report gives it.
+
+    Raises:
+        NoFaceError: no face in the source. InputError: outputs and drivers of different lengths.
     """
     reference = embedder(source)
     if reference is None:
         raise NoFaceError("evaluate: no face found in the source image")
     distances, pose_errors, expr_errors, points = [], [], [], []
     frames = 0
-    for out, drv in zip(outputs, drivers, strict=True):
+    outputs, drivers = iter(outputs), iter(drivers)
+    for out in outputs:
+        drv = next(drivers, None)
+        if drv is None:
+            raise InputError(f"evaluate: the output has more frames than the driver's {count(frames, 'frame')}")
         frames += 1
         descriptor = embedder(out)
         if descriptor is not None:
@@ -239,6 +246,8 @@ def evaluate(source: np.ndarray, outputs: Iterable[np.ndarray], drivers: Iterabl
         lms = landmarks(out)
         if lms is not None:
             points.append(np.asarray(lms, np.float64))
+    if next(drivers, None) is not None:
+        raise InputError(f"evaluate: the output ends after {count(frames, 'frame')}, before the driver")
     mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
     jitter = landmark_jitter(np.stack(points)) if len(points) >= JITTER_MIN_FRAMES else None
     return EvaluationReport(frames, mean(distances), len(distances), mean(pose_errors), mean(expr_errors),

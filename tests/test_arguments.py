@@ -64,3 +64,34 @@ def test_good_arguments_reach_the_loader(tmp_path, monkeypatch, capsys, shared_d
     assert main(["reenact", "--models", str(tmp_path), "--source", source, "--driving", video,
                  "--out", str(tmp_path / "o.mp4"), "--device", "cpu"]) == 2
     assert "loader reached" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_videos_of_different_lengths_before_loading(tmp_path, monkeypatch, capsys, shared_dir):
+    from fractions import Fraction
+
+    from reenact_core.video import VideoReader, VideoWriter
+
+    calls = []
+    monkeypatch.setattr(reenact_core.engine, "load_reenact_models", lambda *a, **k: calls.append(a))
+    video = sorted(MEDIA.glob("*.mp4"))[0]
+    reader = VideoReader(video)
+    with VideoWriter(tmp_path / "short.mp4", Fraction(reader.fps)) as writer:
+        writer.write(next(iter(reader))[None])
+    code = main(["evaluate", "--models", str(tmp_path), "--source", str(sorted(MEDIA.glob("*.jpg"))[0]),
+                 "--driving", str(video), "--output", str(tmp_path / "short.mp4"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and calls == [] and "\n" not in err and "1 frame," in err, err
+
+
+def test_evaluation_of_unequal_streams_is_an_input_error():
+    import numpy as np
+
+    from reenact_core.errors import InputError
+    from reenact_core.evaluation import evaluate
+
+    frame = np.zeros((8, 8, 3), np.uint8)
+    face = lambda img: np.zeros(2)  # noqa: E731
+    none = lambda img: None  # noqa: E731
+    for outputs, drivers in (([frame] * 3, [frame] * 2), ([frame] * 2, [frame] * 3)):
+        with pytest.raises(InputError, match="evaluate"):
+            evaluate(frame, outputs, drivers, embedder=face, estimator=none, landmarks=none)
