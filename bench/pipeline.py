@@ -8,7 +8,8 @@ speed lever on and off (ms/frame at batch B, time relative to the lever off, the
 achieved rate as a fraction of the plain 3×3 convolution rate on the network's own layer shapes, measured in this
 process); then ms/frame per stage (landmarks, DECA crop + E_flame, A, generator, paste-back) at batch 1 and B, the
 render step (A + G) without and with FSR refinement (E_F at k = 4, output layer random), the generator tuning
-s/step if asked, and the end-to-end frames/s of a DriveSession (landmarks included) on real driving frames.
+s/step if asked, and the end-to-end frames/s of a DriveSession (landmarks included) on real driving frames,
+also per 1000 matmul GFLOP/s (compare two versions by this ratio: each run measures its own baseline).
 On CUDA the networks run in ``--dtype`` (fp16 or fp32) and times wait for the device. Targets (CPU, fp32,
 batch 8, quiet 2 cores): G >= 0.7 of the conv rate, end to end >= 3.5 frames/s.
 """
@@ -159,7 +160,8 @@ def main() -> None:
         n = len(session.process(frames)) + len(session.finish())
         seconds = time.perf_counter() - start
         print(f"end to end (landmarks included), batch {b}: {n / seconds:.2f} frames/s "
-              f"({seconds / n * 1e3:.0f} ms/frame over {n} frames)")
+              f"({seconds / n * 1e3:.0f} ms/frame over {n} frames); {n / seconds / base * 1e3:.2f} frames/s per "
+              f"1000 matmul GFLOP/s (compare runs by this ratio)")
     print(load_note())
 
 

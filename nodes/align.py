@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from comfy_api.v0_0_2 import io
 
-from .common import CATEGORY, Align, comfy_to_frames, frames_to_comfy, progress_and_interrupt
+from .common import CATEGORY, Align, combo, comfy_to_frames, frames_to_comfy, number, progress_and_interrupt
 
 if TYPE_CHECKING:
     from reenact_core.faces.reference_crop import CropTransform
 
-FACE_CHOICES = ("largest", "score", "index")  # the tracker's select rules, or "index": face_index from the left
-MAX_FACE_INDEX = 63
+INDEX = "index"   # the face choice that takes face_index (the others are reenact_core.options.FACE's)
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,17 +50,11 @@ class Alignment:
         return len(self.indices)
 
     def frame_rows(self) -> np.ndarray:
-        """The aligned face each frame shows: (frame_count,) int64 row into the N faces.
+        """The aligned face each frame shows: (frame_count,) int64 row into the N faces, −1 for none
+        (``reenact_core.engine.frame_rows`` under this alignment's no-face policy)."""
+        from reenact_core.engine.plan import frame_rows
 
-        A frame with the tracked face shows its own; under ``"hold"`` a frame without it shows the last face
-        before it (frames before the first face: the first face); under ``"pass"`` it shows none (−1).
-        """
-        rows = np.full(self.frame_count, -1, np.int64)
-        rows[self.indices] = np.arange(len(self.indices))
-        if self.no_face == "hold" and len(self.indices):
-            rows = np.maximum.accumulate(rows)
-            rows[rows < 0] = 0
-        return rows
+        return frame_rows(np.isin(np.arange(self.frame_count), self.indices), self.no_face)
 
     def check_frames(self, images, what: str) -> None:
         """Raises InputError unless IMAGE ``images`` ``[B, H, W, C]`` holds this alignment's frames."""
@@ -82,21 +75,14 @@ class Alignment:
                              f"the alignment has {len(self)} faces of {CROP_SIZE}×{CROP_SIZE} px")
 
 
-def _defaults() -> dict:
-    from reenact_core.landmarks import DEFAULT_BACKEND, backend_names
-    from reenact_core.faces.smoothing import DEFAULT_FPS, DEFAULT_STRENGTH
-    from reenact_core.faces.tracking import NO_FACE_POLICIES
-
-    return {"backends": list(backend_names()), "backend": DEFAULT_BACKEND, "fps": float(DEFAULT_FPS),
-            "smoothing": DEFAULT_STRENGTH, "policies": list(NO_FACE_POLICIES)}
-
-
 class LatentReenactFaceAlign(io.ComfyNode):
     """Finds one person's face in every frame and crops it as the method's 256-px reference crop."""
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        d = _defaults()
+        from reenact_core import options
+        from reenact_core.landmarks import DEFAULT_BACKEND, backend_names
+
         return io.Schema(
             node_id="LatentReenactFaceAlign",
             display_name="Face Align (Latent Reenact)",
@@ -106,27 +92,25 @@ class LatentReenactFaceAlign(io.ComfyNode):
                         "method's crop). Frames without the face give no crop; Paste Back restores them.",
             inputs=[
                 io.Image.Input("image", tooltip="A portrait, or the frames of a video as a batch"),
-                io.Combo.Input("backend", options=d["backends"], default=d["backend"],
+                io.Combo.Input("backend", options=list(backend_names()), default=DEFAULT_BACKEND,
                                tooltip="Face detector and 68-point landmarks: dlib (built in; its landmark model "
                                        "was trained on iBUG 300-W, not licensed for commercial use) or "
                                        "face-alignment (FAN, as the paper; the optional face-alignment package "
                                        "and its weights must be installed)"),
-                io.Combo.Input("face", options=list(FACE_CHOICES), default=FACE_CHOICES[0],
+                io.Combo.Input("face", options=[*options.FACE.choices, INDEX], default=options.FACE.default,
                                tooltip="Which face to follow, chosen on the first frame that has one: the "
                                        "largest, the most confident detection, or the one at face_index from the "
                                        "left; later frames keep the same person"),
-                io.Int.Input("face_index", default=0, min=0, max=MAX_FACE_INDEX,
-                             tooltip="With face = index: position of the face from the left (0 = leftmost)"),
-                io.Combo.Input("no_face", options=d["policies"], default="hold",
-                               tooltip="Frames without the face: raise stops with an error naming the frame; pass "
-                                       "leaves them unchanged at Paste Back; hold repeats the previous face's "
-                                       "result there (frames before the first face get the first)"),
-                io.Float.Input("smoothing", default=d["smoothing"], min=0.0, max=1.0, step=0.05,
-                               tooltip="Temporal smoothing of the landmarks (One-Euro filter; 0 = off, 1 = "
-                                       "heaviest); no effect on a single image"),
-                io.Float.Input("fps", default=d["fps"], min=1.0, max=240.0, step=0.001,
-                               tooltip="Frame rate of the frames (link Get Video Components' fps); sets the "
-                                       "smoothing's time constants here and in Apply Directions"),
+                number(options.FACE_INDEX, tooltip="With face = index: position of the face from the left "
+                                                   "(0 = leftmost)"),
+                combo(options.NO_FACE, tooltip="Frames without the face: raise stops with an error naming the "
+                                               "frame; pass leaves them unchanged at Paste Back; hold repeats the "
+                                               "previous face's result there (frames before the first face get "
+                                               "the first)"),
+                number(options.SMOOTHING, tooltip="Temporal smoothing of the landmarks (One-Euro filter; 0 = off, "
+                                                  "1 = heaviest); no effect on a single image"),
+                number(options.FPS, tooltip="Frame rate of the frames (link Get Video Components' fps); sets the "
+                                            "smoothing's time constants here and in Apply Directions"),
             ],
             outputs=[
                 io.Image.Output(display_name="aligned", tooltip="One 256×256 face crop per frame with the face, "
@@ -145,7 +129,7 @@ class LatentReenactFaceAlign(io.ComfyNode):
         from reenact_core.faces.reference_crop import CROP_SIZE
 
         frames = comfy_to_frames(image)
-        aligner = FaceAligner(face_index if face == "index" else face, no_face, smoothing, fps, backend)
+        aligner = FaceAligner(face_index if face == INDEX else face, no_face, smoothing, fps, backend)
         progress = progress_and_interrupt(len(frames))
         faces = []
         for frame in frames:

@@ -45,6 +45,28 @@ Latent = io.Custom("REENACT_LATENT")      # codes to decode: a source and Δp pe
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def _tooltip(option, tooltip: str | None) -> str:
+    return tooltip or option.help
+
+
+def combo(option, *, tooltip: str | None = None, **kwargs) -> io.Combo.Input:
+    """The widget of a choice option of ``reenact_core.options``: its name, choices and default."""
+    return io.Combo.Input(option.name, options=list(option.choices), default=option.default,
+                          tooltip=_tooltip(option, tooltip), **kwargs)
+
+
+def number(option, *, tooltip: str | None = None, **kwargs) -> io.Int.Input | io.Float.Input:
+    """The widget of a number option of ``reenact_core.options``: its name, default, range and step
+    (``kwargs`` may override the default or the minimum, e.g. where a node's use has its own)."""
+    kind = io.Int if option.integer else io.Float
+    kwargs.setdefault("default", option.default)
+    kwargs.setdefault("min", option.minimum)
+    kwargs.setdefault("max", option.maximum)
+    if option.step is not None:
+        kwargs.setdefault("step", option.step)
+    return kind.Input(option.name, tooltip=_tooltip(option, tooltip), **kwargs)
+
+
 @dataclass(eq=False)
 class ModelHandle:
     """One model file in one dtype, managed by ComfyUI (moved to the GPU on use, released on /free).
@@ -99,6 +121,24 @@ class ModelHandle:
     def _on_device(self) -> LoadedModel:
         return replace(self.model, module=self.patcher.model,
                        extras={name: t.to(self.patcher.load_device) for name, t in self.model.extras.items()})
+
+
+def clear_library_caches_on_unload() -> None:
+    """Makes ComfyUI's ``unload_all_models`` (what ``/free`` with ``unload_models`` runs) also drop the library's
+    helper-model caches (``reenact_core.caches``: dlib, FAN on the GPU, landmark backends, evaluation)."""
+    original = mm.unload_all_models
+    if getattr(original, "clears_reenact_caches", False):
+        return
+
+    def unload_all_models(*args, **kwargs):
+        from reenact_core.caches import clear_caches
+
+        result = original(*args, **kwargs)
+        clear_caches()
+        return result
+
+    unload_all_models.clears_reenact_caches = True
+    mm.unload_all_models = unload_all_models
 
 
 _HANDLES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()

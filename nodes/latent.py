@@ -1,8 +1,9 @@
 """The source in W+ and back: Invert to W+ (with optional generator tuning and a saved copy), Load Source, and
 StyleGAN2 Decode of the codes the direction nodes make.
 
-Codes are decoded in the windows a driving session batches them in (``DEFAULT_BATCH_SIZE`` consecutive frame
-indices), so the images are those of the engine's ``drive`` and ``edit`` bit for bit.
+Codes are decoded in the windows a driving session batches them in (``reenact_core.engine.windows`` of
+``batch_size`` consecutive frame indices), so with the same batch size the images are those of the engine's
+``drive`` and ``edit`` bit for bit.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from comfy_api.v0_0_2 import io
 
 from . import MODEL_FOLDER_KEY
 from .common import (CATEGORY, Align, Deca, Encoder, Generator, Latent, ModelHandle, Progress, Source,
-                     comfy_to_frames, frames_to_comfy, interruptible, reenact_models)
-from .reenact import MAX_TUNE_STEPS
+                     comfy_to_frames, frames_to_comfy, interruptible, number, reenact_models)
+from .reenact import BATCH_TOOLTIP
 
 if TYPE_CHECKING:
     from reenact_core.engine import PreparedSource
@@ -49,16 +50,6 @@ class LatentBatch:
 
     def __len__(self) -> int:
         return len(self.indices)
-
-
-def batch_windows(indices: np.ndarray) -> list[slice]:
-    """Runs of rows whose frame ``indices`` (increasing) fall in one window of ``DEFAULT_BATCH_SIZE`` frames, the
-    batches a driving session runs its networks on."""
-    from reenact_core.engine.session import DEFAULT_BATCH_SIZE
-
-    window = np.asarray(indices) // DEFAULT_BATCH_SIZE
-    starts = [0, *(np.flatnonzero(np.diff(window)) + 1).tolist(), len(window)]
-    return [slice(a, b) for a, b in zip(starts[:-1], starts[1:]) if b > a]
 
 
 def stored_source(source: PreparedSource) -> PreparedSource:
@@ -93,6 +84,8 @@ class LatentReenactInvert(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
+        from reenact_core import options
+
         return io.Schema(
             node_id="LatentReenactInvert",
             display_name="Invert to W+ (Latent Reenact)",
@@ -111,11 +104,11 @@ class LatentReenactInvert(io.ComfyNode):
                 Deca.Input("deca", tooltip="DECA encoder measuring the source's head pose and expression"),
                 io.Int.Input("face", default=0, min=0, max=1_000_000,
                              tooltip="Which aligned face to invert: 0 = the first frame with a face, 1 = the next…"),
-                io.Int.Input("tune_steps", default=0, min=0, max=MAX_TUNE_STEPS,
-                             tooltip="Steps tuning G's upper layers to this face for a closer likeness. 0 (default) "
-                                     "= e4e alone, as the paper edits; the paper reenacts with 200. Slow on a CPU "
-                                     "with the full-size models (seconds a step). Uses lpips-alex.safetensors from "
-                                     f"models/{MODEL_FOLDER_KEY}/ when present, else the pixel loss alone"),
+                number(options.TUNE_STEPS, default=options.EDIT_TUNE_STEPS,
+                       tooltip="Steps tuning G's upper layers to this face for a closer likeness. 0 (default) "
+                               "= e4e alone, as the paper edits; the paper reenacts with 200. Slow on a CPU "
+                               "with the full-size models (seconds a step). Uses lpips-alex.safetensors from "
+                               f"models/{MODEL_FOLDER_KEY}/ when present, else the pixel loss alone"),
                 io.String.Input("save_as", default="",
                                 tooltip=f"File name to save the prepared source under output/{SOURCES_FOLDER}/ "
                                         f"('{SOURCE_SUFFIX}' added), for Load Source; empty = do not save"),
@@ -200,7 +193,7 @@ class LatentReenactDecode(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        from reenact_core.engine import TRUNCATION
+        from reenact_core import options
 
         return io.Schema(
             node_id="LatentReenactDecode",
@@ -212,21 +205,22 @@ class LatentReenactDecode(io.ComfyNode):
             inputs=[
                 Latent.Input("latent", tooltip="W+ codes from Apply Directions or Edit Directions"),
                 Generator.Input("generator", tooltip="StyleGAN2 generator G"),
-                io.Float.Input("truncation", default=TRUNCATION, min=0.0, max=1.0, step=0.01,
-                               tooltip="Truncation ψ toward the mean face (the paper: 0.7; 1 = none)"),
+                number(options.TRUNCATION),
+                number(options.BATCH_SIZE, optional=True, tooltip=BATCH_TOOLTIP),
             ],
             outputs=[io.Image.Output(display_name="image", tooltip="One 256×256 face crop per code")],
         )
 
     @classmethod
-    def execute(cls, latent, generator, truncation) -> io.NodeOutput:
-        from reenact_core.engine import fsr_context, render
+    def execute(cls, latent, generator, truncation, batch_size=None) -> io.NodeOutput:
+        from reenact_core.engine import fsr_context, render, windows
+        from reenact_core.options import BATCH_SIZE
 
         models = reenact_models(generator, None, None, latent.directions, latent.fsr)
         context = None if latent.fsr is None else fsr_context(models, latent.source, truncation)
         progress = Progress(len(latent))
         crops = []
-        for rows in batch_windows(latent.indices):
+        for rows in windows(latent.indices, batch_size or BATCH_SIZE.default):
             progress.check()
             crops.append(render(models, latent.source, latent.delta_p[rows], truncation=truncation,
                                 paste=False, context=context).crops)

@@ -117,7 +117,7 @@ class _ModelLoader(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         k = KINDS[cls.KIND]
         if k.official_file:
-            origin = (f"Converted from the official '{k.official_file}' with: python -m reenact_core convert "
+            origin = (f"Converted from the official '{k.official_file}' with: latent-reenact convert "
                       f"{k.official_file} <ComfyUI>/models/{MODEL_FOLDER_KEY}/")
             made = f"converted from the official '{k.official_file}'"
         else:   # nothing published to convert

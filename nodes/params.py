@@ -1,12 +1,12 @@
 """Head pose and expression: Extract 3DMM Params (DECA on aligned faces), Apply Directions (a driver's motion as
 Δp, the engine's ``DriverMotion``) and Edit Directions (named sliders, the engine's ``edit_delta_p``).
 
-DECA and the Δp smoothing run in the windows a driving session uses, in frame order, so Apply Directions gives
-the session's Δp bit for bit.
+DECA and the Δp smoothing run in the windows a driving session uses (``reenact_core.engine.windows`` of
+``batch_size`` frames), in frame order, so with the same batch size Apply Directions gives the session's Δp bit
+for bit.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from comfy_api.v0_0_2 import io
 
-from .common import (CATEGORY, Align, Deca, Directions, Latent, Params, Progress, Source, comfy_to_frames,
-                     reenact_models)
-from .latent import LatentBatch, batch_windows, stored_source
+from .common import (CATEGORY, Align, Deca, Directions, Latent, Params, Progress, Source, combo, comfy_to_frames,
+                     number, reenact_models)
+from .latent import LatentBatch, stored_source
+from .reenact import BATCH_TOOLTIP
 
 if TYPE_CHECKING:
     from .align import Alignment
@@ -46,6 +47,8 @@ class LatentReenactExtractParams(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
+        from reenact_core.options import BATCH_SIZE
+
         return io.Schema(
             node_id="LatentReenactExtractParams",
             display_name="Extract 3DMM Params (Latent Reenact)",
@@ -56,15 +59,17 @@ class LatentReenactExtractParams(io.ComfyNode):
                 io.Image.Input("aligned", tooltip="Face Align's 256-px crops (e.g. of the driving video)"),
                 Align.Input("align", tooltip="Face Align's alignment of those crops"),
                 Deca.Input("deca", tooltip="DECA encoder"),
+                number(BATCH_SIZE, optional=True, tooltip=BATCH_TOOLTIP),
             ],
             outputs=[Params.Output(display_name="params", tooltip="DECA codes per aligned face, with the frame "
                                                                    "index of each")],
         )
 
     @classmethod
-    def execute(cls, aligned, align, deca) -> io.NodeOutput:
+    def execute(cls, aligned, align, deca, batch_size=None) -> io.NodeOutput:
         import comfy.model_management as mm
-        from reenact_core.engine import estimate_codes
+        from reenact_core.engine import estimate_codes, windows
+        from reenact_core.options import BATCH_SIZE
         from reenact_core.faces.images import to_uint8_rgb
         from reenact_core.models.deca import N_CODES
 
@@ -73,7 +78,7 @@ class LatentReenactExtractParams(io.ComfyNode):
         crops = np.stack([to_uint8_rgb(f) for f in comfy_to_frames(aligned)]) if len(align) else None
         progress = Progress(len(align))
         codes = [torch.zeros(0, N_CODES)]
-        for rows in batch_windows(align.indices):
+        for rows in windows(align.indices, batch_size or BATCH_SIZE.default):
             progress.check()
             codes.append(estimate_codes(models, crops[rows], align.kpt68[rows]).cpu())
             progress.update(rows.stop - rows.start)
@@ -85,8 +90,7 @@ class LatentReenactApplyDirections(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        from reenact_core.engine import MODES
-        from reenact_core.faces.smoothing import DEFAULT_STRENGTH
+        from reenact_core import options
 
         return io.Schema(
             node_id="LatentReenactApplyDirections",
@@ -99,55 +103,43 @@ class LatentReenactApplyDirections(io.ComfyNode):
                 Source.Input("source", tooltip="The prepared source (Invert to W+ or Load Source)"),
                 Params.Input("params", tooltip="The driver's DECA codes (Extract 3DMM Params)"),
                 Directions.Input("directions", tooltip="Directions matrix A mapping Δp to a W+ shift"),
-                io.Combo.Input("mode", options=list(MODES), default=MODES[0],
-                               tooltip="absolute: the source takes the driver's pose and expression (the paper); "
-                                       "relative: the source keeps its own and moves as the driver moves from its "
-                                       "first face"),
+                combo(options.MODE),
                 io.Boolean.Input("pose", default=True, tooltip="Transfer the head pose (yaw, pitch, roll)"),
                 io.Boolean.Input("expression", default=True,
                                  tooltip="Transfer the jaw and the 11 expression coefficients"),
-                io.Float.Input("strength", default=1.0, min=0.0, max=3.0, step=0.05,
-                               tooltip="Factor on the motion Δp (1 = as measured; above 1 exaggerates)"),
-                io.Float.Input("smoothing", default=DEFAULT_STRENGTH, min=0.0, max=1.0, step=0.05,
-                               tooltip="Temporal smoothing of the driver's parameters (One-Euro in Δp units, at "
-                                       "Face Align's fps; 0 = off); the same value as Face Align's smoothing "
-                                       "gives what Reenact does"),
+                number(options.STRENGTH),
+                number(options.SMOOTHING,
+                       tooltip="Temporal smoothing of the driver's parameters (One-Euro in Δp units, at Face "
+                               "Align's fps; 0 = off); the same value as Face Align's smoothing gives what Reenact "
+                               "does"),
+                number(options.BATCH_SIZE, optional=True, tooltip=BATCH_TOOLTIP),
             ],
             outputs=[Latent.Output(display_name="latent", tooltip="One W+ code per driver face (the source's code "
                                                                    "shifted by A(Δp)), for StyleGAN2 Decode")],
         )
 
     @classmethod
-    def execute(cls, source, params, directions, mode, pose, expression, strength, smoothing) -> io.NodeOutput:
-        from reenact_core.engine import DriveOptions, DriverMotion
+    def execute(cls, source, params, directions, mode, pose, expression, strength, smoothing,
+                batch_size=None) -> io.NodeOutput:
+        from reenact_core.engine import DriveOptions, DriverMotion, windows
         from reenact_core.params import NUM_DIRECTIONS
 
         models = reenact_models(None, None, None, directions)
         options = DriveOptions(mode=mode, pose=pose, expression=expression, strength=strength, smoothing=smoothing)
         on_device = source.to(models.device, models.dtype)
         motion = DriverMotion(on_device.params, models.normaliser, options, fps=params.alignment.fps)
-        shifts = [torch.zeros(0, NUM_DIRECTIONS)]
-        for rows in batch_windows(params.alignment.indices):
-            shifts.append(motion(params.codes[rows].to(models.device)).cpu())
-        return io.NodeOutput(LatentBatch(stored_source(source), torch.cat(shifts), directions,
+        delta_p = [torch.zeros(0, NUM_DIRECTIONS)]
+        for rows in windows(params.alignment.indices, batch_size or options.batch_size):
+            delta_p.append(motion(params.codes[rows].to(models.device)).cpu())
+        return io.NodeOutput(LatentBatch(stored_source(source), torch.cat(delta_p), directions,
                                          params.alignment.indices))
 
 
-def _slider_limit(name: str) -> float:
-    """Twice the largest magnitude the official A was trained on in direction ``name`` (its own unit), rounded
-    up (the schema is fixed before any A is loaded)."""
-    from reenact_core.engine import sweep_range
-    from reenact_core.params import VOXCELEB
-
-    lo, hi = sweep_range(name, VOXCELEB)
-    return math.ceil(200 * max(abs(lo), abs(hi))) / 100
-
-
 def _slider(name: str) -> io.Float.Input:
-    from reenact_core.engine import DIRECTION_NAMES
+    from reenact_core.engine import DIRECTION_NAMES, edit_limit
     from reenact_core.params import POSE_DIRECTIONS
 
-    limit = _slider_limit(name)
+    limit = edit_limit(name)
     if name in DIRECTION_NAMES[POSE_DIRECTIONS]:
         what = f"Head {name} in degrees (A was trained on ±{limit / 2:g}°)"
         step = ANGLE_STEP_DEG
@@ -166,7 +158,8 @@ class LatentReenactEditDirections(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        from reenact_core.engine import DIRECTION_NAMES, EDIT_MODES
+        from reenact_core.engine import DIRECTION_NAMES
+        from reenact_core.options import EDIT_MODE
 
         return io.Schema(
             node_id="LatentReenactEditDirections",
@@ -177,7 +170,7 @@ class LatentReenactEditDirections(io.ComfyNode):
             inputs=[
                 Source.Input("source", tooltip="The prepared source (Invert to W+ or Load Source)"),
                 Directions.Input("directions", tooltip="Directions matrix A mapping Δp to a W+ shift"),
-                io.Combo.Input("mode", options=list(EDIT_MODES), default="offset",
+                io.Combo.Input("mode", options=list(EDIT_MODE.choices), default=EDIT_MODE.default,
                                tooltip="offset: each slider is added to the source's own value (all 0 = the source "
                                        "unedited); target: each slider is the value the face takes (all 0 = "
                                        "frontal, mouth closed, neutral)"),
@@ -191,10 +184,10 @@ class LatentReenactEditDirections(io.ComfyNode):
         from reenact_core.engine import edit_delta_p
 
         models = reenact_models(None, None, None, directions)
-        shift = edit_delta_p(source.to(models.device, models.dtype).params, values, mode,
-                             normaliser=models.normaliser)
-        return io.NodeOutput(LatentBatch(stored_source(source), shift.cpu(), directions,
-                                         np.arange(len(shift), dtype=np.int64)))
+        delta_p = edit_delta_p(source.to(models.device, models.dtype).params, values, mode,
+                               normaliser=models.normaliser)
+        return io.NodeOutput(LatentBatch(stored_source(source), delta_p.cpu(), directions,
+                                         np.arange(len(delta_p), dtype=np.int64)))
 
 
 NODES = [LatentReenactExtractParams, LatentReenactApplyDirections, LatentReenactEditDirections]

@@ -10,13 +10,13 @@ import numpy as np
 from comfy_api.v0_0_2 import io
 
 from . import MODEL_FOLDER_KEY
-from .common import (CATEGORY, FSR, Deca, Directions, Encoder, Generator, Progress, comfy_to_frames,
-                     frames_to_comfy, interruptible, masks_to_comfy, reenact_models)
+from .common import (CATEGORY, FSR, Deca, Directions, Encoder, Generator, Progress, combo, comfy_to_frames,
+                     frames_to_comfy, interruptible, masks_to_comfy, number, reenact_models)
 
-AUTO_TUNE_STEPS = -1         # the tune_steps widget's "auto": reenact_core.engine.pairing.resolve_tune_steps decides
-MAX_TUNE_STEPS = 5000
-MAX_BATCH_SIZE = 256
-SOURCE_FACES = ("largest", "score")
+BATCH_TOOLTIP = ("Frames per network batch: DECA, A and G run on windows of this many consecutive frames (more is "
+                 "faster on a GPU and uses more memory); the step-by-step nodes give the same frames with the same "
+                 "batch_size")
+
 
 
 def _model_inputs() -> list:
@@ -30,39 +30,27 @@ def _model_inputs() -> list:
 
 def _drive_inputs() -> list:
     """Widgets shared by both nodes, in their order (a saved workflow's widget values follow it)."""
-    from reenact_core.engine import MODES, TRUNCATION
-    from reenact_core.engine.session import DEFAULT_BATCH_SIZE
-    from reenact_core.faces.smoothing import DEFAULT_STRENGTH
-    from reenact_core.faces.tracking import NO_FACE_POLICIES
+    from reenact_core import options
 
     return [
-        io.Combo.Input("mode", options=list(MODES), default=MODES[0],
-                       tooltip="absolute: the source takes the driver's pose and expression (the paper); relative: "
-                               "the source keeps its own and moves as the driver moves from its first face"),
+        combo(options.MODE),
         io.Boolean.Input("pose", default=True, tooltip="Transfer the head pose (yaw, pitch, roll)"),
         io.Boolean.Input("expression", default=True, tooltip="Transfer the jaw and the 11 expression coefficients"),
-        io.Float.Input("strength", default=1.0, min=0.0, max=3.0, step=0.05,
-                       tooltip="Factor on the motion Δp (1 = as measured; above 1 exaggerates)"),
-        io.Float.Input("smoothing", default=DEFAULT_STRENGTH, min=0.0, max=1.0, step=0.05,
-                       tooltip="Temporal smoothing of the driver's landmarks and parameters (One-Euro; 0 = off)"),
-        io.Combo.Input("no_face", options=list(NO_FACE_POLICIES), default="hold",
-                       tooltip="Driver frames without a face: raise stops with an error naming the frame, pass "
-                               "outputs the unchanged source, hold repeats the previous result"),
-        io.Int.Input("tune_steps", default=AUTO_TUNE_STEPS, min=AUTO_TUNE_STEPS, max=MAX_TUNE_STEPS,
-                     tooltip="Steps tuning G's upper layers to the source, for a closer likeness (the paper: 200; "
-                             "0 = off; -1 = auto: 0 for an encoder and directions trained together by `train "
-                             "joint`, else 200). Slow on a CPU: with the full-size models about 0.7 s a step on 2 cores, more "
-                             "with LPIPS (200 steps ≈ 2.5–3 min); far faster on a GPU. Uses lpips-alex.safetensors from "
-                             "models/reenact/ when present, else the pixel loss alone"),
+        number(options.STRENGTH),
+        number(options.SMOOTHING),
+        combo(options.NO_FACE),
+        number(options.TUNE_STEPS, default=options.AUTO_STEPS, min=options.AUTO_STEPS,
+               tooltip="Steps tuning G's upper layers to the source, for a closer likeness (the paper: 200; "
+                       "0 = off; -1 = auto: 0 for an encoder and directions trained together by `train joint`, "
+                       "else 200). Slow on a CPU: with the full-size models about 0.7 s a step on 2 cores, more "
+                       "with LPIPS (200 steps ≈ 2.5–3 min); far faster on a GPU. Uses lpips-alex.safetensors from "
+                       "models/reenact/ when present, else the pixel loss alone"),
         io.Boolean.Input("paste_back", default=True,
                          tooltip="Paste each rendered face into the source image (off: output the 256-px crops)"),
         io.Boolean.Input("color_match", default=False,
                          tooltip="Match the rendered faces' colours to the source image before pasting"),
-        io.Float.Input("truncation", default=TRUNCATION, min=0.0, max=1.0, step=0.01,
-                       tooltip="Truncation ψ toward the mean face (the paper: 0.7; 1 = none)"),
-        io.Int.Input("batch_size", default=DEFAULT_BATCH_SIZE, min=1, max=MAX_BATCH_SIZE,
-                     tooltip="Frames per network batch (more is faster on a GPU and uses more memory; other "
-                             "sizes can change the last bit of a pixel, 8 matches the step-by-step nodes)"),
+        number(options.TRUNCATION),
+        number(options.BATCH_SIZE, tooltip=BATCH_TOOLTIP),
     ]
 
 
@@ -73,9 +61,10 @@ def _fsr_input() -> io.Input:
 
 def _face_inputs() -> list:
     from reenact_core.landmarks import DEFAULT_BACKEND, backend_names
+    from reenact_core.options import FACE
 
     return [
-        io.Combo.Input("source_face", options=list(SOURCE_FACES), default=SOURCE_FACES[0],
+        io.Combo.Input("source_face", options=list(FACE.choices), default=FACE.default,
                        tooltip="Which face of the source image to animate when it holds several: the largest or "
                                "the most confident detection"),
         io.Combo.Input("backend", options=list(backend_names()), default=DEFAULT_BACKEND,
@@ -95,9 +84,9 @@ def _options(mode, pose, expression, strength, smoothing, no_face, paste_back, c
 
 def _tune_steps(value: int, models) -> int:
     """The widget's steps, with -1 (auto) resolved by the library from the encoder and directions files."""
-    from reenact_core.engine.pairing import AUTO, resolve_tune_steps
+    from reenact_core.engine.pairing import resolve_tune_steps
 
-    return resolve_tune_steps(AUTO if value == AUTO_TUNE_STEPS else value, models.e4e, models.directions)
+    return resolve_tune_steps(value, models.e4e, models.directions)
 
 
 def _prepare(models, source, source_face: str, backend: str, tune_steps: int, progress: Progress):
@@ -117,6 +106,8 @@ class LatentReenactReenact(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
+        from reenact_core import options
+
         return io.Schema(
             node_id="LatentReenactReenact",
             display_name="Reenact (Latent Reenact)",
@@ -129,9 +120,8 @@ class LatentReenactReenact(io.ComfyNode):
                 io.Image.Input("driving", tooltip="Driving frames (a batch, e.g. from Get Video Components)"),
                 *_model_inputs(),
                 *_drive_inputs(),
-                io.Float.Input("fps", default=_default_fps(), min=1.0, max=240.0, step=0.001,
-                               tooltip="Frame rate of the driving frames (link Get Video Components' fps); sets "
-                                       "the smoothing's time constants"),
+                number(options.FPS, tooltip="Frame rate of the driving frames (link Get Video Components' fps); "
+                                            "sets the smoothing's time constants"),
                 *_face_inputs(),
                 _fsr_input(),
             ],
@@ -150,15 +140,15 @@ class LatentReenactReenact(io.ComfyNode):
                 backend, fsr=None) -> io.NodeOutput:
         from reenact_core.engine import DrivenChunk, DriveSession
 
-        options = _options(mode, pose, expression, strength, smoothing, no_face, paste_back, color_match,
-                           truncation, batch_size, backend)
+        drive_options = _options(mode, pose, expression, strength, smoothing, no_face, paste_back, color_match,
+                                 truncation, batch_size, backend)
         models = reenact_models(generator, encoder, deca, directions, fsr)
         tune_steps = _tune_steps(tune_steps, models)
         frames = comfy_to_frames(driving)
         progress = Progress(tune_steps + len(frames))
         with interruptible():
             prepared = _prepare(models, source, source_face, backend, tune_steps, progress)
-            session = DriveSession(models, prepared, options, fps=fps)
+            session = DriveSession(models, prepared, drive_options, fps=fps)
             chunks = []
             for start in range(0, len(frames), batch_size):   # Cancel is checked once per network batch
                 progress.check()
@@ -173,18 +163,12 @@ class LatentReenactReenact(io.ComfyNode):
         return io.NodeOutput(frames_to_comfy(result.frames), masks_to_comfy(result.masks), crops)
 
 
-def _default_fps() -> float:
-    from reenact_core.faces.smoothing import DEFAULT_FPS
-
-    return float(DEFAULT_FPS)
-
-
 class LatentReenactReenactVideo(io.ComfyNode):
     """Reenact a source portrait with a driving video, streamed from file to file (VIDEO in, VIDEO out)."""
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        from reenact_core.video import LENGTH_POLICIES
+        from reenact_core import options
 
         return io.Schema(
             node_id="LatentReenactReenactVideo",
@@ -202,9 +186,8 @@ class LatentReenactReenactVideo(io.ComfyNode):
                 *_drive_inputs(),
                 io.Int.Input("frames", default=0, min=0, max=1_000_000,
                              tooltip="Output length in frames (0 = the driver's length)"),
-                io.Combo.Input("length", options=list(LENGTH_POLICIES), default=LENGTH_POLICIES[0],
-                               tooltip="When 'frames' exceeds the driver: stop at its end, loop it, or play it "
-                                       "forward and backward (pingpong)"),
+                combo(options.LENGTH, tooltip="When 'frames' exceeds the driver: stop at its end, loop it, or "
+                                              "play it forward and backward (pingpong)"),
                 *_face_inputs(),
                 _fsr_input(),
             ],
@@ -220,8 +203,8 @@ class LatentReenactReenactVideo(io.ComfyNode):
         from comfy_api.v0_0_2 import InputImpl
         from reenact_core.pipeline import reenact_file
 
-        options = _options(mode, pose, expression, strength, smoothing, no_face, paste_back, color_match,
-                           truncation, batch_size, backend)
+        drive_options = _options(mode, pose, expression, strength, smoothing, no_face, paste_back, color_match,
+                                 truncation, batch_size, backend)
         models = reenact_models(generator, encoder, deca, directions, fsr)
         tune_steps = _tune_steps(tune_steps, models)
         out = os.path.join(folder_paths.get_temp_directory(), f"latent_reenact_{uuid.uuid4().hex}.mp4")
@@ -235,7 +218,7 @@ class LatentReenactReenactVideo(io.ComfyNode):
                 progress.check()
 
             try:   # chunks of one network batch: Cancel is checked after each
-                reenact_file(models, prepared, driving, out, options, num_frames=frames or None,
+                reenact_file(models, prepared, driving, out, drive_options, num_frames=frames or None,
                              length_policy=length, chunk=batch_size, progress=advance)
             except BaseException:
                 if os.path.exists(out):

@@ -1,4 +1,5 @@
-"""Command-line entry point: `python -m reenact_core <command>` (convert, reenact, doctor, evaluate)."""
+"""Command-line entry point: `latent-reenact <command>` (the console command of `pip install -e .`) or
+`python -m reenact_core <command>`: convert, reenact, doctor, evaluate, dataset, train."""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +7,31 @@ import os
 import sys
 from pathlib import Path
 
+from . import options
+from .command import COMMAND
+from .wording import count
 from .errors import ReenactError
+from .options import add_argument
 
 DTYPES = ("float32", "float16", "bfloat16")
+
+
+def _face(text: str) -> str | int:
+    try:
+        return options.face_select(text)
+    except ReenactError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _tune_steps(text: str) -> str | int:
+    if text == options.AUTO:
+        return text
+    try:
+        return options.TUNE_STEPS.check(int(text))
+    except (ValueError, ReenactError):
+        raise argparse.ArgumentTypeError(f"tune steps take {options.AUTO} or a whole number in "
+                                         f"[{options.TUNE_STEPS.minimum}, {options.TUNE_STEPS.maximum}], "
+                                         f"got {text!r}") from None
 
 
 def model_folders(args: argparse.Namespace) -> list[Path]:
@@ -28,15 +51,25 @@ def _device(name: str) -> str:
     return "mps" if torch.backends.mps.is_available() else "cpu"
 
 
-def _progress_bar(total: int | None, desc: str):
+def _progress_bar(total: int | None, desc: str, unit: str = "frame"):
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="frame", file=sys.stderr)
+    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
 
     def update(done: int, new_total: int | None = None) -> None:
         bar.total = new_total if new_total is not None else bar.total
         bar.update(done - bar.n)
     return bar, update
+
+
+def _frame_count(driving: str) -> int | None:
+    """The driver's frame count when its container says (for the bar's total and ETA), else None."""
+    from .video import VideoReader
+
+    try:
+        return VideoReader(driving).frame_count
+    except ReenactError:   # an unreadable driver is reported by the run itself
+        return None
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -60,28 +93,18 @@ def _read_image(path: str):
         raise ReenactError(f"cannot read the image {path}: {exc}") from None
 
 
-def _parse_edits(items: list[str]) -> dict[str, float]:
-    edits = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            edits[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise ReenactError(f"--edit expects NAME=VALUE (e.g. yaw=20), got {item!r}")
-    return edits
-
-
 def _reenact(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
     from PIL import Image
+    from .arguments import check_reenact_arguments, parse_edits
     from .engine import DriveOptions, edit, find_fsr, load_reenact_models, load_source, prepare_source, save_source
     from .engine.pairing import resolve_tune_steps
-    from .weights import find_lpips
+    from .memory import fix_heap_threshold
     from .pipeline import reenact_file
+    from .weights import find_lpips
 
+    check_reenact_arguments(args)   # before any model is loaded
     folders = model_folders(args)
     device = _device(args.device)
     fsr, note = find_fsr(args.fsr, folders)
@@ -91,10 +114,8 @@ def _reenact(args: argparse.Namespace) -> int:
     if args.source_in:
         source = load_source(args.source_in, device=device, dtype=models.dtype)
     else:
-        if not args.source:
-            raise ReenactError("give --source IMAGE or --source-in SAVED.safetensors")
         steps = resolve_tune_steps(args.tune_steps, models.e4e, models.directions, reenacting=bool(args.driving))
-        bar, update = _progress_bar(steps, "tuning G to the source") if steps else (None, None)
+        bar, update = _progress_bar(steps, "tuning G to the source", unit="step") if steps else (None, None)
         source = prepare_source(_read_image(args.source), models, select=args.face, tune_steps=steps,
                                 lpips=find_lpips(folders, device=device) if steps else None,
                                 progress=(lambda step, total, eta, loss: update(step)) if steps else None)
@@ -103,26 +124,25 @@ def _reenact(args: argparse.Namespace) -> int:
     if args.source_out:
         print(f"saved the prepared source to {save_source(source, args.source_out)}")
     if not args.driving:
-        if not args.edit:
-            raise ReenactError("give --driving VIDEO|IMAGE|FOLDER, or --edit NAME=VALUE for editing")
-        rendered = edit(source, models, _parse_edits(args.edit), args.edit_mode, paste_back=not args.no_paste_back)
+        rendered = edit(source, models, parse_edits(args.edit), args.edit_mode, paste_back=not args.no_paste_back)
         image = rendered.frames[0] if rendered.frames is not None else rendered.crops[0]
         from .faces.images import to_uint8_rgb
         Image.fromarray(np.ascontiguousarray(to_uint8_rgb(image))).save(args.out)
         print(f"wrote {args.out}")
         return 0
-    options = DriveOptions(mode=args.mode, pose=not args.no_pose, expression=not args.no_expression,
-                           strength=args.strength, smoothing=args.smoothing, no_face=args.no_face,
-                           paste_back=not args.no_paste_back, color_match=args.color_match,
-                           batch_size=args.batch_size)
-    bar, update = _progress_bar(args.frames, "reenacting")
+    drive_options = DriveOptions(mode=args.mode, pose=not args.no_pose, expression=not args.no_expression,
+                                 strength=args.strength, smoothing=args.smoothing, no_face=args.no_face,
+                                 paste_back=not args.no_paste_back, color_match=args.color_match,
+                                 batch_size=args.batch_size)
+    fix_heap_threshold()   # a long video's frame buffers are mapped and unmapped: RSS stays flat (memory module)
+    bar, update = _progress_bar(args.frames or _frame_count(args.driving), "reenacting")
     try:
-        summary = reenact_file(models, source, args.driving, args.out, options, num_frames=args.frames,
+        summary = reenact_file(models, source, args.driving, args.out, drive_options, num_frames=args.frames,
                                length_policy=args.length, png_dir=args.png_frames, progress=update)
     finally:
         bar.close()
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
-    print(f"wrote {summary.output}: {summary.frames} frames at {float(summary.fps):.3f} fps ({counts})"
+    print(f"wrote {summary.output}: {count(summary.frames, 'frame')} at {float(summary.fps):.3f} fps ({counts})"
           f"{', audio from the driver' if summary.audio else ''}")
     return 0
 
@@ -163,6 +183,7 @@ def _doctor(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from .arguments import check_evaluate_arguments
     from .engine import load_reenact_models
     from .errors import MissingModelError
     from .evaluation import ARCFACE_MEASURE, DecaMeasurer, arcface_embedder, cosine_similarity, dlib_descriptor, evaluate
@@ -170,6 +191,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .video import VideoReader
     from .weights import find_model_file, load_model
 
+    check_evaluate_arguments(args)   # before any model is loaded
     models = load_reenact_models(model_folders(args), device=_device(args.device), dtype=torch.float32)
     measurer = DecaMeasurer(models)
     identity = dict(embedder=dlib_descriptor)
@@ -189,7 +211,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m reenact_core",
+    parser = argparse.ArgumentParser(prog=COMMAND,
                                      description="One-shot face reenactment by directions in StyleGAN2's W+ space.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -202,15 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
                                       "architecture is inferred from its shapes and checked strictly.")
     conv.add_argument("src", help="the official checkpoint file")
     conv.add_argument("dst", help="output .safetensors file, or a folder (e.g. models/reenact/) to use the canonical name")
-    conv.add_argument("--kind", choices=["stylegan2", "e4e", "deca", "directions", "flame", "arcface"],
-                      help="refuse the file unless it holds this kind of model")
+    conv.add_argument("--kind", help="refuse the file unless it holds this kind of model (a kind name: "
+                                      "`doctor` lists them)")
     conv.add_argument("--landmarks", metavar="landmark_embedding.npy",
                       help="with FLAME's generic_model.pkl: DECA's landmark file (github.com/yfeng95/DECA, data/)")
     conv.set_defaults(run=_convert)
 
     def common(p):
         p.add_argument("--models", action="append", metavar="DIR",
-                       help="folder holding the converted model files (repeatable; default models/reenact)")
+                       help="folder holding the converted model files (repeatable; searched before the folders of "
+                            "$REENACT_MODELS, os.pathsep-separated, and models/reenact)")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
 
     ren = sub.add_parser("reenact", help="animate a source portrait with a driving video (or edit it)",
@@ -220,34 +243,30 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--source", help="source portrait image")
     ren.add_argument("--driving", help="driving video, image folder or image")
     ren.add_argument("--out", required=True, help="output video (.mp4) or image (.png/.jpg)")
-    ren.add_argument("--dtype", choices=DTYPES, default="float32")
-    ren.add_argument("--batch-size", type=int, default=8, help="frames per network batch (default 8)")
-    ren.add_argument("--mode", choices=["absolute", "relative"], default="absolute",
-                     help="absolute: take the driver's pose and expression (reference); relative: add the driver's "
-                          "change since its first frame to the source's own")
+    ren.add_argument("--dtype", choices=DTYPES, default="float32",
+                     help="float type of the networks: float32 (default, any device), float16 or bfloat16 (faster "
+                          "on GPUs, slightly different frames)")
+    add_argument(ren, options.BATCH_SIZE, "--batch-size")
+    add_argument(ren, options.MODE, "--mode")
     ren.add_argument("--no-pose", action="store_true", help="do not transfer head pose")
     ren.add_argument("--no-expression", action="store_true", help="do not transfer jaw and expressions")
-    ren.add_argument("--strength", type=float, default=1.0, help="multiplier on the motion (default 1)")
-    ren.add_argument("--smoothing", type=float, default=0.5, help="temporal smoothing strength in [0, 1] (default 0.5)")
-    ren.add_argument("--no-face", choices=["raise", "pass", "hold"], default="hold",
-                     help="driver frames without a face: stop with an error, output the unchanged source, or "
-                          "repeat the last result (default hold)")
-    ren.add_argument("--face", default="largest", type=lambda v: int(v) if v.isdigit() else v,
-                     help="which source face: largest, score or an index from the left (default largest)")
+    add_argument(ren, options.STRENGTH, "--strength")
+    add_argument(ren, options.SMOOTHING, "--smoothing")
+    add_argument(ren, options.NO_FACE, "--no-face")
+    add_argument(ren, options.FACE, "--face", type=_face, choices=None, help="which source face: " + options.FACE.help)
     ren.add_argument("--no-paste-back", action="store_true", help="write the 256-px crops instead of full frames")
     ren.add_argument("--color-match", action="store_true", help="match the face colours to the source image")
-    ren.add_argument("--tune-steps", default="auto", metavar="N|auto",
-                     help="per-source generator tuning steps; auto (default): 0 for an encoder and A trained "
-                          "together (train joint), else 200 for reenactment and 0 for editing")
+    add_argument(ren, options.TUNE_STEPS, "--tune-steps", type=_tune_steps, default=options.AUTO,
+                 help=options.TUNE_STEPS.help + f"; {options.AUTO}: 0 for an encoder and A trained together (train "
+                      f"joint), else {options.TUNE_STEPS.default} for reenactment and {options.EDIT_TUNE_STEPS} for "
+                      "editing")
     ren.add_argument("--source-in", help="load a prepared source (.safetensors) instead of --source")
     ren.add_argument("--source-out", help="save the prepared source (W+, tuned layers, ...) to reuse it")
     ren.add_argument("--edit", action="append", default=[], metavar="NAME=VALUE",
                      help="edit a direction: yaw/pitch/roll (degrees), jaw (radians), exp_00..exp_10 (repeatable)")
-    ren.add_argument("--edit-mode", choices=["offset", "target"], default="offset",
-                     help="edit values are offsets from the source's own (default) or target values")
+    add_argument(ren, options.EDIT_MODE, "--edit-mode")
     ren.add_argument("--frames", type=int, default=None, help="number of output frames (default: the driver's)")
-    ren.add_argument("--length", choices=["stop", "loop", "pingpong"], default="stop",
-                     help="when the driver is shorter than --frames: stop, loop or ping-pong (default stop)")
+    add_argument(ren, options.LENGTH, "--length")
     ren.add_argument("--png-frames", metavar="DIR", help="also write every output frame as PNG into DIR")
     ren.add_argument("--fsr", default="auto", metavar="FILE|auto|off",
                      help="feature-space refinement of hair and background: a trained FSR file, auto (the models "
@@ -255,11 +274,18 @@ def build_parser() -> argparse.ArgumentParser:
                           "or off (default auto)")
     ren.set_defaults(run=_reenact)
 
-    doc = sub.add_parser("doctor", help="check the model files, the device, and run a self-check on tiny weights")
+    doc = sub.add_parser("doctor", help="check the model files, the device, and run a self-check on tiny weights",
+                         description="List the model files found in the model folders (valid or not, tiny random "
+                                     "test files marked), the device, and run the whole pipeline once on tiny random "
+                                     "weights: a check that everything is installed, not a real result.")
     common(doc)
     doc.set_defaults(run=_doctor)
 
-    ev = sub.add_parser("evaluate", help="identity, pose, expression and jitter measures of a reenacted video")
+    ev = sub.add_parser("evaluate", help="identity, pose, expression and jitter measures of a reenacted video",
+                        description="Measure a reenacted video against its source (identity: ArcFace when "
+                                    "arcface-irse50.safetensors is in the model folders, else dlib) and its driver "
+                                    "(head pose and expression error by DECA), and its landmark jitter. A measure "
+                                    "no frame allows is n/a, with the reason.")
     common(ev)
     ev.add_argument("--source", required=True, help="the source portrait")
     ev.add_argument("--driving", required=True, help="the driving video")
@@ -276,9 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with logging_redirect_tqdm():   # warnings are printed above a progress bar, not through it
+            return args.run(args)
     except ReenactError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

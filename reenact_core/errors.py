@@ -13,6 +13,10 @@ class MissingModelError(WeightsError):
     """A required model file is absent. The message names the file, the folders searched and its source."""
 
 
+class MissingDependencyError(ReenactError):
+    """An optional Python package needed by the chosen feature is not installed. The message gives the pip command."""
+
+
 class InputError(ReenactError):
     """An image, video, landmark set or parameter given by the user cannot be processed."""
 

@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import Callable, Iterable, Optional
 
 import numpy as np
 import torch
 
-from .errors import NoFaceError
+from .caches import cached
+from .errors import InputError, NoFaceError
 from .faces.temporal_metrics import landmark_jitter
 from .params import EXPRESSION_DIRECTIONS, VOXCELEB, FaceParams, Normaliser
+from .wording import count
 
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"  # shipped by face-recognition-models
 DLIB_MEASURE = "dlib descriptor distance (lower is better)"
 ARCFACE_MEASURE = "ArcFace cosine similarity (higher is better)"
+JITTER_MIN_FRAMES = 3   # landmark jitter is a second difference over time
 # ArcFace's 112-px template of the 5 points below (x, y pixels), as the authors' CSIM uses it.
 ARCFACE_TEMPLATE = ((35.34, 51.70), (76.45, 51.50), (56.03, 71.74), (39.14, 92.37), (73.18, 92.20))
 ARCFACE_SIZE = 112
@@ -36,7 +38,7 @@ ParamsEstimator = Callable[[np.ndarray], Optional[FaceParams]]   # RGB uint8 fra
 LandmarkFinder = Callable[[np.ndarray], Optional[np.ndarray]]    # RGB uint8 frame → (68, 2) points
 
 
-@lru_cache(maxsize=1)
+@cached
 def _descriptor_model():
     import dlib
 
@@ -164,7 +166,7 @@ class DecaMeasurer:
 
     def params(self, frame: np.ndarray) -> FaceParams | None:
         """DECA's pose and expression of the largest face (the engine's crop → DECA path), or None."""
-        from .engine.source import estimate_codes
+        from .engine.measure import estimate_codes
         from .faces.images import to_uint8_rgb
         from .faces.reference_crop import crop_using_landmarks
 
@@ -193,13 +195,16 @@ class EvaluationReport:
         return json.dumps(asdict(self), indent=2)
 
     def table(self) -> str:
-        def fmt(v, unit=""):
-            return "n/a" if v is None else f"{v:.4f}{unit}"
+        def fmt(v, why, unit=""):
+            return f"n/a ({why})" if v is None else f"{v:.4f}{unit}"
+        no_pair = "no frame with a face in both the output and the driver"
         rows = [("frames", str(self.frames)),
-                (f"identity: {self.identity_measure} ({self.identity_frames} frames)", fmt(self.identity)),
-                (f"pose error ({self.params_frames} frames)", fmt(self.pose_error_deg, " deg")),
-                (f"expression error ({self.params_frames} frames)", fmt(self.expression_error)),
-                ("landmark jitter (per inter-ocular distance)", fmt(self.jitter))]
+                (f"identity: {self.identity_measure} ({count(self.identity_frames, 'frame')})",
+                 fmt(self.identity, "no face found in any output frame")),
+                (f"pose error ({count(self.params_frames, 'frame')})", fmt(self.pose_error_deg, no_pair, " deg")),
+                (f"expression error ({count(self.params_frames, 'frame')})", fmt(self.expression_error, no_pair)),
+                ("landmark jitter (per inter-ocular distance)",
+                 fmt(self.jitter, f"landmarks found in fewer than {JITTER_MIN_FRAMES} output frames"))]
         width = max(len(r[0]) for r in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -216,13 +221,20 @@ def evaluate(source: np.ndarray, outputs: Iterable[np.ndarray], drivers: Iterabl
         embedder, estimator, landmarks: per-frame measurement functions returning None when no face is found.
         compare, identity_measure: how two embeddings compare (dlib distance by default; ``cosine_similarity``
             with ``arcface_embedder``) and the name the report gives it.
+
+    Raises:
+        NoFaceError: no face in the source. InputError: outputs and drivers of different lengths.
     """
     reference = embedder(source)
     if reference is None:
         raise NoFaceError("evaluate: no face found in the source image")
     distances, pose_errors, expr_errors, points = [], [], [], []
     frames = 0
-    for out, drv in zip(outputs, drivers, strict=True):
+    outputs, drivers = iter(outputs), iter(drivers)
+    for out in outputs:
+        drv = next(drivers, None)
+        if drv is None:
+            raise InputError(f"evaluate: the output has more frames than the driver's {count(frames, 'frame')}")
         frames += 1
         descriptor = embedder(out)
         if descriptor is not None:
@@ -234,7 +246,9 @@ def evaluate(source: np.ndarray, outputs: Iterable[np.ndarray], drivers: Iterabl
         lms = landmarks(out)
         if lms is not None:
             points.append(np.asarray(lms, np.float64))
+    if next(drivers, None) is not None:
+        raise InputError(f"evaluate: the output ends after {count(frames, 'frame')}, before the driver")
     mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
-    jitter = landmark_jitter(np.stack(points)) if len(points) >= 3 else None
+    jitter = landmark_jitter(np.stack(points)) if len(points) >= JITTER_MIN_FRAMES else None
     return EvaluationReport(frames, mean(distances), len(distances), mean(pose_errors), mean(expr_errors),
                             len(pose_errors), jitter, identity_measure)

@@ -15,7 +15,6 @@ from PIL import Image
 from .engine import DriveOptions, DriveSession, PreparedSource, ReenactModels
 from .errors import InputError
 from .files import atomic_write
-from .memory import fix_heap_threshold
 from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, driver_chunks
 
 DEFAULT_CHUNK = 32  # driver frames decoded per step
@@ -50,9 +49,8 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
     ``out`` is a video (the driver's frame rate, its audio muxed in) or, for a one-frame driver, may be an image
     file. ``png_dir`` also writes every frame as PNG. ``num_frames``/``length_policy`` (stop, loop, pingpong) set
     the output length. ``progress(done, total)`` is called after every chunk. Memory stays flat: frames are
-    streamed, and glibc's heap is kept from growing with freed frame buffers (``reenact_core.memory``).
+    streamed (the command line also keeps glibc's heap from growing with freed frames, ``reenact_core.memory``).
     """
-    fix_heap_threshold()
     reader = VideoReader(driving)
     out = Path(out)
     total = num_frames if num_frames is not None else (reader.frame_count if reader.frame_count_exact else None)

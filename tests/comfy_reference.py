@@ -22,7 +22,7 @@ from skimage import data
 from conftest import require
 from golden_fixtures import MEDIA
 from reenact_core.engine import DriveOptions, load_reenact_models, prepare_source
-from reenact_core.engine.pairing import AUTO, resolve_tune_steps
+from reenact_core.engine.pairing import resolve_tune_steps
 from reenact_core.video import VideoReader
 from reenact_core.weights import INFERENCE, KINDS, kind_names, make_tiny_model_set
 
@@ -85,8 +85,7 @@ def drive_options(inputs: dict):
 def prepared_source(models, inputs: dict, image: np.ndarray):
     """The engine's prepared source for a reenact node's widget values (tuning on MSE alone: no LPIPS file)."""
     return prepare_source(image, models, select=inputs["source_face"], backend=inputs["backend"],
-                          tune_steps=resolve_tune_steps(AUTO if inputs["tune_steps"] == -1 else inputs["tune_steps"],
-                                                        models.e4e, models.directions))
+                          tune_steps=resolve_tune_steps(inputs["tune_steps"], models.e4e, models.directions))
 
 
 def assert_saved(png: np.ndarray, expected: np.ndarray, tol: float = SAVED_TOLERANCE) -> None:

@@ -3,13 +3,20 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from engine_fixtures import calibrate_deca
 from golden_fixtures import MEDIA
 from reenact_core.cli import main
+from reenact_core.engine import DriveOptions, drive, load_reenact_models, load_source
 from reenact_core.evaluation import ARCFACE_MEASURE, DLIB_MEASURE
+from reenact_core.faces.images import to_uint8_rgb
 from reenact_core.video import VideoReader
-from reenact_core.weights import make_tiny_model_set
+from reenact_core.weights import INFERENCE, KINDS, kind_names, make_tiny_model_set
+
+PNG_FRAMES = 9   # driver frames of the --png-frames comparison: windows of 1, 3 and 8 (one partial)
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +77,44 @@ def test_loop_policy_sets_the_length(tmp_path, models_dir, capsys, shared_dir):
     assert reader.fps == VideoReader(driver).fps and isinstance(reader.fps, Fraction)
 
 
+@pytest.fixture(scope="module")
+def calibrated_dir(tmp_path_factory):
+    """Tiny models whose DECA tells the driver's faces apart (see engine_fixtures.calibrate_deca)."""
+    folder = tmp_path_factory.mktemp("calibrated")
+    make_tiny_model_set(folder)
+    calibrate_deca(folder / KINDS["deca"].canonical_file, next(VideoReader(short_driver()).chunks(PNG_FRAMES)))
+    return folder
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_png_frames_are_the_engine_frames(tmp_path, calibrated_dir, capsys, shared_dir, batch_size):
+    """--png-frames writes exactly the frames the engine's session gives for the same options and batch size."""
+    driver = short_driver()
+    code, _, err = run(capsys, "reenact", "--models", calibrated_dir, "--device", "cpu", "--source", portrait(),
+                       "--driving", driver, "--out", tmp_path / "out.mp4", "--tune-steps", 0, "--frames",
+                       PNG_FRAMES, "--batch-size", batch_size, "--source-out", tmp_path / "s.safetensors",
+                       "--png-frames", tmp_path / "png")
+    assert code == 0, err
+    models = load_reenact_models([calibrated_dir])
+    frames = next(VideoReader(driver).chunks(PNG_FRAMES))
+    expected = drive(models, load_source(tmp_path / "s.safetensors"), frames, DriveOptions(batch_size=batch_size),
+                     fps=float(VideoReader(driver).fps))
+    written = [np.asarray(Image.open(f)) for f in sorted((tmp_path / "png").glob("*.png"))]
+    assert len(written) == PNG_FRAMES
+    for png, frame in zip(written, expected.frames):
+        assert np.array_equal(png, to_uint8_rgb(frame))
+    assert len({c.tobytes() for c in expected.crops}) > 1, "the driver does not move the face: this proves little"
+
+
 def test_editing_writes_an_image(tmp_path, models_dir, capsys, shared_dir):
     code, out, err = run(capsys, "reenact", "--models", models_dir, "--device", "cpu", "--source", portrait(),
                          "--out", tmp_path / "edit.png", "--edit", "yaw=20", "--edit", "jaw=0.1")
     assert code == 0, err
-    assert (tmp_path / "edit.png").is_file()
+    code, out, err = run(capsys, "reenact", "--models", models_dir, "--device", "cpu", "--source", portrait(),
+                         "--out", tmp_path / "same.png", "--edit", "yaw=0")
+    assert code == 0, err
+    edited, unedited = (np.asarray(Image.open(tmp_path / name), np.int16) for name in ("edit.png", "same.png"))
+    assert edited.shape == unedited.shape and np.abs(edited - unedited).max() > 25, "the edit changes nothing"
     code, _, err = run(capsys, "reenact", "--models", models_dir, "--source", portrait(),
                        "--out", tmp_path / "x.png", "--edit", "yaw")
     assert code == 2 and "NAME=VALUE" in err
@@ -84,9 +124,12 @@ def test_missing_models_are_named(tmp_path, capsys, shared_dir):
     code, _, err = run(capsys, "reenact", "--models", tmp_path, "--source", portrait(), "--driving", short_driver(),
                        "--out", tmp_path / "o.mp4")
     assert code == 2
-    line = err.strip()
-    assert line.startswith("error:") and "\n" not in line
-    assert "stylegan2-voxceleb-256.safetensors" in line and str(tmp_path) in line and "convert" in line
+    header, *lines = err.strip().splitlines()
+    assert header.startswith("error:") and len(lines) == len(kind_names(INFERENCE))   # one missing file per line
+    assert "Traceback" not in err
+    for line in lines:
+        assert str(tmp_path) in line and " convert " in line
+    assert any("stylegan2-voxceleb-256.safetensors" in line for line in lines)
 
 
 def test_doctor_labels_the_self_check(capsys):

@@ -234,3 +234,20 @@ def test_cli_convert_success_and_error(tmp_path, capsys):
     assert cli_main(["convert", str(tmp_path / "absent.pt"), str(tmp_path / "b.safetensors")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "absent.pt" in err and "\n" not in err
+
+
+def test_converter_says_what_a_file_is_when_it_is_no_official_checkpoint(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# notes\nnot weights\n")
+    with pytest.raises(WeightsError) as caught:
+        convert(readme, tmp_path / "out.safetensors")
+    assert_one_line_error(caught, "README.md", "not a checkpoint")
+    assert "arbitrary code" not in str(caught.value)
+    src, _ = write_tiny_official(tmp_path, "e4e")
+    done = convert(src, tmp_path / "e4e.safetensors")
+    with pytest.raises(WeightsError) as caught:
+        convert(done, tmp_path / "again.safetensors")
+    assert_one_line_error(caught, "already converted", f"an {kind('e4e').title}")
+    with pytest.raises(WeightsError) as caught:
+        convert(src, tmp_path / "x.safetensors", expected_kind="stylegan2")
+    assert_one_line_error(caught, f"holds an {kind('e4e').title}", f"not a {kind('stylegan2').title}")

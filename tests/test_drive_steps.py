@@ -1,6 +1,6 @@
-"""The driving session's steps on their own (face alignment, driver motion, networks run from model sets holding
-only what a step needs), composed by frame windows as the granular ComfyUI nodes compose them: they give the
-session's output bit for bit.
+"""The driving session's steps on their own (align, measure, motion, render, composite; networks run from model
+sets holding only what a step needs), composed by ``windows`` and ``frame_rows`` as the granular ComfyUI nodes
+compose them: they give the session's output bit for bit at every batch size.
 
 Tiny random networks (DECA calibrated on the driver, see test_engine); real faces from the test media.
 """
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from engine_fixtures import calibrate_deca, video_frames, with_blanks
-from reenact_core.engine import (DriveOptions, DriverMotion, ReenactModels, drive, estimate_codes,
-                                 load_reenact_models, prepare_source, render)
+from reenact_core.engine import (DriveOptions, DriverMotion, ReenactModels, composite, drive, estimate_codes,
+                                 frame_rows, load_reenact_models, prepare_source, render, windows)
 from reenact_core.errors import NoFaceError, WeightsError
 from reenact_core.faces.alignment import FaceAligner
 from reenact_core.landmarks import detect_faces
@@ -21,9 +21,9 @@ from reenact_core.faces.reference_crop import crop_using_landmarks
 from reenact_core.faces.smoothing import DEFAULT_FPS
 from reenact_core.weights import KINDS, load_model, make_random_checkpoint, make_tiny_model_set, tiny_config
 
-DRIVER_FRAMES = 5
-BATCH = 3          # windows of 3 frames: the blank frames fall at a window's start and inside one
-BLANKS = [0, 4]    # positions of blank (faceless) frames in the driver
+DRIVER_FRAMES = 6
+BATCH_SIZES = (1, 3, 8)   # one frame a window; blanks at a window's start and inside one; all frames in one window
+BLANKS = [0, 4]           # positions of blank (faceless) frames in the driver
 
 
 @pytest.fixture(scope="module")
@@ -56,30 +56,46 @@ def only(models: ReenactModels, *names: str) -> ReenactModels:
     return ReenactModels(**kept, device=models.device, dtype=models.dtype)
 
 
-def drive_by_steps(models, source, frames, options: DriveOptions) -> tuple[list[int], np.ndarray]:
-    """Frame indices with a face and their crops, from the steps: every frame aligned, then DECA, Δp and G per
-    window of ``batch_size`` frame indices, each on a model set holding only the networks it runs."""
+def drive_by_steps(models, source, frames, options: DriveOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crops, pasted frames and the rows of the faces they show, from the steps: every frame aligned, then DECA,
+    Δp and G per window of ``batch_size`` frame indices, each on a model set holding only the networks it runs,
+    then the no-face policy and paste-back."""
     aligner = FaceAligner(options.select, options.no_face, options.smoothing, DEFAULT_FPS, options.backend)
-    faces = [face for face in map(aligner, frames) if face is not None]
+    aligned = [aligner(frame) for frame in frames]
+    faces = [face for face in aligned if face is not None]
     motion = DriverMotion(source.params, models.normaliser, options, fps=DEFAULT_FPS)
     crops = []
-    for window in sorted({face.index // options.batch_size for face in faces}):
-        group = [face for face in faces if face.index // options.batch_size == window]
+    for rows in windows([face.index for face in faces], options.batch_size):
+        group = faces[rows]
         codes = estimate_codes(only(models, "deca"), np.stack([f.crop for f in group]),
                                np.stack([f.kpt68 for f in group]))
         crops.append(render(only(models, "generator", "directions"), source, motion(codes),
                             truncation=options.truncation, paste=False).crops)
-    return [face.index for face in faces], np.concatenate(crops)
+    crops = np.concatenate(crops)
+    pasted, _ = composite(source, crops)
+    return crops, pasted, frame_rows([face is not None for face in aligned], options.no_face)
 
 
-@pytest.mark.parametrize("no_face, mode", [("hold", "absolute"), ("pass", "relative")])
-def test_steps_composed_by_windows_give_the_session_output(models, source, driver, no_face, mode):
-    options = DriveOptions(no_face=no_face, mode=mode, batch_size=BATCH)
+@pytest.mark.parametrize("batch_size, no_face, mode", [(b, *case) for b, case in zip(BATCH_SIZES, [
+    ("hold", "absolute"), ("pass", "relative"), ("hold", "relative")])])
+def test_steps_composed_by_windows_give_the_session_output(models, source, driver, no_face, mode, batch_size):
+    options = DriveOptions(no_face=no_face, mode=mode, batch_size=batch_size)
     out = drive(models, source, driver, options)
-    indices, crops = drive_by_steps(models, source, driver, options)
-    driven = np.array([status == "driven" for status in out.status])
-    assert indices == out.indices[driven].tolist()
-    assert np.array_equal(crops, out.crops[driven])
+    crops, pasted, rows = drive_by_steps(models, source, driver, options)
+    assert out.indices.tolist() == list(range(len(driver))) and len(rows) == len(driver)
+    assert [status == "driven" for status in out.status] == [i not in BLANKS for i in range(len(driver))]
+    for frame, row in enumerate(rows):
+        if row >= 0:
+            assert np.array_equal(out.crops[frame], crops[row]) and np.array_equal(out.frames[frame], pasted[row])
+        else:
+            assert no_face == "pass" and np.array_equal(out.frames[frame], source.image)
+    assert len({c.tobytes() for c in crops}) > 1, "the driver does not move the face: the comparison proves little"
+
+
+def test_sessions_of_other_batch_sizes_agree_to_rounding(models, source, driver):
+    """Batching changes only the float rounding of DECA and G: frames of batch sizes 1 and 8 agree to 1 level."""
+    one, eight = (drive(models, source, driver, DriveOptions(batch_size=b)) for b in (1, 8))
+    assert np.abs(one.crops.astype(int) - eight.crops).max() <= 1
 
 
 def test_aligner_without_smoothing_crops_at_the_detected_landmarks(driver):

@@ -7,6 +7,7 @@ import torch
 
 from golden_fixtures import MEDIA
 from reenact_core.errors import NoFaceError
+from reenact_core.faces.geometry import interocular_distance
 from reenact_core.evaluation import dlib_descriptor, evaluate, expression_error, identity_distance, pose_error_deg
 from reenact_core.params import VOXCELEB, FaceParams
 from reenact_core.video import VideoReader
@@ -60,15 +61,18 @@ def test_evaluate_with_injected_estimators():
     source = np.zeros((8, 8, 3), np.uint8)
     embedder = lambda img: np.array([float(img[0, 0, 0]), 0.0])  # noqa: E731  identity = first pixel value
     estimator = lambda img: face(yaw=float(img[0, 0, 0]))        # noqa: E731  yaw = pixel value
-    landmarks = lambda img: np.tile(np.array([[float(img[0, 0, 0]), 0.0]]), (68, 1)) + \
-        np.random.default_rng(0).normal(size=(68, 2)) * 10      # noqa: E731
+    shape = np.random.default_rng(0).normal(size=(68, 2)) * 10 + 50
+    landmarks = lambda img: shape + [3.0 * (img[0, 0, 0] % 2), 0.0]  # noqa: E731  3 px back and forth in x
     drivers = [np.full((8, 8, 3), i + 2, np.uint8) for i in range(5)]
     report = evaluate(source, frames, drivers, embedder=embedder, estimator=estimator, landmarks=landmarks)
     assert report.frames == 5 and report.identity_frames == 5 and report.params_frames == 5
     assert report.identity == pytest.approx(np.mean([0, 1, 2, 3, 4]))
     assert report.pose_error_deg == pytest.approx(2 / 3)
     assert report.expression_error == 0
-    assert report.jitter is not None and report.jitter > 0
+    # x moves 0, 3, 0, 3, 0: every second difference is ±6 px in x and 0 in y, a mean of 3 px
+    assert report.jitter == pytest.approx(3.0 / interocular_distance(shape[None]).mean())
+    still = evaluate(source, frames, drivers, embedder=embedder, estimator=estimator, landmarks=lambda img: shape)
+    assert still.jitter == 0
     assert '"pose_error_deg"' in report.to_json() and "identity" in report.table()
 
 
@@ -78,5 +82,11 @@ def test_evaluate_counts_frames_without_faces_and_needs_a_source_face():
     report = evaluate(np.zeros((8, 8, 3), np.uint8), frames, frames, embedder=lambda img: np.zeros(2),
                       estimator=none, landmarks=none)
     assert (report.frames, report.params_frames, report.pose_error_deg, report.jitter) == (3, 0, None, None)
+    table = report.table()   # every n/a says why; counts in the right number
+    assert "pose error (0 frames)" in table and "n/a (no frame with a face in both the output and the driver)" in table
+    assert "n/a (landmarks found in fewer than" in table and "(3 frames)" in table
+    one = evaluate(np.zeros((8, 8, 3), np.uint8), frames[:1], frames[:1], embedder=lambda img: np.zeros(2),
+                   estimator=none, landmarks=none)
+    assert "(1 frame)" in one.table() and "(1 frames)" not in one.table()
     with pytest.raises(NoFaceError):
         evaluate(frames[0], frames, frames, embedder=none, estimator=none, landmarks=none)

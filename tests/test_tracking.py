@@ -6,7 +6,7 @@ import pytest
 
 from reenact_core.errors import InputError, NoFaceError
 from reenact_core.faces.geometry import Face
-from reenact_core.faces.tracking import NO_FACE_POLICIES, FaceTracker
+from reenact_core.faces.tracking import FaceTracker
 
 SIDE = 100.0  # box side of the synthetic faces, pixels
 
@@ -28,12 +28,12 @@ def crossing(num_frames: int = 41, speed: float = 10.0):
 
 def run(tracker: FaceTracker, detections, chunk_sizes=None):
     if chunk_sizes is None:
-        return tracker.update(detections) + tracker.finish()
+        return tracker.update(detections)
     out, start = [], 0
     for size in chunk_sizes:
         out += tracker.update(detections[start:start + size])
         start += size
-    return out + tracker.update(detections[start:]) + tracker.finish()
+    return out + tracker.update(detections[start:])
 
 
 @pytest.mark.parametrize("select, who", [(0, "a"), (1, "b")])
@@ -77,32 +77,6 @@ def test_policy_pass_keeps_count_and_marks_missing_frames():
         assert t.face is None or t.face is face[t.index]  # never the other person
 
 
-def test_policy_hold_reuses_the_last_face():
-    detections, face = with_gap()
-    tracked = run(FaceTracker(select=0, on_missing="hold"), detections)
-    assert [t.index for t in tracked] == list(range(len(detections)))
-    for t in tracked:
-        assert t.face is (face[9] if t.index in range(10, 15) else face[t.index])
-        assert t.held == (t.index in range(10, 15))
-
-
-def test_policy_hold_fills_leading_frames_with_the_first_face():
-    detections, face = with_gap(lead=3, gap=())
-    tracker = FaceTracker(select=0, on_missing="hold")
-    assert tracker.update(detections[:3]) == []  # pending until a face appears
-    tracked = tracker.update(detections[3:]) + tracker.finish()
-    assert [t.index for t in tracked] == list(range(len(detections)))
-    assert all(t.face is face[3] and t.held for t in tracked[:3])
-    assert all(t.face is face[t.index] and not t.held for t in tracked[3:])
-
-
-def test_policy_hold_without_any_face_raises_at_the_end():
-    tracker = FaceTracker(on_missing="hold")
-    assert tracker.update([[], []]) == []
-    with pytest.raises(NoFaceError, match="2 frames"):
-        tracker.finish()
-
-
 def test_face_index_beyond_the_faces_present():
     one, two = [make_face(100, 100)], [make_face(100, 100), make_face(400, 100)]
     with pytest.raises(NoFaceError, match="face 1 requested"):
@@ -111,17 +85,16 @@ def test_face_index_beyond_the_faces_present():
     assert tracked[0].face is None and tracked[1].face is two[1] and tracked[2].face is two[1]
 
 
-@pytest.mark.parametrize("policy", [p for p in NO_FACE_POLICIES if p != "raise"])
 @pytest.mark.parametrize("seed", range(3))
-def test_chunked_equals_one_shot(policy, seed):
+def test_chunked_equals_one_shot(seed):
     detections, _ = with_gap(num_frames=40, gap=range(12, 20), lead=4)
     rng = np.random.default_rng(seed)
     chunk_sizes = list(rng.integers(0, 7, size=12))
-    assert run(FaceTracker(select=0, on_missing=policy), detections, chunk_sizes) == \
-        run(FaceTracker(select=0, on_missing=policy), detections)
+    assert run(FaceTracker(select=0, on_missing="pass"), detections, chunk_sizes) == \
+        run(FaceTracker(select=0, on_missing="pass"), detections)
 
 
-@pytest.mark.parametrize("kwargs", [{"select": "biggest"}, {"select": -1}, {"on_missing": "skip"}])
+@pytest.mark.parametrize("kwargs", [{"select": "biggest"}, {"select": -1}, {"on_missing": "hold"}])
 def test_bad_settings_raise_input_error(kwargs):
     with pytest.raises(InputError):
         FaceTracker(**kwargs)

@@ -165,7 +165,8 @@ def write_encoder(folder, config) -> None:
 
 def test_exported_pair_defaults_to_no_tuning_and_a_mismatch_warns_once(tmp_path, tiny_tree, caplog, capsys):
     from reenact_core.cli import main
-    from reenact_core.engine.pairing import REENACT_TUNE_STEPS, is_joint_pair, resolve_tune_steps, warn_if_mismatched
+    from reenact_core.engine.pairing import is_joint_pair, resolve_tune_steps, warn_if_mismatched
+    from reenact_core.options import TUNE_STEPS
     from reenact_core.weights import load_model
 
     config = joint_config(tiny_tree)
@@ -183,7 +184,7 @@ def test_exported_pair_defaults_to_no_tuning_and_a_mismatch_warns_once(tmp_path,
     assert str(export / "e4e-tiny.safetensors") in out and is_joint_pair(e, a)
     assert resolve_tune_steps("auto", e, a) == 0 and resolve_tune_steps(5, e, a) == 5
     other = load_model(tmp_path / "models" / "e4e-tiny-64.safetensors", "e4e")
-    assert not is_joint_pair(other, a) and resolve_tune_steps("auto", other, a) == REENACT_TUNE_STEPS
+    assert not is_joint_pair(other, a) and resolve_tune_steps("auto", other, a) == TUNE_STEPS.default
     with caplog.at_level(logging.WARNING):
         assert warn_if_mismatched(other, a) and warn_if_mismatched(other, a)
     assert sum("trained jointly" in r.getMessage() for r in caplog.records) == 1
@@ -201,7 +202,8 @@ def test_command_line_tuning_default_follows_the_pair(tmp_path, capsys, monkeypa
     import reenact_core.cli as cli
     import reenact_core.engine as engine
     from reenact_core.cli import main
-    from reenact_core.engine.pairing import JOINT_PAIR_KEY, REENACT_TUNE_STEPS
+    from reenact_core.engine.pairing import JOINT_PAIR_KEY
+    from reenact_core.options import TUNE_STEPS
     from reenact_core.errors import ReenactError
     from reenact_core.weights import KINDS, make_tiny_model_set
 
@@ -221,4 +223,4 @@ def test_command_line_tuning_default_follows_the_pair(tmp_path, capsys, monkeypa
         code = main(["reenact", "--models", str(tmp_path), "--device", "cpu", "--source", "any.jpg",
                      "--driving", "any.mp4", "--out", str(tmp_path / "out.mp4"), *extra])
         assert code == 2 and "stopped after the tuning decision" in capsys.readouterr().err
-    assert asked == [0 if pair == ("p1", "p1") else REENACT_TUNE_STEPS, 3]
+    assert asked == [0 if pair == ("p1", "p1") else TUNE_STEPS.default, 3]

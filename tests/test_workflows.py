@@ -21,7 +21,7 @@ from comfy_server import REPO, ComfyServer, comfyui_dir
 from conftest import require
 from reenact_core.cli import main as cli
 from reenact_core.engine import DIRECTION_NAMES, drive, edit, prepare_source
-from reenact_core.faces.paste_back import paste_back
+from reenact_core.faces.paste_back import DEFAULT_FEATHER, paste_back
 from reenact_core.pipeline import reenact_file
 from reenact_core.video import VideoReader
 from reenact_core.weights import make_random_checkpoint, tiny_config
@@ -352,3 +352,78 @@ def test_fsr_refine_refuses_a_file_made_for_another_generator(server, tmp_path):
     assert [e["node_type"] for e in errors] == ["LatentReenactFSRRefine"], entry["status"]["messages"]
     message = errors[0]["exception_message"].strip()
     assert "was made for the generator" in message and "\n" not in message
+
+
+BATCH_SIZES = (1, 3, 8)
+BATCH_FRAMES = 9          # driver frames compared: windows of 1, 3 and 8 frames (the last one partial)
+
+
+def batch_size_prompt() -> dict:
+    """One prompt: the driver video through the step nodes (Face Align → Extract 3DMM Params → Apply Directions →
+    Decode → Paste Back) and through Reenact, once per batch size, each saved by its own Save Image."""
+    base = api_prompt("video_reenactment")
+    video = nodes_of(base, "LoadVideo")[0]
+    reenact = base[nodes_of(base, "LatentReenactReenactVideo")[0]]["inputs"]
+    prompt = {key: node for key, node in base.items() if node["class_type"] in (
+        "LoadImage", "LoadVideo", "LatentReenactLoadGenerator", "LatentReenactLoadEncoder", "LatentReenactLoadDeca",
+        "LatentReenactLoadDirections")}
+    g, e, d, a, source = (reenact[k] for k in ("generator", "encoder", "deca", "directions", "source"))
+    align = {"backend": reenact["backend"], "face": reenact["source_face"], "face_index": 0,
+             "no_face": reenact["no_face"], "smoothing": reenact["smoothing"]}
+    prompt |= {
+        "v": {"class_type": "GetVideoComponents", "inputs": {"video": [video, 0]}},
+        "f": {"class_type": "ImageFromBatch", "inputs": {"image": ["v", 0], "batch_index": 0, "length": BATCH_FRAMES}},
+        "da": {"class_type": "LatentReenactFaceAlign", "inputs": {"image": ["f", 0], "fps": ["v", 2], **align}},
+        "sa": {"class_type": "LatentReenactFaceAlign", "inputs": {"image": source, "fps": ["v", 2], **align}},
+        "inv": {"class_type": "LatentReenactInvert", "inputs": {
+            "image": source, "align": ["sa", 1], "generator": g, "encoder": e, "deca": d, "face": 0,
+            "tune_steps": 0, "save_as": ""}},
+    }
+    widgets = {k: reenact[k] for k in ("mode", "pose", "expression", "strength", "smoothing", "no_face", "paste_back",
+                                       "color_match", "truncation", "source_face", "backend")}
+    for b in BATCH_SIZES:
+        prompt |= {
+            f"x{b}": {"class_type": "LatentReenactExtractParams", "inputs": {
+                "aligned": ["da", 0], "align": ["da", 1], "deca": d, "batch_size": b}},
+            f"m{b}": {"class_type": "LatentReenactApplyDirections", "inputs": {
+                "source": ["inv", 0], "params": [f"x{b}", 0], "directions": a, "batch_size": b,
+                **{k: reenact[k] for k in ("mode", "pose", "expression", "strength", "smoothing")}}},
+            f"g{b}": {"class_type": "LatentReenactDecode", "inputs": {
+                "latent": [f"m{b}", 0], "generator": g, "truncation": reenact["truncation"], "batch_size": b}},
+            f"p{b}": {"class_type": "LatentReenactPasteBack", "inputs": {
+                "image": [f"g{b}", 0], "background": source, "align": ["da", 1], "source": ["inv", 0],
+                "feather": DEFAULT_FEATHER, "color_match": reenact["color_match"]}},
+            f"r{b}": {"class_type": "LatentReenactReenact", "inputs": {
+                "source": source, "driving": ["f", 0], "generator": g, "encoder": e, "deca": d, "directions": a,
+                "fps": ["v", 2], "tune_steps": 0, "batch_size": b, **widgets}},
+            f"save_steps{b}": {"class_type": "SaveImage", "inputs": {"images": [f"p{b}", 0],
+                                                                    "filename_prefix": f"steps{b}"}},
+            f"save_reenact{b}": {"class_type": "SaveImage", "inputs": {"images": [f"r{b}", 0],
+                                                                      "filename_prefix": f"reenact{b}"}},
+        }
+    return prompt
+
+
+def test_step_nodes_reenact_node_and_command_line_agree_at_every_batch_size(server, tmp_path):
+    """For batch sizes 1, 3 and 8 the step-node graph and the Reenact node save the same 8-bit frames, and the
+    command line's --png-frames gives them too (to one 8-bit level: Save Image truncates float frames, the
+    command line rounds)."""
+    prompt = batch_size_prompt()
+    outputs = server.run(prompt, timeout=900)
+    reenact = prompt["r1"]["inputs"]
+    for b in BATCH_SIZES:
+        steps, whole = saved_images(server, outputs, f"save_steps{b}"), saved_images(server, outputs, f"save_reenact{b}")
+        assert len(steps) == len(whole) == BATCH_FRAMES
+        for x, y in zip(steps, whole):
+            assert np.array_equal(x, y), f"batch {b}: step nodes and Reenact differ"
+        out = tmp_path / f"cli{b}"
+        assert cli(["reenact", "--models", str(server.models_dir / MODEL_FOLDER), "--device", "cpu",
+                    "--source", str(server.input_dir / SOURCE_IMAGE), "--driving", str(server.input_dir / DRIVER_VIDEO),
+                    "--out", str(out / "out.mp4"), "--png-frames", str(out / "frames"), "--tune-steps", "0",
+                    "--batch-size", str(b), "--frames", str(BATCH_FRAMES), "--mode", reenact["mode"], "--strength", str(reenact["strength"]),
+                    "--smoothing", str(reenact["smoothing"]), "--no-face", reenact["no_face"], "--fsr", "off"]) == 0
+        frames = [np.asarray(Image.open(f)) for f in sorted((out / "frames").glob("*.png"))]
+        assert len(frames) == len(steps)
+        for x, y in zip(steps, frames):
+            assert np.abs(x.astype(int) - y).max() <= 1, f"batch {b}: the command line differs"
+    assert len({frame.tobytes() for frame in steps}) > 1, "the driver does not move the face: this proves little"

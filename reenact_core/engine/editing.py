@@ -9,23 +9,25 @@ so an edit that changes nothing renders exactly as no edit.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import InputError
-from ..params import NUM_DIRECTIONS, NUM_EXPRESSIONS, FaceParams, Normaliser, delta_p, denormalise
+from ..options import BATCH_SIZE, EDIT_MODE, TRUNCATION
+from ..params import VOXCELEB, NUM_DIRECTIONS, NUM_EXPRESSIONS, FaceParams, Normaliser, delta_p, denormalise
 from .models import ReenactModels
-from .session import DEFAULT_BATCH_SIZE
-from .source import TRUNCATION, PreparedSource, Rendered, render
+from .plan import windows
+from .render import Rendered, render
+from .source import PreparedSource
 
 DIRECTION_NAMES = ("yaw", "pitch", "roll", "jaw", *(f"exp_{i:02d}" for i in range(NUM_EXPRESSIONS)))
-EDIT_MODES = ("offset", "target")
 DEFAULT_SWEEP_STEPS = 21  # frames of a default sweep: the reference steps by S/10 over [−S, S]
 
 
-def edit_delta_p(source: FaceParams, values: Mapping[str, float | Sequence[float]], mode: str = "offset", *,
+def edit_delta_p(source: FaceParams, values: Mapping[str, float | Sequence[float]], mode: str = EDIT_MODE.default, *,
                  normaliser: Normaliser) -> torch.Tensor:
     """Δp of a batch of edits of one face.
 
@@ -39,8 +41,7 @@ def edit_delta_p(source: FaceParams, values: Mapping[str, float | Sequence[float
     Returns:
         (B, 15) float32 Δp on the parameters' device; 0 for directions not named.
     """
-    if mode not in EDIT_MODES:
-        raise InputError(f"edit mode must be one of {EDIT_MODES}, got {mode!r}")
+    EDIT_MODE.check(mode)
     unknown = sorted(set(values) - set(DIRECTION_NAMES))
     if unknown:
         raise InputError(f"unknown directions {unknown}; choose from {', '.join(DIRECTION_NAMES)}")
@@ -59,24 +60,24 @@ def edit_delta_p(source: FaceParams, values: Mapping[str, float | Sequence[float
 
 
 def edit(source: PreparedSource, models: ReenactModels, values: Mapping[str, float | Sequence[float]],
-         mode: str = "offset", *, truncation: float = TRUNCATION, paste_back: bool = True, color_match: bool = False,
-         batch_size: int = DEFAULT_BATCH_SIZE) -> Rendered:
+         mode: str = EDIT_MODE.default, *, truncation: float = TRUNCATION.default, paste_back: bool = True,
+         color_match: bool = False, batch_size: int = BATCH_SIZE.default) -> Rendered:
     """Renders the source with some directions set (``mode="target"``) or moved (``"offset"``).
 
     Args:
         values: see :func:`edit_delta_p`; B edits give B frames. ``{}`` renders the source unedited (Δp = 0).
         truncation: ψ toward the source's mean latent.
         paste_back: also paste the crops into the source image.
-        batch_size: frames per A / G batch.
+        batch_size: edits per A / G window (:func:`~reenact_core.engine.plan.windows` of the edit numbers).
 
     Returns:
-        :class:`~reenact_core.engine.source.Rendered` with one (256, 256, 3) uint8 crop per edit (and pasted
+        :class:`~reenact_core.engine.render.Rendered` with one (256, 256, 3) uint8 crop per edit (and pasted
         frames and masks).
     """
     shift = edit_delta_p(source.params, values, mode, normaliser=models.normaliser)
     return Rendered.concatenate([
-        render(models, source, shift[i:i + batch_size], truncation=truncation, paste=paste_back,
-               color_match=color_match) for i in range(0, len(shift), batch_size)])
+        render(models, source, shift[rows], truncation=truncation, paste=paste_back, color_match=color_match)
+        for rows in windows(np.arange(len(shift)), batch_size)])
 
 
 def sweep_range(name: str, normaliser: Normaliser) -> tuple[float, float]:
@@ -92,6 +93,14 @@ def sweep_range(name: str, normaliser: Normaliser) -> tuple[float, float]:
     return float(column[0]), float(column[1])
 
 
+def edit_limit(name: str) -> float:
+    """The edit range ±limit of direction ``name`` offered to users (its own unit): twice the largest magnitude
+    the official A was trained over (:func:`sweep_range` of ``VOXCELEB``), rounded up to 0.01, fixed before any A
+    is loaded."""
+    lo, hi = sweep_range(name, VOXCELEB)
+    return math.ceil(200 * max(abs(lo), abs(hi))) / 100
+
+
 def sweep(source: PreparedSource, models: ReenactModels, name: str, values: Sequence[float] | None = None,
           mode: str = "target", *, steps: int = DEFAULT_SWEEP_STEPS, **render_options) -> Rendered:
     """Renders the source along one direction.
@@ -104,7 +113,7 @@ def sweep(source: PreparedSource, models: ReenactModels, name: str, values: Sequ
         render_options: ``truncation``, ``paste_back``, ``color_match``, ``batch_size`` of :func:`edit`.
 
     Returns:
-        :class:`~reenact_core.engine.source.Rendered` with one frame per value.
+        :class:`~reenact_core.engine.render.Rendered` with one frame per value.
     """
     if values is None:
         if steps < 2:

@@ -137,7 +137,7 @@ def load_reenact_models(folders: Iterable[str | Path], device: str | torch.devic
         fsr: the FSR refinement encoder's file, or None for none (see :func:`find_fsr` for the CLI's choices).
 
     Raises:
-        MissingModelError: naming every missing file (one message), with where to get it.
+        MissingModelError: naming every missing file (one message, one file per line), with where to get it.
         WeightsError: a file is unreadable, of the wrong kind, or the files do not fit together (an FSR file
             made for another generator included).
     """
@@ -150,7 +150,7 @@ def load_reenact_models(folders: Iterable[str | Path], device: str | torch.devic
         except MissingModelError as exc:
             missing.append(str(exc))
     if missing:
-        raise MissingModelError(f"{len(missing)} of {len(names)} model files missing: " + " | ".join(missing))
+        raise MissingModelError(f"{len(missing)} of {len(names)} model files missing:\n" + "\n".join(missing))
     device = torch.device(device)
     loaded = {name: load_model(path, name, device, dtype) for name, path in paths.items()}
     return ReenactModels(loaded["stylegan2"], loaded["e4e"], loaded["deca"], loaded["directions"], device, dtype,

@@ -11,14 +11,12 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import InputError
+from .. import options
 from ..weights import LoadedModel
 
 logger = logging.getLogger(__name__)
 
 JOINT_PAIR_KEY = "joint_pair"     # metadata of both files of a pair exported by ``train joint``
-AUTO = "auto"
-REENACT_TUNE_STEPS = 200          # the reference's "w/ opt." reenactment (spec §1.6)
 
 
 def joint_pair_of(model: LoadedModel | None) -> str | None:
@@ -54,18 +52,11 @@ def _warn_once(e4e_name: str, directions_name: str, encoder_is_joint: bool) -> N
 
 def resolve_tune_steps(requested: int | str, e4e: LoadedModel | None, directions: LoadedModel | None,
                        reenacting: bool = True) -> int:
-    """Generator tuning steps for a source: ``requested`` when it is a number (≥ 0); ``"auto"``: 0 for a jointly
-    trained pair or when only editing (``reenacting=False``), else :data:`REENACT_TUNE_STEPS`.
+    """Generator tuning steps for a source (:func:`reenact_core.options.tune_steps` with the pair's metadata):
+    ``requested`` when it is a count; ``"auto"`` (or ``options.AUTO_STEPS``): 0 for a jointly trained pair or
+    when only editing (``reenacting=False``), else the reference's 200.
 
     Raises:
-        InputError: neither a non-negative integer nor ``"auto"``.
+        InputError: neither a count in range nor "auto".
     """
-    if isinstance(requested, str) and requested.strip().lower() == AUTO:
-        return 0 if not reenacting or is_joint_pair(e4e, directions) else REENACT_TUNE_STEPS
-    try:
-        steps = int(requested)
-    except (TypeError, ValueError):
-        raise InputError(f"tune_steps must be a number ≥ 0 or 'auto', got {requested!r}") from None
-    if steps < 0:
-        raise InputError(f"tune_steps must be ≥ 0 or 'auto', got {steps}")
-    return steps
+    return options.tune_steps(requested, driving=reenacting, joint_pair=is_joint_pair(e4e, directions))

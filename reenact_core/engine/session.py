@@ -1,49 +1,48 @@
-"""Driving a prepared source with the frames of a video, chunk by chunk.
+"""Driving a prepared source with the frames of a video, chunk by chunk: the five steps composed.
 
-Per driver frame: detect faces → track one person → smooth its landmarks → reference crop (spec §1.2) → DECA on
-the crop (the frame landmarks mapped into the crop, no second detection) → smooth the normalised parameters →
-Δp → render the source (A, shift of W+ rows 0..L−1, truncation ψ toward w̄, checkpoint noise; spec §1.12; refined by
-the FSR encoder when the models have one, its source half computed once per session) → paste into the source image.
+Per driver frame: align (``faces.alignment``: detect faces → track one person → smooth its landmarks →
+reference crop, spec §1.2) → measure (:mod:`.measure`: DECA on the crop, the frame landmarks mapped into it) →
+motion (:mod:`.motion`: smoothed normalised parameters → Δp) → render (:mod:`.render`: A, shift of W+ rows
+0..L−1, truncation ψ toward w̄, checkpoint noise, spec §1.12; refined by the FSR encoder when the models have one,
+its source half computed once per session) → composite (:mod:`.composite`: paste into the source image).
 
 DECA, A and G run on windows of ``batch_size`` consecutive frames that start at multiples of ``batch_size`` in
-the video, whatever the chunks fed to :meth:`DriveSession.process` are, so a chunked run computes exactly what a
-one-shot run computes. A window is rendered once it is full (or at :meth:`DriveSession.finish`), so a call
+the video (:func:`.plan.windows`, as the step nodes batch them), whatever the chunks fed to
+:meth:`DriveSession.process` are, so a chunked run computes exactly what a one-shot run computes. A window is rendered once it is full (or at :meth:`DriveSession.finish`), so a call
 returns the frames settled so far, in order, and the state carried from one call to the next is bounded: the
 tracker's last face, the smoothers' last values, the relative mode's reference, the last output (for "hold")
 and at most ``batch_size − 1`` cropped frames.
 
-No-face policies, for frames without the tracked face: ``"raise"`` (NoFaceError naming the frame), ``"pass"``
-(the source image itself, status ``"passed"``) and ``"hold"`` (the previous output repeated bit for bit, status
+No-face policies (:func:`.plan.frame_rows`), for frames without the tracked face: ``"raise"`` (NoFaceError
+naming the frame), ``"pass"`` (the source image itself, status ``"passed"``) and ``"hold"`` (the previous output repeated bit for bit, status
 ``"held"``; frames before the first face get the first output, and a video without any face raises
 NoFaceError at :meth:`DriveSession.finish`).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from ..errors import InputError, NoFaceError
+from ..errors import NoFaceError
 from ..faces.alignment import AlignedFace, FaceAligner
 from ..landmarks import DEFAULT_BACKEND, LandmarkBackend
-from ..faces.reference_crop import CROP_SIZE
-from ..faces.smoothing import DEFAULT_FPS, DEFAULT_STRENGTH, SequenceSmoother
-from ..faces.tracking import NO_FACE_POLICIES
-from ..params import FaceParams, Normaliser, delta_p, denormalise, normalise
+from ..method import CROP_SIZE
+from ..options import (BATCH_SIZE, FACE, FPS, MODE, NO_FACE, SMOOTHING, STRENGTH, TRUNCATION, face_select)
+from .measure import estimate_codes
 from .models import ReenactModels
-from .source import TRUNCATION, PreparedSource, Rendered, estimate_codes, fsr_context, render
+from .motion import DriverMotion
+from .plan import frame_rows
+from .render import Rendered, fsr_context, render
+from .source import PreparedSource
 
-MODES = ("absolute", "relative")
 FRAME_STATUSES = ("driven", "held", "passed")
-DEFAULT_BATCH_SIZE = 8
 
 
 @dataclass(frozen=True)
 class DriveOptions:
-    """How a driver moves the source.
+    """How a driver moves the source (choices, ranges and defaults: :mod:`reenact_core.options`).
 
     Args:
         mode: ``"absolute"`` (official: the source takes the driver's pose and expression,
@@ -59,38 +58,36 @@ class DriveOptions:
         paste_back: paste each rendered crop into the source image.
         color_match: match the crops' colours to the source image under the mask before pasting.
         truncation: ψ toward the source's mean latent (official 0.7).
-        batch_size: frames per DECA / A / G batch.
+        batch_size: frames per DECA / A / G window (:func:`reenact_core.engine.plan.windows`).
+
+    Raises:
+        InputError: a value outside its declaration.
     """
 
-    mode: str = "absolute"
+    mode: str = MODE.default
     pose: bool = True
     expression: bool = True
-    strength: float = 1.0
-    smoothing: float = DEFAULT_STRENGTH
-    no_face: str = "hold"
-    select: int | str = "largest"
+    strength: float = STRENGTH.default
+    smoothing: float = SMOOTHING.default
+    no_face: str = NO_FACE.default
+    select: int | str = FACE.default
     backend: str | LandmarkBackend = DEFAULT_BACKEND
     paste_back: bool = True
     color_match: bool = False
-    truncation: float = TRUNCATION
-    batch_size: int = DEFAULT_BATCH_SIZE
+    truncation: float = TRUNCATION.default
+    batch_size: int = BATCH_SIZE.default
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise InputError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.no_face not in NO_FACE_POLICIES:
-            raise InputError(f"no-face policy must be one of {NO_FACE_POLICIES}, got {self.no_face!r}")
-        if not 0.0 <= self.smoothing <= 1.0:
-            raise InputError(f"smoothing must be in [0, 1], got {self.smoothing}")
-        if not math.isfinite(self.strength) or not math.isfinite(self.truncation):
-            raise InputError(f"strength and truncation must be finite, got {self.strength}, {self.truncation}")
-        if self.batch_size < 1:
-            raise InputError(f"batch_size must be ≥ 1, got {self.batch_size}")
+        MODE.check(self.mode)
+        NO_FACE.check(self.no_face)
+        face_select(self.select)
+        for option in (SMOOTHING, STRENGTH, TRUNCATION, BATCH_SIZE):
+            option.check(getattr(self, option.name))
 
 
 @dataclass
 class DrivenChunk(Rendered):
-    """Consecutive output frames of a session (see :class:`~reenact_core.engine.source.Rendered` for the
+    """Consecutive output frames of a session (see :class:`~reenact_core.engine.render.Rendered` for the
     crops, frames and masks).
 
     Attributes:
@@ -100,45 +97,6 @@ class DrivenChunk(Rendered):
 
     indices: np.ndarray
     status: tuple[str, ...]
-
-
-@dataclass
-class _Observed:
-    """A driver frame after alignment: its index and its tracked face (None without one)."""
-
-    index: int
-    face: AlignedFace | None
-
-
-class DriverMotion:
-    """Δp of consecutive driver faces against a source, fed in order (the motion part of :class:`DriveSession`).
-
-    DECA codes → :class:`~reenact_core.params.FaceParams` → One-Euro smoothing in Δp units (speed measured in
-    full training ranges, 2·S, per second) → Δp, in ``"relative"`` mode from the first face fed.
-
-    Args:
-        source_params: the source's parameters, batch 1 (on the device of the codes to come).
-        normaliser: the normaliser of the A in use (its S also scales the smoother).
-        options: ``mode``, ``pose``, ``expression``, ``strength`` and ``smoothing`` are used.
-        fps: driver frame rate, for the smoother's time constants.
-    """
-
-    def __init__(self, source_params: FaceParams, normaliser: Normaliser, options: DriveOptions = DriveOptions(), *,
-                 fps: float = DEFAULT_FPS):
-        self.source_params, self.normaliser, self.options = source_params, normaliser, options
-        self._smoother = SequenceSmoother("params", options.smoothing, fps, scale=2 * normaliser.shift_scale)
-        self._reference: FaceParams | None = None
-
-    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B, 236) DECA codes of the next B driver faces → their (B, 15) Δp."""
-        o, normaliser = self.options, self.normaliser
-        params = FaceParams.from_deca(codes)
-        if self._smoother.filter.settings is not None:
-            params = denormalise(self._smoother(normalise(params, normaliser=normaliser)), normaliser=normaliser)
-        if o.mode == "relative" and self._reference is None:
-            self._reference = FaceParams(params.angles[:1], params.jaw[:1], params.exp[:1])
-        return delta_p(self.source_params, params, relative_to=self._reference, pose=o.pose,
-                       expression=o.expression, strength=o.strength, normaliser=normaliser)
 
 
 class _Outputs:
@@ -176,14 +134,14 @@ class DriveSession:
     """
 
     def __init__(self, models: ReenactModels, source: PreparedSource, options: DriveOptions = DriveOptions(), *,
-                 fps: float = DEFAULT_FPS):
+                 fps: float = FPS.default):
         self.models = models
         self.options = options
         self.source = source.to(models.device, models.dtype)
         self._aligner = FaceAligner(options.select, options.no_face, options.smoothing, fps, options.backend)
         self._motion = DriverMotion(self.source.params, models.normaliser, options, fps=fps)
-        self._window: list[_Observed] = []
-        self._last: tuple | None = None
+        self._window: list[AlignedFace | None] = []   # the current window's frames: aligned face or None
+        self._last: tuple | None = None                # the last face's output (for "hold")
         self._waiting = 0  # leading frames without a face, under "hold": frames 0 .. _waiting − 1
         paste = options.paste_back
         self._passed = (self.source.crop, self.source.image if paste else None,
@@ -205,8 +163,8 @@ class DriveSession:
         """
         out = _Outputs(self.source, self.options.paste_back)
         for frame in frames:
-            self._window.append(self._observe(frame))
-            if len(self._window) == self.options.batch_size:
+            self._window.append(self._aligner(frame))
+            if self.frames_seen % self.options.batch_size == 0:
                 self._flush(out)
         return out.chunk()
 
@@ -227,31 +185,32 @@ class DriveSession:
         """Driver frames taken so far."""
         return self._aligner.frames_seen
 
-    def _observe(self, frame: np.ndarray) -> _Observed:
-        return _Observed(self._aligner.frames_seen, self._aligner(frame))
-
     def _flush(self, out: _Outputs) -> None:
+        """Runs the networks on the window's faces and emits its frames (and any waiting before them)."""
         window, self._window = self._window, []
-        faces = [f.face for f in window if f.face is not None]
+        own = np.array([False] * self._waiting + [face is not None for face in window])
+        first = self.frames_seen - len(own)
+        rows = frame_rows(own, self.options.no_face, first_index=first, held=self._last is not None)
+        if self.options.no_face == "hold" and self._last is None and not own.any():
+            self._waiting = len(own)
+            return
+        faces = [face for face in window if face is not None]
         rendered = self._drive(faces) if faces else None
-        row = 0
-        for frame in window:
-            if frame.face is not None:
-                item = tuple(None if a is None else a[row] for a in (rendered.crops, rendered.frames, rendered.masks))
-                row += 1
-                for index in range(self._waiting):
-                    out.add(index, item, "held")
-                self._waiting = 0
-                out.add(frame.index, item, "driven")
-                self._last = tuple(None if a is None else a.copy() for a in item)
+        parts = () if rendered is None else (rendered.crops, rendered.frames, rendered.masks)
+        for offset, (row, has_face) in enumerate(zip(rows, own)):
+            if row >= 0:
+                item = tuple(None if a is None else a[row] for a in parts)
+                out.add(first + offset, item, "driven" if has_face else "held")
             elif self.options.no_face == "pass":
-                out.add(frame.index, self._passed, "passed")
-            elif self._last is not None:
-                out.add(frame.index, self._last, "held")
+                out.add(first + offset, self._passed, "passed")
             else:
-                self._waiting += 1
+                out.add(first + offset, self._last, "held")
+        if faces:
+            self._last = tuple(None if a is None else a[len(faces) - 1].copy() for a in parts)
+        self._waiting = 0
 
     def _drive(self, faces: list[AlignedFace]) -> Rendered:
+        """The measure, motion and render steps on one window's faces (the composite step with paste-back)."""
         o, models = self.options, self.models
         codes = estimate_codes(models, np.stack([f.crop for f in faces]), np.stack([f.kpt68 for f in faces]))
         return render(models, self.source, self._motion(codes), truncation=o.truncation, paste=o.paste_back,
@@ -259,7 +218,7 @@ class DriveSession:
 
 
 def drive(models: ReenactModels, source: PreparedSource, frames: Iterable[np.ndarray],
-          options: DriveOptions = DriveOptions(), *, fps: float = DEFAULT_FPS) -> DrivenChunk:
+          options: DriveOptions = DriveOptions(), *, fps: float = FPS.default) -> DrivenChunk:
     """Reenacts ``source`` with all of ``frames`` at once: one output frame per driver frame (or NoFaceError)."""
     session = DriveSession(models, source, options, fps=fps)
     return DrivenChunk.concatenate([session.process(frames), session.finish()])

@@ -30,6 +30,7 @@ from torch import nn
 from torch.func import functional_call
 
 from reenact_core.errors import InputError, Interrupted, WeightsError
+from reenact_core.method import TRUNCATION, TUNE_STEPS
 from reenact_core.models.lpips import ALEXNET_FILE, CONVERTED_FILE, LINEAR_FILE, LPIPS
 from reenact_core.models.stylegan2 import Generator, Synthesis
 
@@ -38,9 +39,7 @@ logger = logging.getLogger(__name__)
 TUNED_FROM_RESOLUTION = 32    # spec §1.6: convs[4..11] = the StyledConvs at 32-256 px of the 256-px generator
 MSE_WEIGHT = 100.0            # spec §1.6: pt_l2_lambda = 100 when only some layers are tuned
 LPIPS_WEIGHT = 1.0            # spec §1.6: hyperparameters.pt_lpips_lambda = 1
-DEFAULT_STEPS = 200           # spec §1.6: opt_steps
 DEFAULT_LR = 3e-3             # spec §1.6: Adam(lr=3e-3), default betas
-DEFAULT_TRUNCATION = 0.7      # spec §1.6: ψ of the forward pass
 
 _TUNED_NAME = re.compile(r"convs\.(\d+)\.(conv\.weight|conv\.modulation\.weight|conv\.modulation\.bias|"
                          r"noise\.weight|activate\.bias)")
@@ -110,9 +109,9 @@ def tune_generator(
     target: torch.Tensor,
     *,
     mean_latent: torch.Tensor | None,
-    steps: int = DEFAULT_STEPS,
+    steps: int = TUNE_STEPS,
     lr: float = DEFAULT_LR,
-    truncation: float = DEFAULT_TRUNCATION,
+    truncation: float = TRUNCATION,
     lpips: LPIPS | None = None,
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
 from .images import check_image, to_uint8_rgb
 from ..landmarks import DEFAULT_BACKEND, LandmarkBackend, detect_faces
 from .reference_crop import CropTransform, crop_using_landmarks
-from .smoothing import DEFAULT_FPS, DEFAULT_STRENGTH, SequenceSmoother
-from .tracking import NO_FACE_POLICIES, FaceTracker
+from ..options import FACE, FPS, NO_FACE, SMOOTHING
+from .smoothing import SequenceSmoother
+from .tracking import FaceTracker
 
 
 @dataclass(frozen=True)
@@ -45,16 +45,16 @@ class FaceAligner:
         select: face to track on the first frame with faces: an index in left-to-right order, ``"largest"`` or
             ``"score"``.
         no_face: ``"raise"`` (NoFaceError naming a frame without the tracked face); ``"pass"`` and ``"hold"``
-            return None for it (filling the gap is the caller's part).
+            return None for it (what the frame shows is :func:`reenact_core.engine.plan.frame_rows`'s part).
         smoothing: One-Euro strength in [0, 1] of the landmarks (0 = off).
         fps: frame rate, for the smoother's time constants.
         backend: landmark backend name or instance.
     """
 
-    def __init__(self, select: int | str = "largest", no_face: str = "raise", smoothing: float = DEFAULT_STRENGTH,
-                 fps: float = DEFAULT_FPS, backend: str | LandmarkBackend = DEFAULT_BACKEND):
-        if no_face not in NO_FACE_POLICIES:
-            raise InputError(f"no-face policy must be one of {NO_FACE_POLICIES}, got {no_face!r}")
+    def __init__(self, select: int | str = FACE.default, no_face: str = NO_FACE.default,
+                 smoothing: float = SMOOTHING.default, fps: float = FPS.default,
+                 backend: str | LandmarkBackend = DEFAULT_BACKEND):
+        NO_FACE.check(no_face)
         self.backend = backend
         self.frames_seen = 0
         self._tracker = FaceTracker(select, "raise" if no_face == "raise" else "pass")

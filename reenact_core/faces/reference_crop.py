@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from ..errors import InputError
+from ..method import CROP_SIZE
 
-CROP_SIZE = 256  # output side of the reference crop (official `crop_using_landmarks`, image_size = 256)
 _FEATHER_BLUR_SIGMA = 5.0  # Gaussian sigma (pixels) of the padding feather (official `pad_img_to_fit_bbox`)
 
 

@@ -28,10 +28,11 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..options import FPS, SMOOTHING
 from .geometry import interocular_distance
 
-DEFAULT_STRENGTH = 0.5
-DEFAULT_FPS = 30.0
+DEFAULT_STRENGTH = SMOOTHING.default
+DEFAULT_FPS = FPS.default
 SEQUENCE_KINDS = ("landmarks", "boxes", "params")
 # Settings at the default strength, tuned on the test talking-head videos (landmark jitter −49 % on d9, lag 0,
 # mouth-opening amplitude kept ≥ 93 %).

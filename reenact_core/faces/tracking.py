@@ -3,13 +3,9 @@
 The face is chosen on the first frame that has one: by its index in left-to-right order, as the
 ``"largest"`` box, or as the best detector ``"score"``. On each later frame the tracked face is the one whose
 box overlaps the last tracked box most (IoU ≥ ``min_iou``); other people are never switched to, even while the
-tracked face is missing. A frame without the tracked face follows the no-face policy:
-
-* ``"raise"``: NoFaceError naming the frame index;
-* ``"pass"``: the frame is reported with ``face=None`` (frame count and indices are kept);
-* ``"hold"``: the last tracked face is reused (``held=True``). Frames before the first face found get that
-  first face: the tracker keeps them pending and reports them, in order, once it is found. If the video ends
-  with no face at all, :meth:`FaceTracker.finish` raises NoFaceError.
+tracked face is missing. A frame without the tracked face raises NoFaceError naming the frame index
+(``on_missing="raise"``) or is reported with ``face=None`` (``"pass"``); what such frames become in the output
+(the no-face policy) is decided once, by ``reenact_core.engine.plan.frame_rows``.
 
 :class:`FaceTracker` is streaming: :meth:`~FaceTracker.update` takes the detections of the next frames and
 returns the frames whose result is settled, in order. Fed in chunks of any sizes, it reports exactly what a
@@ -23,11 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError, NoFaceError
+from ..options import FACE
 from .geometry import Face, box_iou
 from ..landmarks import DEFAULT_BACKEND, LandmarkBackend, detect_faces, get_backend
 
-SELECT_RULES = ("largest", "score")  # or an int: the face's index in left-to-right order
-NO_FACE_POLICIES = ("raise", "pass", "hold")
+SELECT_RULES = FACE.choices  # or an int: the face's index in left-to-right order
+ON_MISSING = ("raise", "pass")
 DEFAULT_MIN_IOU = 0.2  # below this overlap with the last tracked box, a face is someone else
 
 
@@ -37,13 +34,11 @@ class TrackedFrame:
 
     Args:
         index: frame index in the video, from 0.
-        face: the tracked :class:`Face`, or None when the frame has none (policy ``"pass"``).
-        held: True when ``face`` was reused from another frame (policy ``"hold"``).
+        face: the tracked :class:`Face`, or None when the frame has none.
     """
 
     index: int
     face: Face | None
-    held: bool = False
 
 
 class FaceTracker:
@@ -52,54 +47,37 @@ class FaceTracker:
     Args:
         select: face to track on the first frame with faces: an index in left-to-right order (0 = leftmost),
             ``"largest"`` (box area) or ``"score"`` (detector score).
-        on_missing: no-face policy, one of ``"raise"``, ``"pass"``, ``"hold"``.
+        on_missing: ``"raise"`` (NoFaceError on a frame without the tracked face) or ``"pass"`` (``face=None``).
         min_iou: smallest box IoU with the last tracked box for a face to count as the same person.
     """
 
     def __init__(self, select: int | str = "largest", on_missing: str = "raise", min_iou: float = DEFAULT_MIN_IOU):
         if not (isinstance(select, int) and select >= 0) and select not in SELECT_RULES:
             raise InputError(f"select must be a face index ≥ 0 or one of {SELECT_RULES}, got {select!r}")
-        if on_missing not in NO_FACE_POLICIES:
-            raise InputError(f"no-face policy must be one of {NO_FACE_POLICIES}, got {on_missing!r}")
+        if on_missing not in ON_MISSING:
+            raise InputError(f"on_missing must be one of {ON_MISSING}, got {on_missing!r}")
         self.select = select
         self.on_missing = on_missing
         self.min_iou = min_iou
         self.frames_seen = 0
         self._last: Face | None = None
-        self._pending: list[int] = []  # leading frame indices waiting for the first face ("hold")
 
     def update(self, detections: Iterable[Sequence[Face]]) -> list[TrackedFrame]:
         """Feeds the faces found in each of the next frames (any order within a frame).
 
         Returns:
-            The frames settled by this call, in frame order (under ``"hold"``, leading frames without a face
-            are returned with the first face found).
+            One tracked frame per frame fed, in order.
         """
         settled: list[TrackedFrame] = []
         for faces in detections:
             index = self.frames_seen
             self.frames_seen += 1
             face = self._choose(list(faces), index)
-            if face is not None:
-                settled += [TrackedFrame(i, face, held=True) for i in self._pending]
-                self._pending = []
-                self._last = face
-                settled.append(TrackedFrame(index, face))
-            elif self.on_missing == "raise":
+            if face is None and self.on_missing == "raise":
                 raise NoFaceError(f"no face to track in frame {index}")
-            elif self.on_missing == "pass":
-                settled.append(TrackedFrame(index, None))
-            elif self._last is not None:
-                settled.append(TrackedFrame(index, self._last, held=True))
-            else:
-                self._pending.append(index)
+            self._last = face or self._last
+            settled.append(TrackedFrame(index, face))
         return settled
-
-    def finish(self) -> list[TrackedFrame]:
-        """Ends the video. Raises NoFaceError if frames are still waiting for a first face (``"hold"``)."""
-        if self._pending:
-            raise NoFaceError(f"no face found in any of the {self.frames_seen} frames")
-        return []
 
     def _choose(self, faces: list[Face], index: int) -> Face | None:
         if self._last is not None:
@@ -134,5 +112,4 @@ def track_faces(frames: Iterable[np.ndarray], backend: str | LandmarkBackend = D
     if isinstance(backend, str):
         backend = get_backend(backend, **backend_options)
     tracker = FaceTracker(select, on_missing, min_iou)
-    tracked = tracker.update(detect_faces(frame, backend) for frame in frames)
-    return tracked + tracker.finish()
+    return tracker.update(detect_faces(frame, backend) for frame in frames)

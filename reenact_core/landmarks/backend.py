@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from functools import lru_cache
 
 import numpy as np
 
+from ..caches import cached
 from ..errors import InputError
 from ..faces.geometry import Face
 from ..faces.images import check_image, to_uint8_rgb
@@ -47,7 +47,7 @@ def backend_names() -> tuple[str, ...]:
     return tuple(sorted(_FACTORIES, key=lambda name: (name != DEFAULT_BACKEND, name)))
 
 
-@lru_cache(maxsize=None)
+@cached
 def _cached_backend(name: str, options: tuple) -> LandmarkBackend:
     return _FACTORIES[name](**dict(options))
 

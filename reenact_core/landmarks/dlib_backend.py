@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import MissingModelError
+from ..caches import cached
+from ..errors import MissingDependencyError, MissingModelError
 from ..faces.images import downscaled
 from ..files import find_file
 from .backend import LandmarkBackend
@@ -49,13 +49,13 @@ def predictor_path(models_dir: str | os.PathLike | None = None) -> Path:
     return dlib_model_file(PREDICTOR_FILE, models_dir)
 
 
-@lru_cache(maxsize=None)
+@cached
 def load_models(path: Path):
     """dlib's frontal HOG detector and the shape predictor at ``path``, loaded once per process."""
     try:
         import dlib
     except ImportError:
-        raise MissingModelError("the dlib backend needs dlib: pip install dlib-bin") from None
+        raise MissingDependencyError("the dlib backend needs dlib: pip install dlib-bin") from None
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path))
 
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from ..errors import InputError, MissingModelError
+from ..caches import cached
+from ..errors import InputError, MissingDependencyError, MissingModelError
 from ..faces.images import downscaled
 from ..files import find_file
 from ..weights.safe_load import load_checkpoint
@@ -61,12 +61,12 @@ def find_weights(file_name: str, models_dir: str | os.PathLike | None = None) ->
 
 def _require_package() -> None:
     if importlib.util.find_spec("face_alignment") is None:
-        raise MissingModelError(
+        raise MissingDependencyError(
             "the 'face-alignment' landmark backend needs the optional package: pip install face-alignment"
         )
 
 
-@lru_cache(maxsize=None)
+@cached
 def _load_fan(path: Path, device: torch.device) -> torch.nn.Module:
     from face_alignment.models import FAN
 
@@ -75,7 +75,7 @@ def _load_fan(path: Path, device: torch.device) -> torch.nn.Module:
     return net.to(device).eval()
 
 
-@lru_cache(maxsize=None)
+@cached
 def _load_s3fd(path: Path, device: torch.device):
     from face_alignment.detection.sfd import FaceDetector
 

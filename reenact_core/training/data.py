@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from ..command import command
 from ..data import PreparedFrame, iter_videos, load_crop, load_deca_codes, load_w_plus
 from ..errors import InputError
 from .distributed import DistContext
@@ -87,7 +88,7 @@ class PreparedFrames(Dataset):
             self.video_of.extend([(first, len(video.frames))] * len(video.frames))
         if not self.frames:
             need = "videos with at least 2 prepared frames" if pairs else "prepared frames"
-            raise InputError(f"no {need} in {root}: run `python -m reenact_core dataset prepare` first")
+            raise InputError(f"no {need} in {root}: run `{command()} dataset prepare` first")
         n_latent = load_w_plus(self.frames[0].w_plus).shape
         if tuple(n_latent) != self.w_shape:
             raise InputError(f"the W+ codes in {root} are {tuple(n_latent)}, the generator takes {self.w_shape}: "

@@ -360,7 +360,7 @@ def identity_measure(identity: IdentityLoss | None) -> tuple[str, Callable[[torc
 
 def dlib_similarity(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Minus the dlib descriptor distance of each pair (B,) (NaN where either image shows no face)."""
-    from ..engine.source import image_to_uint8
+    from ..engine.render import image_to_uint8
     from ..evaluation import dlib_descriptor, identity_distance
 
     values = []

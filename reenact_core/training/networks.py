@@ -1,12 +1,14 @@
 """The frozen networks of directions training, from model files (a run) or tiny and random (self-check, tests)."""
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..command import command
 from ..errors import MissingModelError
 from ..faces.reference_crop import CROP_SIZE
 from ..files import find_file
@@ -58,7 +60,7 @@ class DecaMeasure(nn.Module):
 
 def landmarks_or_none(images: torch.Tensor) -> list[torch.Tensor | None]:
     """68 landmarks (68, 2) of the largest face of each image, in its pixels, or None (dlib, no gradients)."""
-    from ..engine.source import image_to_uint8
+    from ..engine.render import image_to_uint8
     from ..landmarks import detect_faces
 
     scale = images.shape[-1] / CROP_SIZE
@@ -109,7 +111,7 @@ def build_networks(config: DirectionsTrainConfig, folders: Sequence[Path], gener
     if config.lambda_perceptual and lpips is None:
         missing.append(missing_lpips_message(folders))
     if missing:
-        raise MissingModelError(" | ".join(missing))
+        raise MissingModelError("\n".join(missing))
     loaded = {role: load_model(path, roles[role], device) for role, path in paths.items()}
     lpips_files = found_lpips_files(folders) if lpips is not None else []
     arcface = loaded["arcface"].module if "arcface" in loaded else None
@@ -123,8 +125,8 @@ def build_networks(config: DirectionsTrainConfig, folders: Sequence[Path], gener
 
 def missing_lpips_message(folders: Sequence[Path]) -> str:
     """The one-line message for absent LPIPS weights: the files, their sources and the conversion command."""
-    return (f"missing LPIPS weights: put '{kind('lpips').canonical_file}' (python -m reenact_core convert "
-            f"alex.pth <models>/reenact/), or '{ALEXNET_FILE}' ({ALEXNET_URL}) and '{LINEAR_FILE}' "
+    return (f"missing LPIPS weights: put '{kind('lpips').canonical_file}' ({command()} convert "
+            f"alex.pth {shlex.quote(str(folders[0]))}), or '{ALEXNET_FILE}' ({ALEXNET_URL}) and '{LINEAR_FILE}' "
             f"({LINEAR_URL}), in {', '.join(map(str, folders))}")
 
 

@@ -11,7 +11,7 @@ import torch
 
 from ..data import frame_stem, sample_paths, video_folder
 from ..data.files import write_npy, write_png
-from ..engine.source import image_to_uint8
+from ..engine.render import image_to_uint8
 from ..models.flame import Flame, FlameConfig
 from ..models.stylegan2 import Generator
 

@@ -8,9 +8,10 @@ from itertools import islice
 import numpy as np
 
 from ..errors import InputError
+from ..options import LENGTH
 from .reader import VideoReader, batched
 
-LENGTH_POLICIES = ("stop", "loop", "pingpong")
+LENGTH_POLICIES = LENGTH.choices
 
 
 def driver_frames(reader: VideoReader, num_frames: int | None = None, policy: str = "stop",

@@ -13,10 +13,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import InputError
+from ..options import FPS
 from .rate import exact_rate
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # official target folders hold *.png|*.jpg (reference spec §1.1)
-DEFAULT_FPS = Fraction(25)  # for drivers without a rate (images): official videos are 25 fps (reference spec §1.10)
+DEFAULT_FPS = Fraction(FPS.default).limit_denominator(1001)  # the rate of drivers without one (images)
 
 
 class VideoReader:

@@ -10,10 +10,23 @@ from pathlib import Path
 import torch
 
 from ..errors import WeightsError
+from ..files import read_safetensors
+from ..wording import article
 from ..models.kind import OfficialParts
 from .kinds import kind as get_kind
 from .official import read_official
-from .store import check_state_dict_shapes, save_model
+from .store import FORMAT, check_state_dict_shapes, save_model
+
+
+def _refuse_converted(src: Path) -> None:
+    """WeightsError when ``src`` is already one of our model files (nothing to convert)."""
+    if src.suffix != ".safetensors" or not src.is_file():
+        return
+    _, meta = read_safetensors(src, tensors=False)
+    if meta.get("format") == FORMAT:
+        title = get_kind(meta.get("kind", "?")).title
+        raise WeightsError(f"{src.name}: already converted ({article(title)} {title} model file); put it in a model "
+                           f"folder as it is")
 
 
 def convert(src: str | Path, dst: str | Path, expected_kind: str | None = None,
@@ -30,10 +43,12 @@ def convert(src: str | Path, dst: str | Path, expected_kind: str | None = None,
     src = Path(src)
     if src.suffix == ".pkl" or landmarks is not None:
         return _convert_flame(src, dst, landmarks, expected_kind)
+    _refuse_converted(src)
     official = read_official(src)
     if expected_kind is not None and official.kind != expected_kind:
-        raise WeightsError(f"{src.name}: holds a {get_kind(official.kind).title} ({official.layout}), "
-                           f"not a {get_kind(expected_kind).title}")
+        title, expected = get_kind(official.kind).title, get_kind(expected_kind).title
+        raise WeightsError(f"{src.name}: holds {article(title)} {title} ({official.layout}), "
+                           f"not {article(expected)} {expected}")
     k = get_kind(official.kind)
     try:
         config = k.config_class() if k.config_from_state_dict is None else k.config_from_state_dict(official.state_dict)

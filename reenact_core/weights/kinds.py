@@ -7,9 +7,11 @@ needs it: ``inference`` kinds make up the set reenactment needs (``make_tiny_mod
 """
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..command import command
 from ..errors import MissingModelError, WeightsError
 from ..files import find_file
 from ..models import arcface, deca, directions, e4e, flame, fsr, lpips, stylegan2
@@ -53,12 +55,14 @@ def missing_model_message(kind_name: str, folders: Iterable[str | Path], file_na
     """The one-line message for an absent model file: the file, the folders searched, its source and the
     conversion command (for a kind without a published file, where such a file comes from)."""
     k = kind(kind_name)
-    searched = ", ".join(str(f) for f in folders) or "(no folder given)"
+    folders = [str(f) for f in folders]
+    searched = ", ".join(folders) or "(no folder given)"
     if not k.official_file:   # nothing published to convert
         return f"missing model file '{file_name or k.canonical_file}' ({k.title}); searched: {searched}. {k.source}"
+    target = shlex.quote(folders[0]) if folders else "MODELS_FOLDER"
+    source = " ".join(filter(None, (k.official_file.split(" + ")[0], k.convert_options)))
     return (f"missing model file '{file_name or k.canonical_file}' ({k.title}); searched: {searched}. Download "
-            f"'{k.official_file}' from {k.source}, then run: python -m reenact_core convert "
-            f"{' '.join(filter(None, (k.official_file.split(' + ')[0], k.convert_options)))} <models>/reenact/")
+            f"'{k.official_file}' from {k.source}, then run: {command()} convert {source} {target}")
 
 
 def find_model_file(kind_name: str, folders: Iterable[str | Path], file_name: str | None = None) -> Path:

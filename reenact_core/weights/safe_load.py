@@ -40,7 +40,10 @@ def _describe_load_failure(path: Path, exc: Exception) -> str:
     if found:
         return (f"{path.name}: refused to load: it needs the Python global '{found.group(1)}', which could run "
                 f"arbitrary code; only tensors, containers and argparse.Namespace are accepted")
-    if "Unsupported operand" in text or not zipfile.is_zipfile(path) and _looks_like_pickle(path):
+    if not zipfile.is_zipfile(path) and not _looks_like_pickle(path):
+        return (f"{path.name}: not a checkpoint (neither a PyTorch zip archive nor a pickle); give the official "
+                f".pt/.pth/.tar file")
+    if "Unsupported operand" in text or not zipfile.is_zipfile(path):
         return (f"{path.name}: refused to load: it is a raw pickle that needs instructions outside the safe "
                 f"weights-only subset (it could run arbitrary code)")
     return f"{path.name}: cannot read the checkpoint (truncated or corrupt file?): {text.splitlines()[0][:160]}"

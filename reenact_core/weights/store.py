@@ -10,8 +10,10 @@ from typing import Any, Mapping
 
 import torch
 
+from ..command import command
 from ..errors import WeightsError
 from ..files import read_safetensors, write_safetensors
+from ..wording import article
 from ..models.stylegan2 import MEAN_LATENT_KEY
 from .kinds import kind as get_kind
 
@@ -91,14 +93,15 @@ def inspect_model_file(path: str | Path, expected_kind: str | None = None) -> Mo
     shapes = {k: tuple(t.shape) for k, t in header.items()}
     if meta.get("format") != FORMAT:
         raise WeightsError(f"{path.name}: not a Latent Reenact model file (no '{FORMAT}' metadata); convert the "
-                           f"official checkpoint with: python -m reenact_core convert SRC DST")
+                           f"official checkpoint with: {command()} convert SRC DST")
     if meta.get("format_version") not in READABLE_VERSIONS:
         raise WeightsError(f"{path.name}: format version {meta.get('format_version')!r} is not supported "
                            f"(this version reads {', '.join(READABLE_VERSIONS)})")
     k = get_kind(meta.get("kind", "?"))
     if expected_kind is not None and k.name != expected_kind:
-        raise WeightsError(f"{path.name}: holds a {k.title} ('{k.name}'), expected "
-                           f"a {get_kind(expected_kind).title} ('{expected_kind}')")
+        expected = get_kind(expected_kind).title
+        raise WeightsError(f"{path.name}: holds {article(k.title)} {k.title} ('{k.name}'), expected "
+                           f"{article(expected)} {expected} ('{expected_kind}')")
     try:
         config_dict = json.loads(meta["config"])
         config = k.config_from_dict(config_dict)

@@ -1,0 +1,27 @@
+"""The composite step: rendered 256-px crops pasted back into the source image (no network)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..faces.paste_back import paste_back
+from .source import PreparedSource
+
+
+def composite(source: PreparedSource, crops: np.ndarray, *, color_match: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Pastes each crop where the source's face was cut out (soft edge, see ``faces.paste_back``).
+
+    Args:
+        source: the prepared source (its image and crop transform).
+        crops: (n, 256, 256, 3) uint8 RGB crops.
+        color_match: match the crops' colour statistics to the image under the mask before pasting.
+
+    Returns:
+        ``frames`` (n, *source.image.shape) in the image's layout and dtype, and ``masks`` (n, H, W) float32 blend
+        weights in [0, 1].
+    """
+    matrix = source.transform.crop_to_frame_matrix()
+    frames = np.empty((len(crops), *source.image.shape), source.image.dtype)
+    masks = np.empty((len(crops), *source.image.shape[:2]), np.float32)
+    for crop, frame, mask in zip(crops, frames, masks):
+        frame[...], mask[...] = paste_back(source.image, crop, matrix, color_match=color_match)
+    return frames, masks
