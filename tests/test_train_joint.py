@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from PIL import Image
 import pytest
 import torch
 
@@ -219,8 +220,10 @@ def test_command_line_tuning_default_follows_the_pair(tmp_path, capsys, monkeypa
 
     monkeypatch.setattr(engine, "prepare_source", prepare)
     monkeypatch.setattr(cli, "_read_image", lambda path: np.zeros((8, 8, 3), np.uint8))
+    image = tmp_path / "any.png"      # real files: the arguments are checked before any model is loaded
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
     for extra in ([], ["--tune-steps", "3"]):
-        code = main(["reenact", "--models", str(tmp_path), "--device", "cpu", "--source", "any.jpg",
-                     "--driving", "any.mp4", "--out", str(tmp_path / "out.mp4"), *extra])
+        code = main(["reenact", "--models", str(tmp_path), "--device", "cpu", "--source", str(image),
+                     "--driving", str(image), "--out", str(tmp_path / "out.png"), *extra])
         assert code == 2 and "stopped after the tuning decision" in capsys.readouterr().err
     assert asked == [0 if pair == ("p1", "p1") else TUNE_STEPS.default, 3]
