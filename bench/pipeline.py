@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pipeline.py [--frames N] [--threads N] [--batch B] [--compile] [--no-bf16]
     .venv/bin/python bench/pipeline.py --device cuda --dtype float16 [--batch 16] [--tuning-steps 5]
+    .venv/bin/python bench/pipeline.py --record faces.npz   # then, where dlib is missing: --recorded faces.npz
 
 Prints the in-process matmul GFLOP/s baseline and the machine's load, then for G, e4e and DECA's E_flame each
 speed lever on and off (ms/frame at batch B, time relative to the lever off, the output's difference, and the
@@ -10,7 +11,9 @@ process); then ms/frame per stage (landmarks, DECA crop + E_flame, A, generator,
 render step (A + G) without and with FSR refinement (E_F at k = 4, output layer random), the generator tuning
 s/step if asked, and the end-to-end frames/s of a DriveSession (landmarks included) on real driving frames,
 also per 1000 matmul GFLOP/s (compare two versions by this ratio: each run measures its own baseline).
-On CUDA the networks run in ``--dtype`` (fp16 or fp32) and times wait for the device. Targets (CPU, fp32,
+On CUDA the networks run in ``--dtype`` (fp16 or fp32) and times wait for the device. A machine without dlib or
+its 68-point model (a GPU machine may have neither) replays the source, the frames and their faces recorded
+elsewhere with ``--record`` (``--recorded FILE``; the landmarks row then times the replay, not dlib). Targets (CPU, fp32,
 batch 8, quiet 2 cores): G >= 0.7 of the conv rate, end to end >= 3.5 frames/s.
 """
 from __future__ import annotations
@@ -32,7 +35,8 @@ from levers import LEVER_HEADER, encoder_variants, generator_variants, print_lev
 from reenact_core.engine.tuning import tune_generator  # noqa: E402
 from reenact_core.engine import (DriveOptions, DriveSession, ReenactModels, estimate_codes, fsr_context,  # noqa: E402
                                  prepare_source, render)
-from reenact_core.landmarks import detect_faces  # noqa: E402
+from recorded import RecordedBackend, record  # noqa: E402
+from reenact_core.landmarks import DEFAULT_BACKEND, detect_faces  # noqa: E402
 from reenact_core.faces.paste_back import paste_back  # noqa: E402
 from reenact_core.faces.reference_crop import crop_using_landmarks  # noqa: E402
 from reenact_core.video import VideoReader  # noqa: E402
@@ -104,6 +108,8 @@ def main() -> None:
     parser.add_argument("--tuning-steps", type=int, default=0, help="time generator tuning over this many steps")
     parser.add_argument("--driver", default=str(MEDIA / "d1.mp4"))
     parser.add_argument("--source", default=str(MEDIA / "s1.jpg"))
+    parser.add_argument("--record", metavar="FILE", help="only write the source, the frames and their faces (.npz)")
+    parser.add_argument("--recorded", metavar="FILE", help="replay a --record file instead of reading and detecting")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -114,15 +120,22 @@ def main() -> None:
     base = matmul_gflops()
     print(f"threads {torch.get_num_threads()}; {load_note()}; matmul baseline {base:.1f} GFLOP/s "
           f"(fp32 2048x2048, this process); networks on {device} in {dtype}")
+    if args.recorded:
+        backend = RecordedBackend(Path(args.recorded))
+        image, frames = backend.source, backend.frames
+    else:
+        from PIL import Image
+        backend, image = DEFAULT_BACKEND, np.asarray(Image.open(args.source).convert("RGB"))
+        frames = [f for _, f in zip(range(args.frames), VideoReader(args.driver))]
+        while len(frames) < args.frames:
+            frames += frames[: args.frames - len(frames)]
+    if args.record:
+        return record(Path(args.record), image, frames)
     models = full_size_models(device, dtype)
-    from PIL import Image
-    source = prepare_source(np.asarray(Image.open(args.source).convert("RGB")), models)
+    source = prepare_source(image, models, backend=backend)
     with torch.inference_mode():
         print_network_levers(models, source, batch, args.compile, bf16)
-    frames = [f for _, f in zip(range(args.frames), VideoReader(args.driver))]
-    while len(frames) < args.frames:
-        frames += frames[: args.frames - len(frames)]
-    faces = [max(detect_faces(f), key=lambda x: x.area) for f in frames[:batch]]
+    faces = [max(detect_faces(f, backend), key=lambda x: x.area) for f in frames[:batch]]
     crops, kpts = zip(*[(c, t.frame_to_crop(fc.landmarks)) for fc, (c, t) in
                         ((fc, crop_using_landmarks(f, fc.landmarks)) for fc, f in zip(faces, frames))])
     crops, kpts = np.stack(crops), np.stack(kpts)
@@ -131,7 +144,7 @@ def main() -> None:
     timed = lambda fn: best_seconds(lambda: synchronized(fn, device), repeats=2)  # noqa: E731
     print(f"{'stage':<28} {'batch':>5} {'ms/frame':>9}")
     with torch.inference_mode():
-        rows = [("landmarks (dlib, 512 px)", 1, lambda: detect_faces(frames[0]))]
+        rows = [(f"landmarks ({getattr(backend, 'name', backend)})", 1, lambda: detect_faces(frames[0], backend))]
         for b in (1, batch):
             dp = torch.randn(b, 15, device=device, dtype=dtype)
             w = source.w_plus.expand(b, -1, -1)
@@ -154,7 +167,7 @@ def main() -> None:
     if args.tuning_steps:
         print_tuning(models, source, args.tuning_steps)
     for b in (1, batch):
-        session = DriveSession(models, source, DriveOptions(batch_size=b))
+        session = DriveSession(models, source, DriveOptions(batch_size=b, backend=backend))
         session.process(frames[:b])        # warm-up
         start = time.perf_counter()
         n = len(session.process(frames)) + len(session.finish())
