@@ -113,6 +113,7 @@ def step_cases(batch: int, device: torch.device, folder: Path):
     losses = TrainingLosses(flame, ArcFace(), LPIPS(), loss_options(config)).to(device)
     nets = DirectionsNetworks(g, g.mean_latent(), DecaMeasure(deca), losses)
     method = DirectionsMethod(config, nets, DistContext(device=device))
+    method.directions.to(device)   # the trainer moves its trainable module to the device; so does the bench
     z = torch.randn(batch, 512, device=device)
     w = nets.generator.mapping(z)[:, None].expand(-1, 14, -1).detach()
     ref = torch.rand(batch, 3, 256, 256, device=device) * 2 - 1
