@@ -15,7 +15,7 @@ from reenact_core.training.joint import JointMethod, JointNetworks, JointTrainCo
 from reenact_core.training.joint_run import joint_self_check, tiny_joint_networks
 from reenact_core.training.loop import CHECKPOINT_DIR, train
 from training_fixtures import (LinearEncoder, inverse_encoder, joint_tree, linear_networks,  # noqa: F401
-                               one_thread, planted_tree, run_torchrun, tiny_model_files)
+                               one_thread, planted_tree, run_torchrun, tiny_model_files, with_metadata)
 
 CPU = DistContext()
 PLANTED_LR = 1e-2            # Adam, A's learning rate in the planted test
@@ -189,13 +189,6 @@ def test_exported_pair_defaults_to_no_tuning_and_a_mismatch_warns_once(tmp_path,
     with caplog.at_level(logging.WARNING):
         assert warn_if_mismatched(other, a) and warn_if_mismatched(other, a)
     assert sum("trained jointly" in r.getMessage() for r in caplog.records) == 1
-
-
-def with_metadata(path, **metadata) -> None:
-    from reenact_core.files import read_safetensors, write_safetensors
-
-    tensors, meta = read_safetensors(path)
-    write_safetensors(path, tensors, {**meta, **metadata})
 
 
 @pytest.mark.parametrize("pair", [("p1", "p1"), ("p1", "p2"), (None, None)])

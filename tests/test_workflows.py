@@ -6,6 +6,7 @@ frames, run in this process).
 Generator tuning is cut to a few steps in the runs (the shipped workflows keep the paper's 200: minutes on a CPU);
 nothing else differs from the shipped prompts.
 """
+import copy
 import io
 import json
 import shutil
@@ -17,16 +18,17 @@ from PIL import Image
 
 from comfy_reference import (DRIVER_VIDEO, MODEL_FOLDER, SOURCE_IMAGE, assert_saved, drive_options, engine_models,
                              load_image, nodes_of, prepare_base, prepared_source, with_widgets)
-from comfy_server import REPO, ComfyServer, comfyui_dir
+from comfy_server import REPO, ComfyServer, ProgressWatcher, comfyui_dir, failure_messages
 from conftest import require
 from reenact_core.cli import main as cli
-from reenact_core.engine import DIRECTION_NAMES, drive, edit, prepare_source
+from reenact_core.engine import DIRECTION_NAMES, drive, edit, load_reenact_models, prepare_source
+from reenact_core.engine.pairing import JOINT_PAIR_KEY, resolve_tune_steps
 from reenact_core.faces.paste_back import DEFAULT_FEATHER, paste_back
 from reenact_core.pipeline import reenact_file
 from reenact_core.video import VideoReader
-from reenact_core.weights import make_random_checkpoint, tiny_config
+from reenact_core.weights import KINDS, make_random_checkpoint, tiny_config
 from reenact_core.weights.random_checkpoint import make_random_fsr
-from training_fixtures import train_fsr_with_cli
+from training_fixtures import train_directions_with_cli, train_fsr_with_cli, with_metadata
 from workflow_check import api_differences, to_api, ui_problems
 
 pytestmark = pytest.mark.comfy
@@ -313,6 +315,81 @@ def test_trained_fsr_file_drives_the_refine_node_and_the_command_line(server, tm
         check_fsr_workflow(server, tmp_path, prompt, min_change=0)
     finally:
         installed.unlink()
+
+
+@pytest.mark.slow
+def test_trained_directions_file_drives_the_load_directions_node(server, models, tmp_path):
+    """A file exported by ``train directions`` (a few synthetic steps for the server's tiny generator) loads in
+    the image workflow's Load Directions node in place of the shipped name and gives the engine's frames with
+    that A; they differ from those with the shipped A."""
+    exported = train_directions_with_cli(server.models_dir / MODEL_FOLDER, tmp_path / "training")
+    installed = server.models_dir / MODEL_FOLDER / exported.name
+    shutil.copy(exported, installed)
+    try:
+        prompt = with_widgets(api_prompt("image_reenactment"), tune_steps=TUNE_STEPS)
+        (loader,) = nodes_of(prompt, "LatentReenactLoadDirections")
+        prompt[loader]["inputs"]["model_file"] = exported.name
+        outputs = server.run(prompt)
+    finally:
+        installed.unlink()
+    first = tmp_path / "trained_models"          # the exported A under the canonical name, found first
+    first.mkdir()
+    shutil.copy(exported, first / KINDS["directions"].canonical_file)
+    trained = load_reenact_models([first, server.models_dir / MODEL_FOLDER])
+    expected = engine_frames(server, trained, prompt)
+    (save,) = nodes_of(prompt, "SaveImage")
+    saved = saved_images(server, outputs, save)
+    assert len(saved) == len(expected) > 0
+    for png, frame in zip(saved, expected):
+        assert_saved(png, frame)
+    shipped = engine_frames(server, models, prompt)
+    assert np.abs(shipped - expected).max() > 2 / 255, "the trained A gives the shipped A's frames"
+
+
+def test_reenact_tuning_default_follows_the_pair_metadata(server, models):
+    """Reenact's tune_steps -1 (auto): with an encoder and A whose metadata name the same joint pair it runs
+    without tuning (the engine's frames at tune_steps 0); with the shipped, unpaired files it plans and starts the
+    reference's tuning (its progress counts the tuning steps before the frames; the run is cancelled there)."""
+    folder = server.models_dir / MODEL_FOLDER
+    paired = {kind: f"{kind}-paired.safetensors" for kind in ("e4e", "directions")}
+    for kind, name in paired.items():
+        shutil.copy(folder / KINDS[kind].canonical_file, folder / name)
+        with_metadata(folder / name, **{JOINT_PAIR_KEY: "pair-1"})
+    try:
+        auto = with_widgets(api_prompt("image_reenactment"), tune_steps=-1)
+        (reenact,) = nodes_of(auto, "LatentReenactReenact")
+        prompt = copy.deepcopy(auto)
+        for kind, loader in (("e4e", "LatentReenactLoadEncoder"), ("directions", "LatentReenactLoadDirections")):
+            (key,) = nodes_of(prompt, loader)
+            prompt[key]["inputs"]["model_file"] = paired[kind]
+        with ProgressWatcher(server) as watcher:
+            entry = server.wait(server.queue(prompt, watcher.client_id))
+            if entry["status"]["status_str"] == "success":   # the node's last message may still be on its way
+                watcher.wait_for(lambda m: m["node"] == reenact and m["value"] >= m["max"])
+            totals = {m["max"] for m in watcher.messages if m["node"] == reenact}
+    finally:
+        for name in paired.values():
+            (folder / name).unlink()
+    assert entry["status"]["status_str"] == "success", failure_messages(entry)
+    expected = engine_frames(server, models, prompt, tune_steps=0)
+    (save,) = nodes_of(prompt, "SaveImage")
+    saved = saved_images(server, entry["outputs"], save)
+    assert len(saved) == len(expected) > 0
+    for png, frame in zip(saved, expected):
+        assert_saved(png, frame)
+    assert totals == {len(saved)}, f"the paired run planned tuning steps: progress totals {totals}"
+
+    steps = resolve_tune_steps(-1, models.e4e, models.directions)
+    assert steps > 0
+    with ProgressWatcher(server) as watcher:
+        prompt_id = server.queue(auto, watcher.client_id)
+        try:
+            started = watcher.wait_for(lambda m: m["prompt_id"] == prompt_id and m["node"] == reenact
+                                       and m["value"] >= 1)
+        finally:
+            server.cancel([prompt_id])
+    assert started["max"] == steps + len(saved), started
+    assert started["value"] <= steps, "the frames ran before any tuning step"
 
 
 def check_fsr_workflow(server, tmp_path, prompt: dict, min_change: int) -> None:

@@ -329,6 +329,34 @@ def train_fsr_with_cli(models: Path, work: Path, steps: int = 3) -> Path:
         args += [f"--{key}", str(value)]
     assert main(args) == 0
     return work / "run" / "export" / "fsr-trained.safetensors"
+
+
+def train_directions_with_cli(models: Path, work: Path, steps: int = 2) -> Path:
+    """Trains A with ``python -m reenact_core train directions`` (synthetic method, a few steps) for the canonical
+    generator of the model folder ``models`` (ArcFace, LPIPS and FLAME with random weights in ``work/extra``;
+    FLAME a small mesh with DECA's shape and expression sizes); returns the exported file."""
+    from reenact_core.cli import main
+    from reenact_core.models.flame import FlameConfig
+    from reenact_core.training.tiny import TINY_FLAME
+    from reenact_core.weights import KINDS, make_random_checkpoint, make_tiny_model_set
+
+    make_tiny_model_set(work / "extra", kinds=["arcface", "lpips"])
+    make_random_checkpoint("flame", FlameConfig.from_dict(TINY_FLAME), work / "extra" / KINDS["flame"].canonical_file)
+    assert main(["train", "directions", "--models", str(models), "--models", str(work / "extra"),
+                 "--out", str(work / "run"), "--name", "trained", "--device", "cpu", "--method", "synthetic",
+                 "--batch-size", "2", "--max-iter", str(steps), "--eval-every", str(steps),
+                 "--validation-samples", "2", "--num-workers", "0"]) == 0
+    return work / "run" / "export" / "directions-trained.safetensors"
+
+
+def with_metadata(path: Path, **metadata) -> None:
+    """Adds ``metadata`` to a safetensors file's header, in place."""
+    from reenact_core.files import read_safetensors, write_safetensors
+
+    tensors, meta = read_safetensors(path)
+    write_safetensors(path, tensors, {**meta, **metadata})
+
+
 class LinearEncoder(nn.Module):
     """An encoder that is linear in the image (``vec(w) = M·vec(x)``), of the images' W+ shape."""
 
