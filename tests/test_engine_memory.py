@@ -8,7 +8,8 @@ as driver, 256-px crops written to a video with the driver's audio)::
 
 It prints one JSON line: frames written, RSS after warm-up, peak RSS after warm-up and their difference (MiB).
 
-The job fixes glibc's mmap threshold, as every streaming run does (``reenact_core.memory``).
+The script fixes glibc's mmap threshold first, as the command line does before a streaming job
+(``reenact_core.memory``; the library itself leaves the host's heap settings alone).
 """
 from __future__ import annotations
 
@@ -105,4 +106,7 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=8, help="frames per DECA / A / G batch")
     parser.add_argument("--paste-back", action="store_true", help="write the source image with the face pasted")
     args = parser.parse_args()
+    from reenact_core.memory import fix_heap_threshold
+
+    fix_heap_threshold()   # as `latent-reenact reenact` does
     print(json.dumps(measure(args.frames, args.chunk, args.batch_size, args.paste_back)))
