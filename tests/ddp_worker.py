@@ -28,6 +28,7 @@ def main(kind: str, out: str, overrides: str) -> None:
             torch.save({"params": {k: v.clone() for k, v in method.trainable().state_dict().items()},
                         "agree": agree, "step": result.step, "interrupted": result.interrupted},
                        Path(out) / "result.pt")
+        ctx.barrier()   # every rank done before the group is torn down (gloo may abort a rank otherwise)
     finally:
         ctx.close()
 

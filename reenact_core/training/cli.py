@@ -113,6 +113,7 @@ def _run(args: argparse.Namespace, device: Callable, self_check, run) -> int:
             for line in self_check(ctx):
                 if ctx.is_main:
                     print(line)
+            ctx.barrier()   # every rank done before the group is torn down (gloo may abort a rank otherwise)
             return 0
         if not args.out:
             raise InputError(f"train {args.trainer} needs --out RUN_FOLDER (or --self-check)")
@@ -122,6 +123,7 @@ def _run(args: argparse.Namespace, device: Callable, self_check, run) -> int:
         if ctx.is_main:
             for path in exported:
                 print(f"wrote {path}")
+        ctx.barrier()   # every rank done before the group is torn down (gloo may abort a rank otherwise)
         return 130 if result.interrupted else 0
     finally:
         ctx.close()
