@@ -123,7 +123,6 @@ def _run(args: argparse.Namespace, device: Callable, self_check, run) -> int:
         if ctx.is_main:
             for path in exported:
                 print(f"wrote {path}")
-        ctx.barrier()   # every rank done before the group is torn down (gloo may abort a rank otherwise)
         return 130 if result.interrupted else 0
     finally:
         ctx.close()
