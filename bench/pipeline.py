@@ -148,19 +148,20 @@ def main() -> None:
         for b in (1, batch):
             dp = torch.randn(b, 15, device=device, dtype=dtype)
             w = source.w_plus.expand(b, -1, -1)
-            rows += [("DECA crop + E_flame", b, lambda b=b: estimate_codes(models, crops[:b], kpts[:b])),
+            rows += [("DECA crop + E_flame", b, lambda b=b: estimate_codes(models.deca.module, crops[:b], kpts[:b])),
                      ("A", b, lambda dp=dp: a(dp)),
                      ("generator 256 cm1", b, lambda w=w: g(w, truncation=0.7, truncation_latent=source.mean_latent))]
         rows.append(("paste-back", 1, lambda: paste_back(source.image, crops[0], matrix)))
         for name, b, fn in rows:
             print(f"{name:<28} {b:>5} {timed(fn) / b * 1e3:>9.1f}")
         refined = with_full_size_fsr(models)
-        context = fsr_context(refined, source)
+        context = fsr_context(g, refined.refiner, source)
         cost = {}
         for b in (1, batch):
             dp = torch.randn(b, 15, device=device, dtype=dtype)
-            for name, m, kw in (("render (A + G)", models, {}), ("render + FSR k=4", refined, {"context": context})):
-                cost[name, b] = timed(lambda m=m, kw=kw, dp=dp: render(m, source, dp, paste=False, **kw)) / b
+            for name, kw in (("render (A + G)", {}),
+                             ("render + FSR k=4", {"fsr": refined.refiner, "context": context})):
+                cost[name, b] = timed(lambda kw=kw, dp=dp: render(a, g, source, dp, paste=False, **kw)) / b
                 print(f"{name:<28} {b:>5} {cost[name, b] * 1e3:>9.1f}")
         ratio = cost["render + FSR k=4", batch] / cost["render (A + G)", batch]
         print(f"FSR frame cost at batch {batch}: {ratio:.2f}x the plain frame (render step, same process)")

@@ -244,7 +244,7 @@ def bench_prepare(args: argparse.Namespace) -> None:
     def networks():
         with torch.no_grad():
             models.e4e.module(x)
-        estimate_codes(models, crops, kpt68)
+        estimate_codes(models.deca.module, crops, kpt68)
 
     net = best_seconds(networks, repeats=1) / len(crops)
     e2e = seconds / frames

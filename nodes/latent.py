@@ -217,13 +217,14 @@ class LatentReenactDecode(io.ComfyNode):
         from reenact_core.options import BATCH_SIZE
 
         models = reenact_models(generator, None, None, latent.directions, latent.fsr)
-        context = None if latent.fsr is None else fsr_context(models, latent.source, truncation)
+        generator, directions, fsr = models.generator.module, models.directions.module, models.refiner
+        context = None if fsr is None else fsr_context(generator, fsr, latent.source, truncation)
         progress = Progress(len(latent))
         crops = []
         for rows in windows(latent.indices, batch_size or BATCH_SIZE.default):
             progress.check()
-            crops.append(render(models, latent.source, latent.delta_p[rows], truncation=truncation,
-                                paste=False, context=context).crops)
+            crops.append(render(directions, generator, latent.source, latent.delta_p[rows], fsr=fsr,
+                                truncation=truncation, paste=False, context=context).crops)
             progress.update(rows.stop - rows.start)
         return io.NodeOutput(frames_to_comfy(np.concatenate(crops) if crops else []))
 

@@ -80,7 +80,7 @@ class LatentReenactExtractParams(io.ComfyNode):
         codes = [torch.zeros(0, N_CODES)]
         for rows in windows(align.indices, batch_size or BATCH_SIZE.default):
             progress.check()
-            codes.append(estimate_codes(models, crops[rows], align.kpt68[rows]).cpu())
+            codes.append(estimate_codes(models.deca.module, crops[rows], align.kpt68[rows]).cpu())
             progress.update(rows.stop - rows.start)
         return io.NodeOutput(FaceCodes(torch.cat(codes).to(mm.intermediate_device()), align))
 

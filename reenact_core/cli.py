@@ -193,7 +193,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     check_evaluate_arguments(args)   # before any model is loaded
     models = load_reenact_models(model_folders(args), device=_device(args.device), dtype=torch.float32)
-    measurer = DecaMeasurer(models)
+    measurer = DecaMeasurer(models.deca.module)
     identity = dict(embedder=dlib_descriptor)
     try:
         arcface = load_model(find_model_file("arcface", model_folders(args)), "arcface", models.device).module

@@ -151,8 +151,8 @@ class DecaMeasurer:
     Each frame is detected once: the last frame's result is reused for its landmarks and its parameters.
     """
 
-    def __init__(self, models, backend: str = "dlib"):
-        self.models, self.backend = models, backend
+    def __init__(self, deca: torch.nn.Module, backend: str = "dlib"):
+        self.deca, self.backend = deca, backend
         self._last: tuple[int, np.ndarray | None] | None = None
 
     def landmarks(self, frame: np.ndarray) -> np.ndarray | None:
@@ -174,7 +174,7 @@ class DecaMeasurer:
         if points is None:
             return None
         crop, transform = crop_using_landmarks(to_uint8_rgb(frame), points)
-        codes = estimate_codes(self.models, crop[None], transform.frame_to_crop(points)[None])
+        codes = estimate_codes(self.deca, crop[None], transform.frame_to_crop(points)[None])
         return FaceParams.from_deca(codes)
 
 

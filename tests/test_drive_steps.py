@@ -1,5 +1,5 @@
-"""The driving session's steps on their own (align, measure, motion, render, composite; networks run from model
-sets holding only what a step needs), composed by ``windows`` and ``frame_rows`` as the granular ComfyUI nodes
+"""The driving session's steps on their own (align, measure, motion, render, composite; each given only the
+networks it runs), composed by ``windows`` and ``frame_rows`` as the granular ComfyUI nodes
 compose them: they give the session's output bit for bit at every batch size.
 
 Tiny random networks (DECA calibrated on the driver, see test_engine); real faces from the test media.
@@ -58,18 +58,18 @@ def only(models: ReenactModels, *names: str) -> ReenactModels:
 
 def drive_by_steps(models, source, frames, options: DriveOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Crops, pasted frames and the rows of the faces they show, from the steps: every frame aligned, then DECA,
-    Δp and G per window of ``batch_size`` frame indices, each on a model set holding only the networks it runs,
-    then the no-face policy and paste-back."""
+    Δp and G per window of ``batch_size`` frame indices, each given only the networks it runs, then the no-face
+    policy and paste-back."""
     aligner = FaceAligner(options.select, options.no_face, options.smoothing, DEFAULT_FPS, options.backend)
     aligned = [aligner(frame) for frame in frames]
     faces = [face for face in aligned if face is not None]
-    motion = DriverMotion(source.params, models.normaliser, options, fps=DEFAULT_FPS)
+    motion = DriverMotion(source.params, models.directions.config.normaliser, options, fps=DEFAULT_FPS)
     crops = []
     for rows in windows([face.index for face in faces], options.batch_size):
         group = faces[rows]
-        codes = estimate_codes(only(models, "deca"), np.stack([f.crop for f in group]),
+        codes = estimate_codes(models.deca.module, np.stack([f.crop for f in group]),
                                np.stack([f.kpt68 for f in group]))
-        crops.append(render(only(models, "generator", "directions"), source, motion(codes),
+        crops.append(render(models.directions.module, models.generator.module, source, motion(codes),
                             truncation=options.truncation, paste=False).crops)
     crops = np.concatenate(crops)
     pasted, _ = composite(source, crops)

@@ -18,8 +18,8 @@ from PIL import Image
 from engine_fixtures import calibrate_deca, source_photo, video_frames, with_blanks
 from golden_fixtures import (TOLERANCES, cases, filled_state_dict, kind_of, layout_extras, load_case,
                              manifest)
-from reenact_core.engine import (DriveOptions, DrivenChunk, DriveSession, PreparedSource, ReenactModels, drive,
-                                 estimate_codes, load_reenact_models, load_source, prepare_source, render,
+from reenact_core.engine import (DriveOptions, DrivenChunk, DriveSession, PreparedSource, ReenactModels, Rendered,
+                                 drive, estimate_codes, load_reenact_models, load_source, prepare_source, render,
                                  save_source)
 from reenact_core.engine.render import image_to_uint8
 from reenact_core.engine.tuning import TunedLayers
@@ -197,9 +197,14 @@ def test_paste_back_is_on_by_default_and_leaves_the_rest_of_the_image(models, so
     assert np.array_equal(crops_only.crops, out.crops)
 
 
+def render_with(models: ReenactModels, source: PreparedSource, shifts: torch.Tensor, **options) -> Rendered:
+    """The render step with the networks of ``models`` it runs."""
+    return render(models.directions.module, models.generator.module, source, shifts, fsr=models.refiner, **options)
+
+
 def unedited(models, source) -> np.ndarray:
     """The source rendered with Δp = 0, alone in its batch."""
-    return render(models, source, torch.zeros(1, 15), paste=False).crops[0]
+    return render_with(models, source, torch.zeros(1, 15), paste=False).crops[0]
 
 
 def test_relative_mode_starts_from_the_unedited_source(models, source, driver):
@@ -251,18 +256,18 @@ def test_engine_reproduces_the_golden_pipeline(case, tmp_path):
         official = write_official(tmp_path / f"{model_case}.pt", kind, filled_state_dict(model_case),
                                   extras=layout_extras(model_case))
         loaded[kind] = load_model(convert(official, tmp_path / f"{model_case}.safetensors", expected_kind=kind))
-    models = ReenactModels(loaded["stylegan2"], loaded["e4e"], loaded["deca"], loaded["directions"],
-                           torch.device("cpu"), torch.float32)
+    normaliser = loaded["directions"].config.normaliser
     crop = stored["source_crop"][0].numpy()
-    codes_s = estimate_codes(models, crop[None], stored["source_kpt68"].numpy())
-    codes_t = estimate_codes(models, stored["target_crops"].numpy(), stored["target_kpt68"].numpy())
+    codes_s = estimate_codes(loaded["deca"].module, crop[None], stored["source_kpt68"].numpy())
+    codes_t = estimate_codes(loaded["deca"].module, stored["target_crops"].numpy(), stored["target_kpt68"].numpy())
     tol = TOLERANCES[case]
     assert (codes_s - stored["p_s"]).abs().max() <= tol["p_s"] and (codes_t - stored["p_t"]).abs().max() <= tol["p_t"]
     source = PreparedSource(crop, crop, CropTransform((0, 0, crop.shape[1], crop.shape[0]), crop.shape[:2]),
                             stored["source_kpt68"][0].numpy(), stored["w_s"], stored["truncation_latent"], codes_s)
-    shifts = delta_p(source.params, FaceParams.from_deca(codes_t), normaliser=models.normaliser)
+    shifts = delta_p(source.params, FaceParams.from_deca(codes_t), normaliser=normaliser)
     assert (shifts - stored["delta_p"]).abs().max() <= tol["delta_p"]
-    crops = render(models, source, shifts, truncation=spec["constants"]["truncation"], paste=False).crops
+    crops = render(loaded["directions"].module, loaded["stylegan2"].module, source, shifts,
+                   truncation=spec["constants"]["truncation"], paste=False).crops
     expected = image_to_uint8(stored["image"])
     assert np.abs(crops.astype(int) - expected).max() <= 1  # the float images agree to 1e-4
 
@@ -280,9 +285,9 @@ def test_tuned_source_renders_its_own_layers_and_leaves_the_generator(models, so
                                                                                   len(steps) > 3))
     assert generator_hash(models) == before
     shifts = torch.zeros(1, 15)
-    assert not np.array_equal(render(models, tuned, shifts).crops, render(models, source, shifts).crops)
+    assert not np.array_equal(render_with(models, tuned, shifts).crops, render_with(models, source, shifts).crops)
     reloaded = load_source(save_source(tuned, tmp_path / "tuned.safetensors"))
-    assert np.array_equal(render(models, reloaded, shifts).frames, render(models, tuned, shifts).frames)
+    assert np.array_equal(render_with(models, reloaded, shifts).frames, render_with(models, tuned, shifts).frames)
 
 
 BF16_MEAN_ERROR = 0.02   # mean |bf16 − fp32| of the frames, as a fraction of full scale (bf16: 8 bits of mantissa)

@@ -84,7 +84,7 @@ def test_two_ranks_of_two_equal_one_rank_of_four(tmp_path):
 
 
 def test_64px_generator_trains_and_its_export_runs_in_the_engine(tmp_path, capsys):
-    from reenact_core.engine import ReenactModels, render
+    from reenact_core.engine import render
     from reenact_core.engine.source import PreparedSource
     from reenact_core.faces.reference_crop import CropTransform
     from reenact_core.weights import load_model
@@ -110,12 +110,11 @@ def test_64px_generator_trains_and_its_export_runs_in_the_engine(tmp_path, capsy
     official = torch.load(tmp_path / "run" / "export" / "A_matrix.pt", weights_only=True)
     assert official["shift_dim"] == g.config.style_dim and official["num_layers_shift"] == 8
     torch.testing.assert_close(official["A_matrix"]["linear.weight"], a.module.linear.weight, rtol=0, atol=0)
-    models = ReenactModels(g, None, None, a, torch.device("cpu"), torch.float32)
     w = g.module.mapping(torch.randn(1, g.config.style_dim))[:, None].expand(-1, 10, -1)
     source = PreparedSource(np.zeros((256, 256, 3), np.uint8), np.zeros((256, 256, 3), np.uint8),
                             CropTransform((0, 0, 256, 256), (256, 256)), np.zeros((68, 2), np.float32), w, g.mean_latent,
                             torch.zeros(1, 236))
-    rendered = render(models, source, torch.zeros(3, 15), paste=False)
+    rendered = render(a.module, g.module, source, torch.zeros(3, 15), paste=False)
     assert rendered.crops.shape == (3, 256, 256, 3)
 
 

@@ -125,7 +125,8 @@ def test_exported_file_carries_k_and_the_generator_and_refines_in_the_engine(tmp
     source = PreparedSource(crop, crop, CropTransform((0, 0, 256, 256), (256, 256)), np.zeros((68, 2), np.float32),
                             w.detach(), g.mean_latent, torch.zeros(1, 236))
     delta_p = torch.zeros(2, 15)
-    a, b = (render(m, source, delta_p, paste=False).crops for m in (plain, refined))
+    a, b = (render(m.directions.module, m.generator.module, source, delta_p, fsr=m.refiner, paste=False).crops
+            for m in (plain, refined))
     assert a.shape == b.shape and (a != b).any()
 
 

@@ -76,7 +76,8 @@ def edit(source: PreparedSource, models: ReenactModels, values: Mapping[str, flo
     """
     shift = edit_delta_p(source.params, values, mode, normaliser=models.normaliser)
     return Rendered.concatenate([
-        render(models, source, shift[rows], truncation=truncation, paste=paste_back, color_match=color_match)
+        render(models.directions.module, models.generator.module, source, shift[rows], fsr=models.refiner,
+               truncation=truncation, paste=paste_back, color_match=color_match)
         for rows in windows(np.arange(len(shift)), batch_size)])
 
 

@@ -6,19 +6,20 @@ import torch
 
 from ..imaging import image_to_tensor
 from ..measure import measure_codes
-from .models import ReenactModels
+from ..models.deca import DecaEncoder
 
 
-def estimate_codes(models: ReenactModels, crops: np.ndarray, kpt68: np.ndarray) -> torch.Tensor:
+def estimate_codes(deca: DecaEncoder, crops: np.ndarray, kpt68: np.ndarray) -> torch.Tensor:
     """DECA E_flame codes of reference crops, batched (official ``calculate_shapemodel`` on the 256-px crops).
 
     Args:
-        models: a model set holding DECA (the other networks may be None).
+        deca: DECA's E_flame (``LoadedModel.module`` of a ``deca`` file); it runs where its weights are, in their
+            dtype.
         crops: (B, 256, 256, 3) uint8 RGB crops.
         kpt68: (B, 68, 2) landmarks ``(x, y)`` in crop pixels (frame landmarks mapped by the crops' transforms).
 
     Returns:
-        (B, 236) float32 codes on ``models.device``.
+        (B, 236) float32 codes on the encoder's device.
     """
-    return measure_codes(models.deca.module, image_to_tensor(crops).to(models.device),
-                         torch.as_tensor(np.asarray(kpt68, np.float32)))
+    device = next(deca.parameters()).device
+    return measure_codes(deca, image_to_tensor(crops).to(device), torch.as_tensor(np.asarray(kpt68, np.float32)))

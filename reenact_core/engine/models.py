@@ -25,9 +25,10 @@ from .pairing import warn_if_mismatched
 class ReenactModels:
     """G, e4e, DECA and A on one device and dtype (see :func:`load_reenact_models`).
 
-    A step that runs only some networks may leave the others None: preparing a source runs G, e4e and DECA,
-    :func:`~reenact_core.engine.estimate_codes` DECA, :func:`~reenact_core.engine.render` G and A, and Δp needs
-    A's normaliser.
+    The loaded set that a session, source preparation and editing draw on; each step takes only the networks it
+    runs (:func:`~reenact_core.engine.estimate_codes` DECA, :class:`~reenact_core.engine.DriverMotion` A's
+    normaliser, :func:`~reenact_core.engine.render` A, G and E_F). A set used for only some steps may leave the
+    other networks None: preparing a source runs G, e4e and DECA.
 
     Attributes:
         generator: StyleGAN2 G; its ``mean_latent`` (1, style_dim) is the truncation centre w̄.
@@ -71,11 +72,9 @@ class ReenactModels:
         return self.directions.config.normaliser
 
     @property
-    def fsr_module(self) -> FeatureRefiner:
-        """E_F's module (WeightsError when none was given)."""
-        if self.fsr is None:
-            raise WeightsError("this step needs the FSR refinement encoder, none was given")
-        return self.fsr.module
+    def refiner(self) -> FeatureRefiner | None:
+        """E_F's module, or None when no refinement encoder was given."""
+        return None if self.fsr is None else self.fsr.module
 
 
 def check_compatible(models: ReenactModels) -> None:

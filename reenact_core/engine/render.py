@@ -1,6 +1,6 @@
 """The render step: the source under a batch of Δp, ``w_r = w_s + A(Δp)`` on W+ rows ``0..L−1``, then G with
 truncation ψ toward the source's mean latent w̄ and the checkpoint noise (reference spec §1.12); refined by the FSR
-encoder when the models hold one (training-and-fsr §1.5). Uses A, G and, when given, E_F.
+encoder when one is given (training-and-fsr §1.5). Takes A, G and, when given, E_F.
 """
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..imaging import image_to_tensor
 from ..method import CROP_SIZE, TRUNCATION
-from ..models.directions import apply_shift
-from ..models.fsr import refiner_input, source_context
-from ..models.stylegan2 import Synthesis
+from ..models.directions import DirectionMatrix, apply_shift
+from ..models.fsr import FeatureRefiner, refiner_input, source_context
+from ..models.stylegan2 import Generator, Synthesis
 from .composite import composite
-from .models import ReenactModels
 from .source import PreparedSource
 
 
@@ -51,49 +50,55 @@ class Rendered:
         return cls(**{f.name: join([getattr(p, f.name) for p in parts]) for f in fields(cls)})
 
 
-def synthesize(models: ReenactModels, source: PreparedSource, w_plus: torch.Tensor, truncation: float,
+def synthesize(generator: Generator, source: PreparedSource, w_plus: torch.Tensor, truncation: float,
                **kwargs) -> Synthesis:
     """G_ψ(w_plus) for ``source``: its tuned layers when it has them, truncation ψ toward its mean latent, the
     checkpoint noise; ``kwargs`` go to ``Generator.synthesize`` (feature reads, shifts, resume points)."""
     kwargs.update(truncation=truncation, truncation_latent=source.mean_latent)
     if source.tuned is None:
-        return models.generator.module.synthesize(w_plus, **kwargs)
-    return source.tuned.synthesize(models.generator.module, w_plus, **kwargs)
+        return generator.synthesize(w_plus, **kwargs)
+    return source.tuned.synthesize(generator, w_plus, **kwargs)
 
 
-def fsr_context(models: ReenactModels, source: PreparedSource, truncation: float = TRUNCATION) -> torch.Tensor:
-    """The source half of the refinement encoder's input, ``cat[x_s, x_s − G_ψ(w_s)]`` ``(1, 6, S, S)`` on the
-    models' device (one generator pass; ``models.fsr`` is needed). A session computes it once per source."""
-    source = source.to(models.device, models.dtype)
+def fsr_context(generator: Generator, fsr: FeatureRefiner, source: PreparedSource,
+                truncation: float = TRUNCATION) -> torch.Tensor:
+    """The source half of the refinement encoder's input, ``cat[x_s, x_s − G_ψ(w_s)]`` ``(1, 6, S, S)`` on G's
+    device in its dtype (one generator pass). A session computes it once per source."""
+    weight = next(generator.parameters())
+    source = source.to(weight.device, weight.dtype)
     with torch.no_grad():
-        inversion = synthesize(models, source, source.w_plus, truncation).image
-        crop = image_to_tensor(source.crop).to(models.device, models.dtype)
-        return source_context(crop, inversion, models.fsr_module.config.input_size)
+        inversion = synthesize(generator, source, source.w_plus, truncation).image
+        crop = image_to_tensor(source.crop).to(weight)
+        return source_context(crop, inversion, fsr.config.input_size)
 
 
-def _images(models: ReenactModels, source: PreparedSource, w_plus: torch.Tensor, truncation: float,
-            context: torch.Tensor | None) -> torch.Tensor:
+def _images(generator: Generator, fsr: FeatureRefiner | None, source: PreparedSource, w_plus: torch.Tensor,
+            truncation: float, context: torch.Tensor | None) -> torch.Tensor:
     """G_ψ(w_r) ``(B, 3, s, s)``; with FSR the refined render: the coarse pass gives E_F's third input and, from its
     state after feature k, the second pass continues with ``f_k + Δf_k`` (layers before k run once)."""
-    if models.fsr is None:
-        return synthesize(models, source, w_plus, truncation).image
-    fsr = models.fsr_module
+    if fsr is None:
+        return synthesize(generator, source, w_plus, truncation).image
     k = fsr.config.generator_index
-    coarse = synthesize(models, source, w_plus, truncation, keep_resume_point=k)
+    coarse = synthesize(generator, source, w_plus, truncation, keep_resume_point=k)
     if context is None:
-        context = fsr_context(models, source, truncation)
+        context = fsr_context(generator, fsr, source, truncation)
     delta_f = fsr(refiner_input(context, coarse.image))
-    return synthesize(models, source, w_plus, truncation, resume_from=coarse.resume,
+    return synthesize(generator, source, w_plus, truncation, resume_from=coarse.resume,
                       feature_shifts={k: delta_f}).image
 
 
-def render(models: ReenactModels, source: PreparedSource, delta_p: torch.Tensor, *, truncation: float = TRUNCATION,
-           paste: bool = True, color_match: bool = False, context: torch.Tensor | None = None) -> Rendered:
+def render(directions: DirectionMatrix, generator: Generator, source: PreparedSource, delta_p: torch.Tensor, *,
+           fsr: FeatureRefiner | None = None, truncation: float = TRUNCATION, paste: bool = True,
+           color_match: bool = False, context: torch.Tensor | None = None) -> Rendered:
     """Renders the source under a batch of Δp (A, shift of rows 0..L−1, truncation, G; reference spec §1.12), refined
-    by ``models.fsr`` when given (``f_k ← f_k + E_F(cat[x_s, x_s − G_ψ(w_s), G_ψ(w_r)])``, training-and-fsr §1.5).
+    by ``fsr`` when given (``f_k ← f_k + E_F(cat[x_s, x_s − G_ψ(w_s), G_ψ(w_r)])``, training-and-fsr §1.5).
 
     Args:
+        directions: A (``LoadedModel.module`` of a ``directions`` file), on G's device in its dtype.
+        generator: G (``LoadedModel.module`` of a ``stylegan2`` file); the render runs where its weights are.
+        source: the prepared source (any device; moved to G's).
         delta_p: (B, 15) normalised pose/expression differences (:func:`reenact_core.params.delta_p`).
+        fsr: the refinement encoder E_F made for ``generator``, or None (no refinement).
         truncation: ψ toward ``source.mean_latent``.
         paste: also paste each crop into ``source.image`` (the composite step, :func:`.composite.composite`).
         color_match: match the crops' colour statistics to the image under the mask before pasting.
@@ -101,16 +106,20 @@ def render(models: ReenactModels, source: PreparedSource, delta_p: torch.Tensor,
 
     Returns:
         :class:`Rendered` with B crops (and pasted frames and masks when ``paste``).
+
+    Raises:
+        InputError: the source was prepared for a generator of another W+ shape.
     """
-    g = models.generator.config
+    g = generator.config
     if tuple(source.w_plus.shape[1:]) != (g.n_latent, g.style_dim):
         raise InputError(f"the prepared source holds a {tuple(source.w_plus.shape[1:])} W+ code, this generator "
                          f"takes ({g.n_latent}, {g.style_dim}): prepare it again with these models")
-    source = source.to(models.device, models.dtype)
+    weight = next(generator.parameters())
+    source = source.to(weight.device, weight.dtype)
     with torch.no_grad():
-        shift = models.directions.module(delta_p.to(models.device, models.dtype))
+        shift = directions(delta_p.to(weight))
         w_plus = apply_shift(source.w_plus.expand(shift.shape[0], -1, -1), shift)
-        crops = image_to_uint8(_images(models, source, w_plus, truncation, context))
+        crops = image_to_uint8(_images(generator, fsr, source, w_plus, truncation, context))
     if not paste:
         return Rendered(crops, None, None)
     return Rendered(crops, *composite(source, crops, color_match=color_match))

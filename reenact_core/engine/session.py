@@ -146,7 +146,8 @@ class DriveSession:
         paste = options.paste_back
         self._passed = (self.source.crop, self.source.image if paste else None,
                         np.zeros(self.source.image.shape[:2], np.float32) if paste else None)
-        self._context = None if models.fsr is None else fsr_context(models, self.source, options.truncation)
+        self._context = None if models.fsr is None else fsr_context(models.generator.module, models.refiner,
+                                                                    self.source, options.truncation)
 
     def process(self, frames: Iterable[np.ndarray]) -> DrivenChunk:
         """Takes the next driver frames and returns the output frames settled so far.
@@ -212,9 +213,11 @@ class DriveSession:
     def _drive(self, faces: list[AlignedFace]) -> Rendered:
         """The measure, motion and render steps on one window's faces (the composite step with paste-back)."""
         o, models = self.options, self.models
-        codes = estimate_codes(models, np.stack([f.crop for f in faces]), np.stack([f.kpt68 for f in faces]))
-        return render(models, self.source, self._motion(codes), truncation=o.truncation, paste=o.paste_back,
-                      color_match=o.color_match, context=self._context)
+        codes = estimate_codes(models.deca.module, np.stack([f.crop for f in faces]),
+                               np.stack([f.kpt68 for f in faces]))
+        return render(models.directions.module, models.generator.module, self.source, self._motion(codes),
+                      fsr=models.refiner, truncation=o.truncation, paste=o.paste_back, color_match=o.color_match,
+                      context=self._context)
 
 
 def drive(models: ReenactModels, source: PreparedSource, frames: Iterable[np.ndarray],

@@ -105,7 +105,7 @@ def prepare_source(
     with torch.no_grad():
         w_plus = models.e4e.module(image_to_tensor(crop).to(models.device, models.dtype))
     source = PreparedSource(image, crop, transform, landmarks, w_plus, models.mean_latent,
-                            estimate_codes(models, crop[None], kpt68))
+                            estimate_codes(models.deca.module, crop[None], kpt68))
     if tune_steps > 0:
         target = image_to_tensor(crop).to(models.device)
         source.tuned = tune_generator(models.generator.module, w_plus, target, mean_latent=models.mean_latent,
