@@ -197,6 +197,16 @@ class ComfyServer:
         """ComfyUI's loaded-model list (``comfy.model_management.current_loaded_models``); needs ``INSPECTOR``."""
         return self.get("/reenact_tests/loaded_models")
 
+    def count_generator_passes(self) -> None:
+        """Starts counting generator passes (a render window or a tuning step each) from zero; needs
+        ``INSPECTOR``."""
+        self.post("/reenact_tests/generator_passes", {})
+
+    def generator_passes(self) -> dict[str, int]:
+        """``{"passes": n, "after_interrupt": m}``: generator passes finished since :meth:`count_generator_passes`,
+        and those of them that finished while ComfyUI's interrupt flag was set; needs ``INSPECTOR``."""
+        return self.get("/reenact_tests/generator_passes")
+
     # --- process memory -------------------------------------------------------------------------------------
 
     def memory(self) -> dict[str, int]:

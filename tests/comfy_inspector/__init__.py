@@ -3,12 +3,20 @@
 ComfyUI 0.3.75 has no route listing the models its model management holds, so this adds one:
 GET /reenact_tests/loaded_models → one entry per ``comfy.model_management.current_loaded_models`` item,
 ``{"module": <class of the patched nn.Module, "module.QualName">, "device": <load device>}``.
+
+It also counts generator passes, to see how much work a run does after an interrupt:
+POST /reenact_tests/generator_passes (re)starts the count (wrapping ``Generator.synthesize`` the first time, once the
+pack has made ``reenact_core`` importable); GET /reenact_tests/generator_passes →
+``{"passes": <passes finished since the start>, "after_interrupt": <those that finished while ComfyUI's interrupt
+flag was set>}``. A render window or a tuning step is one generator pass.
 """
 import comfy.model_management as mm
 from aiohttp import web
 from server import PromptServer
 
 NODE_CLASS_MAPPINGS: dict = {}
+
+_passes = {"passes": 0, "after_interrupt": 0}
 
 
 @PromptServer.instance.routes.get("/reenact_tests/loaded_models")
@@ -21,3 +29,32 @@ async def loaded_models(request):
         module = type(patcher.model)
         entries.append({"module": f"{module.__module__}.{module.__qualname__}", "device": str(loaded.device)})
     return web.json_response(entries)
+
+
+def _count_generator_passes() -> None:
+    from reenact_core.models.stylegan2 import Generator
+
+    synthesize = Generator.synthesize
+    if getattr(synthesize, "counted", False):
+        return
+
+    def counted(self, *args, **kwargs):
+        result = synthesize(self, *args, **kwargs)
+        _passes["passes"] += 1
+        _passes["after_interrupt"] += bool(mm.processing_interrupted())
+        return result
+
+    counted.counted = True
+    Generator.synthesize = counted
+
+
+@PromptServer.instance.routes.post("/reenact_tests/generator_passes")
+async def start_counting(request):
+    _count_generator_passes()
+    _passes.update(passes=0, after_interrupt=0)
+    return web.json_response(_passes)
+
+
+@PromptServer.instance.routes.get("/reenact_tests/generator_passes")
+async def generator_passes(request):
+    return web.json_response(_passes)
