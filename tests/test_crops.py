@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from golden_fixtures import Comparer, cases, load_case, manifest
+from manifest_prose import labelled_entry
 from reenact_core.errors import InputError
 from reenact_core.faces.deca_crop import DECA_CROP_SIZE, deca_crop, deca_crop_theta, deca_warp
 from reenact_core.faces.reference_crop import CROP_SIZE, CropTransform, crop_box, crop_using_landmarks
@@ -21,7 +22,7 @@ def _indexed(tensor_names, prefix: str) -> list[str]:
 def test_reference_crop_is_bit_exact(case):
     spec = manifest()["cases"][case]
     stored = load_case(case)
-    boxes = spec.get("boxes_(x1,y1,x2,y2,[H,W])", {})
+    boxes = labelled_entry(spec, "boxes", "x1,y1,x2,y2,[H,W]")
     indices = _indexed(spec["tensors"], "crop_")
     assert indices, f"{case} stores no crop_i tensors"
     used = set()

@@ -9,14 +9,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from golden_fixtures import manifest
 from reenact_core.errors import InputError, WeightsError
 from reenact_core.models import deca, directions, e4e
-
-
-def _cases_with_layout(text: str) -> list[str]:
-    """Manifest cases whose ``checkpoint_layout`` mentions ``text``."""
-    return [name for name, spec in manifest()["cases"].items() if text in spec.get("checkpoint_layout", "")]
 
 
 def _loaded(module_cls, config, state_dict):

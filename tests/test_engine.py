@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from engine_fixtures import calibrate_deca, source_photo, video_frames, with_blanks
-from golden_fixtures import (TOLERANCES, cases, filled_state_dict, kind_of, layout_extras, load_case,
-                             manifest)
+from golden_fixtures import cases, filled_state_dict, layout, load_case, manifest
+from manifest_prose import tolerance
 from reenact_core.engine import (DriveOptions, DrivenChunk, DriveSession, PreparedSource, ReenactModels, Rendered,
                                  drive, estimate_codes, load_reenact_models, load_source, prepare_source, render,
                                  save_source)
@@ -250,22 +250,22 @@ def test_engine_reproduces_the_golden_pipeline(case, tmp_path):
     spec, stored = manifest()["cases"][case], load_case(case)
     loaded = {"e4e": None}
     for model_case in spec["models"].values():
-        kind = kind_of(model_case)
+        kind = layout(model_case).kind
         if kind == "e4e":
             continue
         official = write_official(tmp_path / f"{model_case}.pt", kind, filled_state_dict(model_case),
-                                  extras=layout_extras(model_case))
+                                  extras=layout(model_case).extras)
         loaded[kind] = load_model(convert(official, tmp_path / f"{model_case}.safetensors", expected_kind=kind))
     normaliser = loaded["directions"].config.normaliser
     crop = stored["source_crop"][0].numpy()
     codes_s = estimate_codes(loaded["deca"].module, crop[None], stored["source_kpt68"].numpy())
     codes_t = estimate_codes(loaded["deca"].module, stored["target_crops"].numpy(), stored["target_kpt68"].numpy())
-    tol = TOLERANCES[case]
-    assert (codes_s - stored["p_s"]).abs().max() <= tol["p_s"] and (codes_t - stored["p_t"]).abs().max() <= tol["p_t"]
+    assert (codes_s - stored["p_s"]).abs().max() <= tolerance("p_s")
+    assert (codes_t - stored["p_t"]).abs().max() <= tolerance("p_t")
     source = PreparedSource(crop, crop, CropTransform((0, 0, crop.shape[1], crop.shape[0]), crop.shape[:2]),
                             stored["source_kpt68"][0].numpy(), stored["w_s"], stored["truncation_latent"], codes_s)
     shifts = delta_p(source.params, FaceParams.from_deca(codes_t), normaliser=normaliser)
-    assert (shifts - stored["delta_p"]).abs().max() <= tol["delta_p"]
+    assert (shifts - stored["delta_p"]).abs().max() <= tolerance("delta_p")
     crops = render(loaded["directions"].module, loaded["stylegan2"].module, source, shifts,
                    truncation=spec["constants"]["truncation"], paste=False).crops
     expected = image_to_uint8(stored["image"])

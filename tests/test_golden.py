@@ -7,12 +7,11 @@ test_crops.py and test_params.py; test_every_case_is_covered fails on a case nob
 """
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 
-from golden_fixtures import TRAINING, Comparer, cases, filled_state_dict, kind_of, layout_extras, load_case, manifest
+from golden_fixtures import TRAINING, Comparer, cases, filled_state_dict, layout, load_case, manifest
+from manifest_prose import constructor, seeded_randn, tolerance, truncation_of
 from reenact_core.faces.deca_crop import deca_crop
 from reenact_core.imaging import image_to_tensor
 from reenact_core.models.directions import apply_shift
@@ -43,8 +42,8 @@ def converted(tmp_path_factory):
 
     def get(case: str):
         if case not in _LOADED:
-            kind = kind_of(case)
-            src = write_official(folder / f"{case}.pt", kind, filled_state_dict(case), extras=layout_extras(case))
+            kind, extras = layout(case).kind, layout(case).extras
+            src = write_official(folder / f"{case}.pt", kind, filled_state_dict(case), extras=extras)
             _LOADED[case] = load_model(convert(src, folder / f"{case}.safetensors", expected_kind=kind))
             src.unlink()
         return _LOADED[case]
@@ -55,18 +54,16 @@ def converted(tmp_path_factory):
 
 def mean_latent_call(case: str) -> tuple[int, int]:
     """(n, seed) of the stored truncation_latent, read from the manifest's description of the call."""
-    text = manifest()["cases"][case]["calls"]["truncation_latent"]
-    n = int(re.search(r"randn\((\d+)", text).group(1))
-    offset = re.search(r"manual_seed\(seed(?: \+ (\d+))?\)", text).group(1)
-    return n, manifest()["seed"] + int(offset or 0)
+    n, offset = seeded_randn(manifest()["cases"][case]["calls"]["truncation_latent"])
+    return n, manifest()["seed"] + offset
 
 
 def check_generator(case, model, cmp: Comparer) -> None:
     g, s = model.module, cmp.stored
     spec = manifest()["cases"][case]
     cmp.mark_input("z", "wplus")
-    for name, value in re.findall(r"(\w+)=(\d+)", spec["constructor"]):
-        assert getattr(g.config, name) == int(value), f"{case}: inferred {name}={getattr(g.config, name)}, not {value}"
+    for name, value in constructor(spec["constructor"])[1].items():
+        assert getattr(g.config, name) == value, f"{case}: inferred {name}={getattr(g.config, name)}, not {value}"
     assert g.config.n_latent == spec["n_latent"]
     assert [(k, list(v.shape)) for k, v in g.state_dict().items()] == list(spec["state_dict_shapes"].items())
     cmp.check("w_from_z", g.mapping(s["z"]))
@@ -74,8 +71,8 @@ def check_generator(case, model, cmp: Comparer) -> None:
     w_bar = g.mean_latent(n, seed)
     cmp.check("truncation_latent", w_bar)
     cmp.check("image", g(s["wplus"], input_is_latent=True))
-    for name in [t for t in s if t.startswith("image_truncated_")]:
-        psi = float(name.rsplit("_", 1)[1])
+    for name in [t for t in s if truncation_of(t) is not None]:
+        psi = truncation_of(name)
         cmp.check(name, g(s["wplus"][:1], truncation=psi, truncation_latent=s["truncation_latent"]))
 
 
@@ -106,7 +103,7 @@ CHECKS = {"stylegan2": check_generator, "e4e": check_e4e, "deca": check_deca, "d
 def test_model_case(case, converted):
     cmp = Comparer(case, load_case(case))
     with torch.no_grad():
-        CHECKS[kind_of(case)](case, converted(case), cmp)
+        CHECKS[layout(case).kind](case, converted(case), cmp)
     cmp.assert_all_checked()
 
 
@@ -114,7 +111,7 @@ def test_model_case(case, converted):
 def test_pipeline_stage_by_stage(case, converted):
     """Each stage gets the stored output of the stage before, so each tolerance applies on its own."""
     spec = manifest()["cases"][case]
-    models = {kind_of(c): converted(c) for c in spec["models"].values()}
+    models = {layout(c).kind: converted(c) for c in spec["models"].values()}
     consts = spec["constants"]
     psi = float(consts["truncation"])
     cmp = Comparer(case, load_case(case))
@@ -122,7 +119,7 @@ def test_pipeline_stage_by_stage(case, converted):
     cmp.mark_input("source_crop", "target_crops", "source_kpt68", "target_kpt68", "truncation_latent")
     g = models["stylegan2"]
     assert torch.allclose(s["truncation_latent"], g.module.mean_latent(*mean_latent_call(spec["models"]["G"])),
-                          atol=5e-5)
+                          atol=tolerance("truncation_latent"))
     with torch.no_grad():
         source, targets = image_to_tensor(s["source_crop"]), image_to_tensor(s["target_crops"])
         cmp.check("w_s", models["e4e"].module(source))
