@@ -83,12 +83,31 @@ def test_crop_transform_matrices_and_points_agree():
     assert isinstance(back, torch.Tensor) and torch.allclose(back, points)
 
 
+PADDED_SEAM_LEVELS = 4   # largest step between neighbouring crop pixels of the padded ramp (the ramp itself: < 1)
+
+
 def test_crop_with_padding_larger_than_the_frame():
-    frame = _ramp_frame(40, 50)
+    """A box leaving the frame on every side: the frame part keeps the frame's values, the padding fills without a
+    seam (reflected, blurred) and fades to one colour (the padded image's median) at the box's corners."""
+    h, w = 40, 50
+    frame = _ramp_frame(h, w)
     crop, transform = crop_using_landmarks(frame, _grid_landmarks(5, 5, 35))
     x1, y1, x2, y2 = transform.box
-    assert -x1 > 0 and y2 - 40 > 0 and (x2 - x1) > 50  # needs reflect padding on several sides
+    pad = max(-x1, -y1, x2 - w, y2 - h)
+    assert min(-x1, -y1, x2 - w, y2 - h) > 0  # needs reflect padding on every side
     assert crop.shape == (CROP_SIZE, CROP_SIZE, 3) and crop.dtype == np.uint8
+    cols, rows = np.meshgrid(np.arange(CROP_SIZE), np.arange(CROP_SIZE))
+    points = transform.crop_to_frame(np.stack([cols, rows], -1).astype(np.float64))
+    margin = pad * 2 / 3   # the feathering reaches a third of the pad into the frame; bicubic needs 2 px more
+    inner = ((points[..., 0] >= margin) & (points[..., 0] <= w - 1 - margin)
+             & (points[..., 1] >= margin) & (points[..., 1] <= h - 1 - margin))
+    assert inner.sum() > CROP_SIZE ** 2 / 20
+    for channel in (0, 1):
+        assert np.abs(crop[..., channel][inner] - 2 * points[..., channel][inner]).max() <= 0.5 + 1e-6
+    steps = [np.abs(np.diff(crop.astype(int), axis=axis)).max() for axis in (0, 1)]
+    assert max(steps) <= PADDED_SEAM_LEVELS, f"a seam at the frame's border: steps of {steps} levels"
+    corners = crop[[0, 0, -1, -1], [0, -1, 0, -1]].astype(int)
+    assert np.abs(corners - corners[0]).max() <= 1, f"the corners do not fade to one colour: {corners.tolist()}"
 
 
 def test_crop_box_follows_the_official_rule():

@@ -24,7 +24,8 @@ from reenact_core.engine import (DriveOptions, DrivenChunk, DriveSession, Prepar
 from reenact_core.engine.render import image_to_uint8
 from reenact_core.engine.tuning import TunedLayers
 from reenact_core.errors import Interrupted, MissingModelError, NoFaceError, WeightsError
-from reenact_core.faces.reference_crop import CropTransform
+from reenact_core.faces.reference_crop import CROP_SIZE, CropTransform, crop_using_landmarks
+from reenact_core.imaging import image_to_tensor
 from reenact_core.params import FaceParams, delta_p
 from reenact_core.weights import (INFERENCE, KINDS, convert, kind_names, load_model, make_random_checkpoint,
                                   make_tiny_model_set, tiny_config)
@@ -113,13 +114,22 @@ def test_models_that_do_not_fit_together_are_refused(model_dir, tmp_path):
 
 # --- source -----------------------------------------------------------------------------------------------------
 
-def test_prepared_source_shapes_and_given_landmarks(models, source, source_image):
+def test_prepared_source_crop_inversion_and_given_landmarks(models, source, source_image):
     g = models.generator.config
-    assert source.crop.shape == (256, 256, 3) and source.crop.dtype == np.uint8
     assert tuple(source.w_plus.shape) == (1, g.n_latent, g.style_dim)
-    assert tuple(source.mean_latent.shape) == (1, g.style_dim)
-    assert source.landmarks.shape == (68, 2)
+    assert torch.equal(source.mean_latent, models.mean_latent)
     assert source.image.shape == source_image.shape and source.transform.frame_hw == source_image.shape[:2]
+    crop, transform = crop_using_landmarks(source_image, source.landmarks)
+    assert np.array_equal(source.crop, crop) and source.transform == transform
+    with torch.no_grad():
+        assert torch.equal(source.w_plus, models.e4e.module(image_to_tensor(crop)))
+    # the crop's similarity maps the landmarks onto the official template: their extent spans half the crop, centred
+    # across it and a twelfth of it below its middle (box = 2·extent, shifted up by extent/6), to a frame pixel
+    points = transform.frame_to_crop(source.landmarks)
+    pixel = CROP_SIZE / (transform.box[2] - transform.box[0])   # crop pixels per frame pixel
+    assert CROP_SIZE / 2 <= np.ptp(points, 0).max() < CROP_SIZE / 2 + pixel
+    centre = (points.min(0) + points.max(0)) / 2
+    assert np.abs(centre - [(CROP_SIZE - 1) / 2, (CROP_SIZE - 1) / 2 + CROP_SIZE / 12]).max() <= pixel
     again = prepare_source(source_image, models, landmarks=source.landmarks)
     assert torch.equal(again.w_plus, source.w_plus) and torch.equal(again.deca_codes, source.deca_codes)
 
