@@ -20,6 +20,7 @@ from reenact_core.faces.plausibility import plausibility_failures
 from reenact_core.landmarks import LandmarkBackend, backend_names, detect_faces, dlib_backend, fan_backend, get_backend
 from reenact_core.landmarks import backend as registry
 from reenact_core.faces.tracking import track_faces
+from reenact_core.video import VideoReader
 
 MEDIA_FILES = sorted(p.name for p in MEDIA.glob("*.jpg")) + sorted(p.name for p in MEDIA.glob("*.mp4"))
 
@@ -73,6 +74,22 @@ def test_media_faces_are_plausible_and_follow_the_policy(name):
         with pytest.raises(NoFaceError, match="frame 0"):
             track_faces([rgb], on_missing="raise")
         assert track_faces([rgb], on_missing="pass")[0].face is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(p.name for p in MEDIA.glob("*.mp4")))
+def test_plausibility_keeps_every_frame_of_every_driver(name):
+    """The plausibility thresholds, set on a few frames, against every frame of every test driver: the detector's
+    face (the largest, before the check) is never rejected (each driver shows one real face throughout)."""
+    backend = get_backend()
+    rejected = {}
+    for index, frame in enumerate(VideoReader(MEDIA / name)):
+        faces = backend.detect(to_uint8_rgb(frame))
+        assert faces, f"{name}: the detector found no face in frame {index}"
+        failures = plausibility_failures(max(faces, key=lambda face: face.area))
+        if failures:
+            rejected[index] = failures
+    assert not rejected, f"{name}: real faces rejected as implausible: {rejected}"
 
 
 def _layouts(rgb: np.ndarray) -> dict[str, np.ndarray]:
