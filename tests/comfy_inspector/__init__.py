@@ -9,7 +9,12 @@ POST /reenact_tests/generator_passes (re)starts the count (wrapping ``Generator.
 pack has made ``reenact_core`` importable); GET /reenact_tests/generator_passes →
 ``{"passes": <passes finished since the start>, "after_interrupt": <those that finished while ComfyUI's interrupt
 flag was set>}``. A render window or a tuning step is one generator pass.
+
+GET /reenact_tests/startup_modules → the sorted names of the ``reenact_core`` modules imported when the server
+started (every custom node loaded, no request answered yet).
 """
+import sys
+
 import comfy.model_management as mm
 from aiohttp import web
 from server import PromptServer
@@ -17,6 +22,19 @@ from server import PromptServer
 NODE_CLASS_MAPPINGS: dict = {}
 
 _passes = {"passes": 0, "after_interrupt": 0}
+_startup_modules: list[str] = []
+
+
+async def _record_startup_modules(app) -> None:
+    _startup_modules[:] = sorted(name for name in sys.modules if name.split(".")[0] == "reenact_core")
+
+
+PromptServer.instance.app.on_startup.append(_record_startup_modules)
+
+
+@PromptServer.instance.routes.get("/reenact_tests/startup_modules")
+async def startup_modules(request):
+    return web.json_response(_startup_modules)
 
 
 @PromptServer.instance.routes.get("/reenact_tests/loaded_models")
