@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder holding the converted model files (repeatable; searched before the folders of "
                             "$REENACT_MODELS, os.pathsep-separated, and models/reenact)")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+        add_threads_argument(p)
 
     ren = sub.add_parser("reenact", help="animate a source portrait with a driving video (or edit it)",
                          description="Reenact the face of --source with the head pose and expression of every frame "
@@ -297,14 +298,20 @@ def build_parser() -> argparse.ArgumentParser:
     register_dataset(sub, common, model_folders, _device, DTYPES)
 
     from .training.cli import add_train_parser
-    add_train_parser(sub, model_folders, _device)
+    add_train_parser(sub, model_folders, _device, add_threads_argument)
     return parser
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` of the commands that compute (:data:`~reenact_core.options.THREADS`)."""
+    add_argument(parser, options.THREADS, "--threads", default=None)
 
 
 def main(argv: list[str] | None = None) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     args = build_parser().parse_args(argv)
+    restore = _set_threads(args)
     try:
         with logging_redirect_tqdm():   # warnings are printed above a progress bar, not through it
             return args.run(args)
@@ -314,3 +321,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        restore()
+
+
+def _set_threads(args: argparse.Namespace):
+    """Applies ``--threads`` (or its default) for the command's run; returns the function that puts back the
+    caller's setting (main() may be called in a process that goes on, e.g. a test)."""
+    if not hasattr(args, "threads"):
+        return lambda: None
+    import torch
+
+    from .threads import use_threads
+
+    previous = torch.get_num_threads()
+    use_threads(args.threads)
+    return lambda: torch.set_num_threads(previous)
