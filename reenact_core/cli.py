@@ -93,6 +93,17 @@ def _read_image(path: str):
         raise ReenactError(f"cannot read the image {path}: {exc}") from None
 
 
+def _warn_random_weights(models) -> None:
+    """One warning when model files are random-weight test files (marked in their metadata, as doctor shows)."""
+    from .weights import has_random_weights
+
+    loaded = [models.generator, models.e4e, models.deca, models.directions, models.fsr]
+    random = [m.path.name for m in loaded if m is not None and has_random_weights(m.metadata)]
+    if random:
+        print(f"warning: RANDOM-WEIGHT test files ({', '.join(random)}): the output is noise, not a result "
+              f"(doctor lists the model files found)", file=sys.stderr)
+
+
 def _reenact(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -111,6 +122,7 @@ def _reenact(args: argparse.Namespace) -> int:
     models = load_reenact_models(folders, device=device, dtype=getattr(torch, args.dtype), fsr=fsr)
     if note:
         print(note, file=sys.stderr)
+    _warn_random_weights(models)
     if args.source_in:
         source = load_source(args.source_in, device=device, dtype=models.dtype)
     else:
@@ -138,20 +150,32 @@ def _reenact(args: argparse.Namespace) -> int:
     bar, update = _progress_bar(args.frames or _frame_count(args.driving), "reenacting")
     try:
         summary = reenact_file(models, source, args.driving, args.out, drive_options, num_frames=args.frames,
-                               length_policy=args.length, png_dir=args.png_frames, progress=update)
+                               length_policy=args.length, png_dir=args.png_frames, progress=update,
+                               image_fps=args.fps)
     finally:
         bar.close()
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
     print(f"wrote {summary.output}: {count(summary.frames, 'frame')} at {float(summary.fps):.3f} fps ({counts})"
-          f"{', audio from the driver' if summary.audio else ''}")
+          f"{_audio_note(summary)}")
     return 0
+
+
+def _audio_note(summary) -> str:
+    """How much of the output carries the driver's audio: all of it, or only the driver's length when the
+    output was made longer (--length loop/pingpong: the audio is not repeated)."""
+    if not summary.audio:
+        return ""
+    if summary.driver_frames is not None and summary.frames > summary.driver_frames:
+        return (f", audio from the driver for its first {count(summary.driver_frames, 'frame')} only (the audio "
+                f"is not looped: the remaining {count(summary.frames - summary.driver_frames, 'frame')} are silent)")
+    return ", audio from the driver"
 
 
 def _doctor(args: argparse.Namespace) -> int:
     import torch
 
     from .errors import WeightsError
-    from .weights import INFERENCE, KINDS, find_model_file, inspect_model_file, kind_names
+    from .weights import INFERENCE, KINDS, find_model_file, has_random_weights, inspect_model_file, kind_names
 
     folders = model_folders(args)
     print(f"torch {torch.__version__}; device: {_device(args.device)} "
@@ -162,7 +186,7 @@ def _doctor(args: argparse.Namespace) -> int:
         k = KINDS[name]
         try:
             info = inspect_model_file(find_model_file(name, folders), expected_kind=name)
-            random = " (RANDOM WEIGHTS: test file)" if info.metadata.get("random_weights") == "true" else ""
+            random = " (RANDOM WEIGHTS: test file)" if has_random_weights(info.metadata) else ""
             print(f"  ok       {k.canonical_file}: {k.title}, {info.path}{random}")
         except WeightsError as exc:
             missing += 1
@@ -260,13 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_argument(ren, options.TUNE_STEPS, "--tune-steps", type=_tune_steps, default=options.AUTO,
                  help=options.TUNE_STEPS.help + f"; {options.AUTO}: 0 for an encoder and A trained together (train "
                       f"joint), else {options.TUNE_STEPS.default} for reenactment and {options.EDIT_TUNE_STEPS} for "
-                      "editing")
-    ren.add_argument("--source-in", help="load a prepared source (.safetensors) instead of --source")
+                      "editing; a count is refused with --source-in (the prepared source keeps its tuning)")
+    ren.add_argument("--source-in", help="load a prepared source (.safetensors) instead of --source (not with "
+                                         "--source or a --tune-steps count: refused)")
     ren.add_argument("--source-out", help="save the prepared source (W+, tuned layers, ...) to reuse it")
     ren.add_argument("--edit", action="append", default=[], metavar="NAME=VALUE",
-                     help="edit a direction: yaw/pitch/roll (degrees), jaw (radians), exp_00..exp_10 (repeatable)")
+                     help="edit a direction: yaw/pitch/roll (degrees), jaw (radians), exp_00..exp_10 (repeatable); "
+                          "values beyond the Edit Directions node's slider limits are refused")
     add_argument(ren, options.EDIT_MODE, "--edit-mode")
     ren.add_argument("--frames", type=int, default=None, help="number of output frames (default: the driver's)")
+    add_argument(ren, options.FPS, "--fps", default=None,
+                 help="frame rate of an image-folder or image driver: the output's rate and the smoothing's time "
+                      "base (refused with a video driver, which has its own)")
     add_argument(ren, options.LENGTH, "--length")
     ren.add_argument("--png-frames", metavar="DIR", help="also write every output frame as PNG into DIR")
     ren.add_argument("--fsr", default="auto", metavar="FILE|auto|off",
