@@ -1,11 +1,13 @@
-"""CPU threads on a shared machine: a generator tuning step and a generator forward at 1, 2, ... threads, quiet
-and beside busy processes, as ratios of the best quiet time measured in this process.
+"""CPU threads on a shared machine: a generator tuning step and a generator forward at 1, 2, ... threads, with
+OpenMP's passive and active waiting, quiet and beside busy processes, as ratios of the best quiet time.
 
-    .venv/bin/python bench/threads.py [--threads 1,2] [--seconds 2] [--busy N]
+    .venv/bin/python bench/threads.py [--threads 1,2] [--wait-policy passive,active] [--seconds 2] [--busy N]
 
 "Contended" runs one spinning process per core (``--busy``, default the core count) beside the measurement.
-The default of ``--threads`` (reenact_core.options.THREADS) is the smallest count that meets the rule on every
-workload: quiet throughput within 10 % of the best count's, and contended time at most 3x the best quiet time.
+Each wait policy is measured in its own process (OpenMP reads ``OMP_WAIT_POLICY`` once, when torch loads it);
+the command line runs with ``passive`` (reenact_core.threads). The default of ``--threads``
+(reenact_core.options.THREADS) is the smallest count that meets the rule on every workload under passive waiting:
+quiet throughput within 10 % of the best configuration's, and contended time at most 3x the best quiet time.
 Run it on an otherwise idle machine: another user's load makes the quiet figures contended ones (the load
 average is printed with the table). Workloads use the tiny test generator (random weights; speed does not
 depend on them).
@@ -13,6 +15,7 @@ depend on them).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shlex
@@ -28,6 +31,7 @@ import torch
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 from reenact_core.engine.tuning import tune_generator  # noqa: E402
 from reenact_core.options import THREADS  # noqa: E402
+from reenact_core.threads import WAIT_POLICY  # noqa: E402
 from reenact_core.weights import kind, tiny_config  # noqa: E402
 
 QUIET_MARGIN = 0.10       # quiet throughput within 10 % of the best count's
@@ -84,7 +88,7 @@ class Busy:
 
 
 def measure(counts: list[int], budget: float, busy: int) -> dict:
-    """{(workload, threads, condition): seconds per item}, condition ``quiet`` or ``contended``."""
+    """{(workload, threads, condition): seconds per item} in this process, condition ``quiet`` or ``contended``."""
     results = {}
     jobs = workloads()
     for condition in ("quiet", "contended"):
@@ -100,45 +104,67 @@ def measure(counts: list[int], budget: float, busy: int) -> dict:
     return results
 
 
-def verdicts(results: dict, counts: list[int]) -> tuple[list[tuple], int | None]:
-    """Table rows (workload, threads, quiet s, quiet throughput / best, contended s, contended / best quiet, own
-    slowdown, meets the rule) and the smallest count meeting the rule on every workload (None if none does)."""
-    rows, good = [], set(counts)
+def measure_policy(policy: str, args: argparse.Namespace) -> dict:
+    """{(workload, policy, threads, condition): seconds per item}, measured in a child process whose OpenMP runs
+    with ``OMP_WAIT_POLICY=policy``."""
+    env = {**os.environ, "OMP_WAIT_POLICY": policy.upper()}
+    child = subprocess.run([sys.executable, __file__, "--child", "--threads", args.threads, "--seconds",
+                            str(args.seconds), "--busy", str(args.busy)], env=env, capture_output=True, text=True,
+                           check=True)
+    return {(name, policy, threads, condition): seconds
+            for name, threads, condition, seconds in json.loads(child.stdout.splitlines()[-1])}
+
+
+def verdicts(results: dict, configs: list[tuple[str, int]], chosen_policy: str) -> tuple[list[tuple], int | None]:
+    """Table rows (workload, policy, threads, quiet s, quiet throughput / best, contended s, contended / best quiet,
+    own slowdown, meets the rule) and the smallest count meeting the rule on every workload under
+    ``chosen_policy`` (None if none does). "Best" is the fastest quiet configuration of any policy and count."""
+    rows, good = [], {t for p, t in configs if p == chosen_policy}
     for name in dict.fromkeys(k[0] for k in results):
-        best = min(results[name, t, "quiet"] for t in counts)
-        for t in counts:
-            quiet, contended = results[name, t, "quiet"], results[name, t, "contended"]
+        best = min(results[name, p, t, "quiet"] for p, t in configs)
+        for p, t in configs:
+            quiet, contended = results[name, p, t, "quiet"], results[name, p, t, "contended"]
             ok = best / quiet >= 1 - QUIET_MARGIN and contended / best <= CONTENDED_LIMIT
-            if not ok:
+            if not ok and p == chosen_policy:
                 good.discard(t)
-            rows.append((name, t, quiet, best / quiet, contended, contended / best, contended / quiet, ok))
+            rows.append((name, p, t, quiet, best / quiet, contended, contended / best, contended / quiet, ok))
     return rows, min(good) if good else None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2", help="thread counts to compare, comma-separated (default 1,2)")
+    parser.add_argument("--wait-policy", default="passive,active",
+                        help="OpenMP wait policies to compare, comma-separated (default passive,active)")
     parser.add_argument("--seconds", type=float, default=2.0, help="timing budget of each cell (default 2)")
     parser.add_argument("--busy", type=int, default=os.cpu_count() or 1,
                         help="spinning processes of the contended runs (default: one per core)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.getLogger("reenact_core.engine.tuning").setLevel(logging.ERROR)   # MSE-only tuning: no LPIPS file
     counts = sorted({int(c) for c in args.threads.split(",")})
+    if args.child:
+        print(json.dumps([[*key, seconds] for key, seconds in measure(counts, args.seconds, args.busy).items()]))
+        return
+    policies = [p.strip().lower() for p in args.wait_policy.split(",")]
     print("command: " + shlex.join([Path(sys.executable).name, *sys.argv]))
     print(f"torch {torch.__version__}; {os.cpu_count()} cores; load average before: "
           f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}; contended = {args.busy} spinning process(es)")
-    results = measure(counts, args.seconds, args.busy)
-    rows, chosen = verdicts(results, counts)
-    print(f"{'workload':<18} {'threads':>7} {'quiet ms':>9} {'quiet thr/best':>14} {'contended ms':>12} "
+    results = {}
+    for policy in policies:
+        results.update(measure_policy(policy, args))
+    rows, chosen = verdicts(results, [(p, t) for p in policies for t in counts], WAIT_POLICY.lower())
+    print(f"{'workload':<18} {'wait':>7} {'threads':>7} {'quiet ms':>9} {'quiet thr/best':>14} {'contended ms':>12} "
           f"{'contended/best quiet':>20} {'contended/own quiet':>19}  rule")
-    for name, t, quiet, thr, contended, slow, own, ok in rows:
-        print(f"{name:<18} {t:>7} {quiet * 1e3:>9.2f} {thr:>14.2f} {contended * 1e3:>12.2f} {slow:>20.2f} "
-              f"{own:>19.2f}  {'meets' if ok else 'fails'}")
-    print(f"rule: quiet throughput >= {1 - QUIET_MARGIN:.2f} of the best count's and contended time <= "
+    for name, policy, t, quiet, thr, contended, slow, own, ok in rows:
+        print(f"{name:<18} {policy:>7} {t:>7} {quiet * 1e3:>9.2f} {thr:>14.2f} {contended * 1e3:>12.2f} "
+              f"{slow:>20.2f} {own:>19.2f}  {'meets' if ok else 'fails'}")
+    print(f"rule: quiet throughput >= {1 - QUIET_MARGIN:.2f} of the best configuration's and contended time <= "
           f"{CONTENDED_LIMIT:g}x the best quiet time, on every workload")
     print(f"load average after: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"meets the rule: {chosen if chosen is not None else 'no count'}; declared default "
-          f"(reenact_core.options.THREADS): {THREADS.default}")
+    print(f"meets the rule with {WAIT_POLICY.lower()} waiting (the command line's): "
+          f"{chosen if chosen is not None else 'no count'}; declared default (reenact_core.options.THREADS): "
+          f"{THREADS.default}")
 
 
 if __name__ == "__main__":

@@ -339,6 +339,9 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from .threads import prefer_passive_waiting
+
+    prefer_passive_waiting()   # before torch is imported
     args = build_parser().parse_args(argv)
     restore = _set_threads(args)
     try:

@@ -1,16 +1,31 @@
 """How many CPU threads torch uses: chosen by the command line only (the library and the nodes leave a host's
 setting alone, tests/test_host_effects.py).
 
-With torch's default (one thread per core), a process beside one busy process slows down by up to two orders of
-magnitude: every parallel region waits for its slowest thread, and a thread that shares its core is descheduled
-for a whole time slice. ``bench/threads.py`` measures the trade-off; :data:`~reenact_core.options.THREADS` holds
-its pick. Under torchrun each rank takes one thread, so N ranks use N cores.
+With torch's default (one thread per core) and OpenMP's default of spinning while it waits, a process beside one
+busy process slows down by up to two orders of magnitude: every parallel region waits for its slowest thread, and
+the spinning threads take the core from the one that shares it with the busy process. The command line therefore
+runs OpenMP with passive waiting (:func:`prefer_passive_waiting`, unless ``OMP_WAIT_POLICY`` is set).
+``bench/threads.py`` measures the trade-off; :data:`~reenact_core.options.THREADS` holds its pick. Under torchrun
+each rank takes one thread, so N ranks use N cores.
 """
 from __future__ import annotations
 
 import os
+import sys
 
 from .options import THREADS
+
+WAIT_POLICY = "PASSIVE"   # OpenMP's idle threads sleep instead of spinning (bench/threads.py)
+
+
+def prefer_passive_waiting() -> bool:
+    """Sets ``OMP_WAIT_POLICY`` to :data:`WAIT_POLICY` for this process unless the user set it; OpenMP reads it
+    once, when torch is first imported, so this must run before that. Returns whether it took effect (False when
+    torch was already imported). For the command line only."""
+    if "torch" in sys.modules:
+        return False
+    os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+    return True
 
 
 def torchrun_world_size() -> int:

@@ -57,3 +57,35 @@ def test_the_command_line_sets_threads_for_its_run_only(argv, world, expected, m
         assert seen == [expected] and torch.get_num_threads() == other
     finally:
         torch.set_num_threads(before)
+
+
+SPY_ON_TORCH_IMPORT = """
+import os, sys
+seen = []
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and not seen:
+            seen.append(os.environ.get("OMP_WAIT_POLICY"))
+sys.meta_path.insert(0, Spy())
+from reenact_core import cli
+cli.main(["doctor", "--models", sys.argv[1]])
+print("policy at torch import:", seen[0])
+"""
+
+
+@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_command_line_waits_passively_unless_told(given, expected, tmp_path):
+    """OpenMP reads OMP_WAIT_POLICY when torch loads it: the command line sets passive waiting before that, and
+    keeps a policy the user chose."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    proc = subprocess.run([sys.executable, "-c", SPY_ON_TORCH_IMPORT, str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert f"policy at torch import: {expected}" in proc.stdout, proc.stderr[-2000:]
