@@ -7,8 +7,8 @@ import argparse
 import os
 from pathlib import Path
 
-from .errors import ReenactError
-from .video import IMAGE_SUFFIXES, VideoReader
+from .errors import InputError, ReenactError
+from .video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReader, check_frames_folder, video_encoder
 from .wording import count
 
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
@@ -86,9 +86,25 @@ def check_reenact_arguments(args: argparse.Namespace) -> None:
             if frames != 1:
                 raise ReenactError(f"--out {args.out}: an image holds one frame, the driver gives "
                                    f"{frames or 'several'}; give a video file (.mp4) or --frames 1")
+    check_output_kinds(args.out, args.png_frames)
     for option, path in (("--out", args.out), ("--source-out", args.source_out), ("--png-frames", args.png_frames)):
         if path:
             check_writable(option, path)
+
+
+def check_output_kinds(out: str, png_frames: str | None) -> None:
+    """ReenactError unless ``out`` is an image or a video container this FFmpeg build can encode, and
+    ``png_frames`` (if given) a folder the frames may replace."""
+    if Path(out).suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+        raise ReenactError(f"--out {out}: unknown output type {Path(out).suffix or '(no suffix)'}; give a video "
+                           f"({', '.join(VIDEO_SUFFIXES)}) or an image ({', '.join(IMAGE_SUFFIXES)})")
+    for option, check, path in (("--out", video_encoder, out if Path(out).suffix.lower() in VIDEO_SUFFIXES else None),
+                                ("--png-frames", check_frames_folder, png_frames)):
+        try:
+            if path:
+                check(path)
+        except InputError as exc:
+            raise ReenactError(f"{option} {path}: {exc}") from None
 
 
 def check_evaluate_arguments(args: argparse.Namespace) -> None:
