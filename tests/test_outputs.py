@@ -17,6 +17,7 @@ from golden_fixtures import MEDIA
 from reenact_core import files
 from reenact_core.cli import main
 from reenact_core.errors import InputError
+from reenact_core.pipeline import DEFAULT_CHUNK
 from reenact_core.faces.images import save_image, to_uint8_rgb
 from reenact_core.video import (IMAGE_SUFFIXES, OUTPUT_FORMATS, VIDEO_SUFFIXES, PngFramesWriter, VideoReader,
                                 VideoWriter, output_format, video_encoder)
@@ -373,10 +374,13 @@ def previous_outputs(tmp_path: Path, capsys, models_dir, source: Path) -> tuple[
 def test_no_face_raise_leaves_the_previous_outputs(tmp_path, models_dir, capsys, shared_dir):
     source = portrait(tmp_path, "rgb")
     outputs, before = previous_outputs(tmp_path, capsys, models_dir, source)
-    driver = media_driver(tmp_path / "blanks.mp4", with_blanks(real_frames(DRIVER_FRAMES), BLANKS))
+    faces = real_frames(DRIVER_FRAMES)
+    first_chunk = np.resize(faces, (DEFAULT_CHUNK, *faces.shape[1:]))   # written before the blanks are reached
+    blanks = [DEFAULT_CHUNK + b for b in BLANKS]
+    driver = media_driver(tmp_path / "blanks.mp4", with_blanks(np.concatenate([first_chunk, faces]), blanks))
     code, _, err = reenact(capsys, models_dir, "--source-in", outputs[2], "--driving", driver, "--out", outputs[0],
-                           "--png-frames", outputs[1], "--no-face", "raise", "--batch-size", 1)
-    assert code == 2 and "Traceback" not in err
+                           "--png-frames", outputs[1], "--no-face", "raise")
+    assert code == 2 and "Traceback" not in err and "face" in err
     assert snapshot(outputs) == before and leftovers(tmp_path) == []
 
 
