@@ -161,6 +161,13 @@ class Interrupt(KeyboardInterrupt):
     """Ctrl-C, injected."""
 
 
+def half_then_interrupt(temporary, path):
+    """Stands in for ``files.publish``: the temporary file loses half its bytes, then Ctrl-C."""
+    data = Path(temporary).read_bytes()
+    Path(temporary).write_bytes(data[:len(data) // 2])
+    raise Interrupt
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".webm", ".gif"])
 def test_an_interrupted_video_leaves_the_previous_file(tmp_path, suffix):
     out = tmp_path / f"out{suffix}"
@@ -219,18 +226,10 @@ def test_a_write_interrupted_half_way_leaves_the_previous_file(tmp_path, monkeyp
                          else save_image(out, synthetic_frames(1)[0]))
     write()
     before = out.read_bytes()
-    real = files.publish
-
-    def half_then_interrupt(temporary, path):
-        data = Path(temporary).read_bytes()
-        Path(temporary).write_bytes(data[:len(data) // 2])
-        raise Interrupt
-
     monkeypatch.setattr(files, "publish", half_then_interrupt)
     with pytest.raises(Interrupt):
         write()
     assert out.read_bytes() == before and leftovers(tmp_path) == []
-    monkeypatch.setattr(files, "publish", real)
 
 
 # --- kind 8: alpha and bit depth ---------------------------------------------------------------------------------
@@ -401,6 +400,17 @@ def test_ctrl_c_mid_write_leaves_the_previous_outputs(tmp_path, models_dir, caps
     driver = media_driver(tmp_path / "d.mp4", real_frames(DRIVER_FRAMES))
     code, _, err = reenact(capsys, models_dir, "--source-in", outputs[2], "--driving", driver, "--out", outputs[0],
                            "--png-frames", outputs[1])
+    assert code == 130 and "interrupted" in err
+    assert snapshot(outputs) == before and leftovers(tmp_path) == []
+
+
+def test_ctrl_c_while_the_prepared_source_is_saved_leaves_the_previous_one(tmp_path, models_dir, capsys, shared_dir,
+                                                                            monkeypatch):
+    source = portrait(tmp_path, "rgb")
+    outputs, before = previous_outputs(tmp_path, capsys, models_dir, source)
+    monkeypatch.setattr(files, "publish", half_then_interrupt)
+    code, _, err = reenact(capsys, models_dir, "--source", source, "--driving", tmp_path / "good.mp4",
+                           "--out", outputs[0], "--png-frames", outputs[1], "--source-out", outputs[2])
     assert code == 130 and "interrupted" in err
     assert snapshot(outputs) == before and leftovers(tmp_path) == []
 
