@@ -321,7 +321,7 @@ def reenact(capsys, models_dir, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("suffix", [".mp4", ".webm", ".gif", ".mkv"])
+@pytest.mark.parametrize("suffix", [".mp4", ".webm", *(pytest.param(s, marks=pytest.mark.slow) for s in (".gif", ".mkv"))])
 def test_command_line_containers_and_its_audio_summary(tmp_path, models_dir, capsys, shared_dir, suffix):
     frames = real_frames(DRIVER_FRAMES)
     driver = media_driver(tmp_path / "d.mov", frames, audio="pcm_s16le", audio_seconds=2.0)
@@ -383,7 +383,7 @@ def test_no_face_raise_leaves_the_previous_outputs(tmp_path, models_dir, capsys,
     assert snapshot(outputs) == before and leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("at", [1, 4])
+@pytest.mark.parametrize("at", [1, pytest.param(4, marks=pytest.mark.slow)])
 def test_ctrl_c_mid_write_leaves_the_previous_outputs(tmp_path, models_dir, capsys, shared_dir, monkeypatch, at):
     """Ctrl-C while the ``at``-th PNG frame is written (the video half-encoded): every earlier output is intact."""
     source = portrait(tmp_path, "rgb")
