@@ -119,7 +119,8 @@ class _FrameSink:
         self._size: tuple[int, int] | None = None  # (H, W) of the first chunk
 
     def write(self, frames: np.ndarray) -> None:
-        """Append frames ``(n, H, W, 3)`` uint8 RGB (anything ``np.asarray`` takes); the first call fixes H, W."""
+        """Append frames ``(n, H, W, 3)`` uint8 RGB (anything ``np.asarray`` takes; ``PngFramesWriter`` also takes
+        grey, RGBA, 16-bit and float frames); the first call fixes H, W."""
         frames = self._checked(np.asarray(frames))
         if self._size is None:
             self._size = frames.shape[1:3]
