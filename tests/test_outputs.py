@@ -137,14 +137,15 @@ def test_webm_is_vp9_with_opus_when_the_build_has_them(tmp_path):
         assert info["audio"] == "opus"
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm"])
 @pytest.mark.parametrize("gap", [0.4, 2.0])
-def test_audio_entirely_before_the_first_frame_adds_no_audio(tmp_path, gap):
+def test_audio_entirely_before_the_first_frame_adds_no_audio(tmp_path, gap, suffix):
     """Audio that ends before the first video frame: no audio stream, and the writer says so."""
     driver = media_driver(tmp_path / "d.mp4", synthetic_frames(10), audio="aac", audio_seconds=gap / 2,
                           video_start=gap)
-    with VideoWriter(tmp_path / "o.mp4", 25, audio_from=driver) as writer:
+    with VideoWriter(tmp_path / f"o{suffix}", 25, audio_from=driver) as writer:
         writer.write(synthetic_frames(10))
-    assert not writer.audio_written and read_back(tmp_path / "o.mp4")["audio"] is None
+    assert not writer.audio_written and read_back(tmp_path / f"o{suffix}")["audio"] is None
 
 
 @pytest.mark.parametrize("name", ["x.avi", "x.xyz", "x", "x.flv"])
@@ -199,7 +200,8 @@ def test_an_interrupted_frames_folder_leaves_the_previous_frames(tmp_path, monke
     monkeypatch.setattr("reenact_core.faces.images.atomic_write", interrupted_third)
     with pytest.raises(Interrupt):
         with PngFramesWriter(folder) as writer:
-            writer.write(synthetic_frames(7)[::-1])
+            writer.write(synthetic_frames(7)[:1])                 # a first chunk written whole
+            writer.write(synthetic_frames(7)[1:])                 # interrupted at its second frame
     assert snapshot([folder]) == before and leftovers(tmp_path) == []
     monkeypatch.undo()
     with PngFramesWriter(folder) as writer:                        # a finished run replaces the frames whole
