@@ -385,7 +385,7 @@ def test_no_face_raise_leaves_the_previous_outputs(tmp_path, models_dir, capsys,
     assert snapshot(outputs) == before and leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("at", [1, pytest.param(4, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("at", [pytest.param(1, marks=pytest.mark.slow), 4])
 def test_ctrl_c_mid_write_leaves_the_previous_outputs(tmp_path, models_dir, capsys, shared_dir, monkeypatch, at):
     """Ctrl-C while the ``at``-th PNG frame is written (the video half-encoded): every earlier output is intact."""
     source = portrait(tmp_path, "rgb")
