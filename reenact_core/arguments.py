@@ -8,8 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import ReenactError
-from .video import IMAGE_SUFFIXES, VideoReader, is_image_driver
+from .errors import InputError, ReenactError
+from .video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReader, check_frames_folder, is_image_driver, video_encoder
 from .wording import count
 
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
@@ -109,6 +109,7 @@ def check_reenact_arguments(args: argparse.Namespace) -> None:
     for option, path in (("--out", args.out), ("--source-out", args.source_out)):
         if path:
             check_writable(option, path)
+    check_output_kinds(args.out, args.png_frames)
     if args.png_frames:
         check_writable("--png-frames", args.png_frames, folder=True)
     check_unused_options(args)
@@ -130,6 +131,21 @@ def check_unused_options(args: argparse.Namespace) -> None:
     if args.fps is not None and not (args.driving and is_image_driver(args.driving)):
         raise ReenactError(f"--fps {args.fps:g} sets the rate of an image or image-folder driver; "
                            + ("a driving video has its own" if args.driving else "an edit has no frame rate"))
+
+
+def check_output_kinds(out: str, png_frames: str | None) -> None:
+    """ReenactError unless ``out`` is an image or a video container this FFmpeg build can encode, and
+    ``png_frames`` (if given) a folder the frames may replace."""
+    if Path(out).suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+        raise ReenactError(f"--out {out}: unknown output type {Path(out).suffix or '(no suffix)'}; give a video "
+                           f"({', '.join(VIDEO_SUFFIXES)}) or an image ({', '.join(IMAGE_SUFFIXES)})")
+    for option, check, path in (("--out", video_encoder, out if Path(out).suffix.lower() in VIDEO_SUFFIXES else None),
+                                ("--png-frames", check_frames_folder, png_frames)):
+        try:
+            if path:
+                check(path)
+        except InputError as exc:
+            raise ReenactError(f"{option} {path}: {exc}") from None
 
 
 def check_evaluate_arguments(args: argparse.Namespace) -> None:

@@ -105,9 +105,7 @@ def _warn_random_weights(models) -> None:
 
 
 def _reenact(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
-    from PIL import Image
     from .arguments import check_reenact_arguments, parse_edits
     from .engine import DriveOptions, edit, find_fsr, load_reenact_models, load_source, prepare_source, save_source
     from .engine.pairing import resolve_tune_steps
@@ -137,10 +135,8 @@ def _reenact(args: argparse.Namespace) -> int:
         print(f"saved the prepared source to {save_source(source, args.source_out)}")
     if not args.driving:
         rendered = edit(source, models, parse_edits(args.edit), args.edit_mode, paste_back=not args.no_paste_back)
-        image = rendered.frames[0] if rendered.frames is not None else rendered.crops[0]
-        from .faces.images import to_uint8_rgb
-        Image.fromarray(np.ascontiguousarray(to_uint8_rgb(image))).save(args.out)
-        print(f"wrote {args.out}")
+        from .faces.images import save_image
+        print(f"wrote {save_image(args.out, rendered.frames[0] if rendered.frames is not None else rendered.crops[0])}")
         return 0
     drive_options = DriveOptions(mode=args.mode, pose=not args.no_pose, expression=not args.no_expression,
                                  strength=args.strength, smoothing=args.smoothing, no_face=args.no_face,

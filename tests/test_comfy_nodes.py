@@ -28,6 +28,7 @@ INTERRUPT_AFTER_FRAMES = 64   # video frames done before the interrupt
 VIDEO_LENGTHS = (100, 1000)   # frames of the streamed driver videos compared for peak memory
 PEAK_GROWTH = 50 * 2**20      # allowed peak-RSS growth from the short to the long video
 FACE_EVERY = 16               # one real face frame in this many; the rest hold the last output (no face)
+FAILING_AFTER = 4             # driver frames with a face before the black frame of the failing video run
 
 
 def workflow(name: str) -> dict:
@@ -224,3 +225,22 @@ def test_video_node_streams_with_flat_peak_memory_and_stops_on_interrupt(server)
                                       lambda frames: frames >= INTERRUPT_AFTER_FRAMES)
     assert elapsed < INTERRUPT_SECONDS, f"the video run ended {elapsed:.2f} s after the interrupt"
     assert max(done) < long, "the video ran to its end"
+
+
+def test_video_node_failing_mid_run_leaves_no_video(server):
+    """no_face=raise meeting black frames after a first batch was written: the run fails with the reason, and neither
+    the half-written video nor a temporary file remains in ComfyUI's folders."""
+    from engine_fixtures import with_blanks
+
+    faces = next(VideoReader(server.input_dir / DRIVER_VIDEO).chunks(FAILING_AFTER))
+    name = f"blanks_{uuid.uuid4().hex}.mp4"
+    with VideoWriter(server.input_dir / name, 30) as writer:
+        writer.write(with_blanks(np.concatenate([faces, faces[:2]]), [FAILING_AFTER + 1]))
+    prompt = with_widgets(video_prompt(name), no_face="raise", batch_size=FAILING_AFTER // 2)
+    entry = server.wait(server.queue(prompt), timeout=300)
+    messages = failure_messages(entry)
+    assert [m[0] for m in messages] == ["execution_error"] and "face" in messages[0][1]["exception_message"]
+    left = [p for folder in ("temp", "output") if (server.base_dir / folder).is_dir()
+            for p in (server.base_dir / folder).rglob("*")
+            if p.is_file() and (p.name.startswith("latent_reenact_") or ".partial" in p.name)]
+    assert left == []
