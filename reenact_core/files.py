@@ -1,13 +1,14 @@
 """The library's file layer: finding a file in folders, reading `.safetensors` with our errors, atomic writes.
 
 Every file the library writes goes through :func:`atomic_write` (or, for streamed files such as videos,
-:func:`temporary_beside` then :func:`publish`): the content is written to a temporary name beside the target, flushed to disk, given the mode a plain ``open()`` would give (``0666`` minus the umask,
+:func:`temporary_beside` then :func:`publish`; a folder of frames through :func:`publish_folder`): the content is written to a temporary name beside the target, flushed to disk, given the mode a plain ``open()`` would give (``0666`` minus the umask,
 e.g. ``0644`` under umask 022; safetensors alone leaves ``0600``) and renamed over the target, so a reader
 never sees a half-written file and an interrupted write leaves the old file intact.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -101,6 +102,27 @@ def publish(temporary: str | os.PathLike, path: str | os.PathLike) -> Path:
     os.replace(temporary, path)
     _fsync_folder(path.parent)
     return path
+
+
+def publish_folder(temporary: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """Rename the finished folder ``temporary`` (its files already flushed) to ``folder``. An existing ``folder``
+    is first moved aside under a temporary name and removed once ``temporary`` has taken its place; if that
+    rename fails it is moved back, so ``folder`` holds either the old or the new content, never a mixture."""
+    temporary, folder = Path(temporary), Path(folder)
+    os.chmod(temporary, 0o777 & ~current_umask())
+    aside = temporary_beside(folder) if folder.exists() else None
+    if aside is not None:
+        os.replace(folder, aside)
+    try:
+        os.replace(temporary, folder)
+    except BaseException:
+        if aside is not None:
+            os.replace(aside, folder)
+        raise
+    _fsync_folder(folder.parent)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    return folder
 
 
 def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],

@@ -4,17 +4,17 @@ Memory stays flat on long drivers: frames are decoded, reenacted and encoded a c
 """
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 
 from .engine import DriveOptions, DriveSession, PreparedSource, ReenactModels
 from .errors import InputError
-from .files import atomic_write
+from .faces.images import save_image
 from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, driver_chunks
 
 DEFAULT_CHUNK = 32  # driver frames decoded per step
@@ -28,7 +28,8 @@ class RunSummary:
     frames: int
     fps: Fraction
     statuses: dict[str, int]   # frames per status: driven / held / passed
-    audio: bool
+    audio: bool                # driver audio went into the video (over the driver's length, never looped)
+    driver_frames: int | None = None   # the driver's length when known (an output past it was looped)
 
 
 def output_frames(chunk, paste_back: bool) -> np.ndarray:
@@ -43,51 +44,54 @@ def output_frames(chunk, paste_back: bool) -> np.ndarray:
 def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | Path, out: str | Path,
                  options: DriveOptions = DriveOptions(), *, num_frames: int | None = None,
                  length_policy: str = "stop", png_dir: str | Path | None = None, chunk: int = DEFAULT_CHUNK,
-                 progress: Callable[[int, int | None], None] | None = None) -> RunSummary:
+                 progress: Callable[[int, int | None], None] | None = None,
+                 image_fps: float | None = None) -> RunSummary:
     """Reenact ``source`` with every frame of ``driving`` (video, image folder or image) and write ``out``.
 
-    ``out`` is a video (the driver's frame rate, its audio muxed in) or, for a one-frame driver, may be an image
-    file. ``png_dir`` also writes every frame as PNG. ``num_frames``/``length_policy`` (stop, loop, pingpong) set
-    the output length. ``progress(done, total)`` is called after every chunk. Memory stays flat: frames are
-    streamed (the command line also keeps glibc's heap from growing with freed frames, ``reenact_core.memory``).
+    ``out`` is a video (the driver's frame rate, its audio muxed in; 8-bit RGB, container by suffix, see
+    ``reenact_core.video.VideoWriter``) or, for a one-frame driver, may be an image file. ``png_dir`` also writes
+    every frame as PNG. PNG frames and a PNG ``out`` keep the source image's channels (alpha included) and bit
+    depth (``faces.images.save_image``). ``num_frames``/``length_policy`` (stop, loop, pingpong) set the output
+    length; the driver's audio is not repeated past its end. ``image_fps`` is the rate of an image or
+    image-folder driver (default :data:`~reenact_core.video.DEFAULT_FPS`; a video keeps its own).
+    ``progress(done, total)`` is called after every chunk. Every output appears whole when the run
+    ends and not at all after an error or interrupt (earlier files at those paths are left as they were).
+    Memory stays flat: frames are streamed (the command line also keeps glibc's heap from growing with freed
+    frames, ``reenact_core.memory``).
     """
-    reader = VideoReader(driving)
+    reader = VideoReader(driving) if image_fps is None else VideoReader(driving, image_fps=image_fps)
     out = Path(out)
     total = num_frames if num_frames is not None else (reader.frame_count if reader.frame_count_exact else None)
     as_image = out.suffix.lower() in IMAGE_SUFFIXES
     session = DriveSession(models, source, options, fps=float(reader.fps))
-    writers = [] if as_image else [VideoWriter(out, reader.fps, audio_from=reader.path if reader.has_audio else None)]
-    if png_dir is not None:
-        writers.append(PngFramesWriter(png_dir))
     statuses: dict[str, int] = {}
-    written, last, completed = 0, None, False
-    try:
+    written, last = 0, None
+    with ExitStack() as stack:   # on an error every writer is aborted: no partial output remains
+        video = None if as_image else stack.enter_context(
+            VideoWriter(out, reader.fps, audio_from=reader.path if reader.has_audio else None))
+        pngs = None if png_dir is None else stack.enter_context(PngFramesWriter(png_dir))
+
         def emit(driven) -> None:
             nonlocal written, last
-            frames = output_frames(driven, options.paste_back)
+            images = driven.frames if options.paste_back and len(driven) else driven.crops   # the source's layout
             for s in driven.status:
                 statuses[s] = statuses.get(s, 0) + 1
-            if len(frames):
-                for w in writers:
-                    w.write(frames)
-            written += len(frames)
-            if len(frames):
-                last = frames[-1]
+            if len(images):
+                if video is not None:
+                    video.write(output_frames(driven, options.paste_back))
+                if pngs is not None:
+                    pngs.write(images)
+                last = images[-1]
+            written += len(images)
             if progress is not None:
                 progress(written, total)
 
         for frames in driver_chunks(reader, chunk, num_frames, length_policy):
             emit(session.process(frames))
         emit(session.finish())
-        completed = True
-    finally:
-        for w in writers:
-            if completed:
-                w.close()
-            else:
-                w.abort()
-    if as_image:
-        if written != 1:
-            raise InputError(f"{out.name}: an image output needs a one-frame driver, got {written} frames")
-        atomic_write(out, Image.fromarray(last).save)   # the temporary name keeps the suffix that picks the format
-    return RunSummary(out, written, reader.fps, statuses, bool(writers) and reader.has_audio)
+        if as_image:
+            if written != 1:
+                raise InputError(f"{out.name}: an image output needs a one-frame driver, got {written} frames")
+            save_image(out, last)
+    return RunSummary(out, written, reader.fps, statuses, video is not None and video.audio_written,
+                      reader.frame_count if reader.frame_count_exact else None)

@@ -3,6 +3,8 @@ interrupts, ComfyUI's model management, and flat memory of the streaming video n
 import io
 import json
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 
@@ -31,6 +33,7 @@ INTERRUPTED_FRAMES = 4 * INTERRUPT_AFTER_FRAMES   # frames of the interrupted dr
 VIDEO_LENGTHS = (100, 1000)   # frames of the streamed driver videos compared for peak memory
 PEAK_GROWTH = 50 * 2**20      # allowed peak-RSS growth from the short to the long video
 FACE_EVERY = 16               # one real face frame in this many; the rest hold the last output (no face)
+FAILING_AFTER = 4             # driver frames with a face before the black frame of the failing video run
 
 
 def workflow(name: str) -> dict:
@@ -140,6 +143,18 @@ def test_models_are_managed_by_comfyui_and_released_on_free(server):
     assert ours(server.loaded_models()) == [], "models still loaded after /free"
 
 
+def test_nodes_leave_comfyuis_threading_alone(server):
+    """Importing the pack keeps torch's default thread count (a fresh interpreter's, same environment), and a run
+    of the nodes (tuning included) keeps a count ComfyUI set: only the command line chooses threads."""
+    fresh = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                           capture_output=True, text=True, timeout=120, check=True)
+    assert server.get("/reenact_tests/threads")["threads"] == int(fresh.stdout)
+    chosen = int(fresh.stdout) + 1   # neither the default nor the command line's 1
+    assert server.post("/reenact_tests/threads", {"threads": chosen}) == (200, {"threads": chosen})
+    server.run(with_widgets(workflow("image_reenactment"), tune_steps=2))
+    assert server.get("/reenact_tests/threads")["threads"] == chosen
+
+
 def interrupt_when(server, prompt: dict, node_class: str, started) -> list[int]:
     """Queues ``prompt``, interrupts it once a progress message of its ``node_class`` node passes ``started`` (a
     test of the message's value), checks that the run ended as interrupted in that node after at most
@@ -224,3 +239,22 @@ def test_video_node_stops_within_a_window_of_the_interrupt(server):
     done = interrupt_when(server, video_prompt(name, strength=0.5, batch_size=1),
                           "LatentReenactReenactVideo", lambda n: n >= INTERRUPT_AFTER_FRAMES)
     assert max(done) < frames, "the video ran to its end"
+
+
+def test_video_node_failing_mid_run_leaves_no_video(server):
+    """no_face=raise meeting black frames after a first batch was written: the run fails with the reason, and neither
+    the half-written video nor a temporary file remains in ComfyUI's folders."""
+    from engine_fixtures import with_blanks
+
+    faces = next(VideoReader(server.input_dir / DRIVER_VIDEO).chunks(FAILING_AFTER))
+    name = f"blanks_{uuid.uuid4().hex}.mp4"
+    with VideoWriter(server.input_dir / name, 30) as writer:
+        writer.write(with_blanks(np.concatenate([faces, faces[:2]]), [FAILING_AFTER + 1]))
+    prompt = with_widgets(video_prompt(name), no_face="raise", batch_size=FAILING_AFTER // 2)
+    entry = server.wait(server.queue(prompt), timeout=300)
+    messages = failure_messages(entry)
+    assert [m[0] for m in messages] == ["execution_error"] and "face" in messages[0][1]["exception_message"]
+    left = [p for folder in ("temp", "output") if (server.base_dir / folder).is_dir()
+            for p in (server.base_dir / folder).rglob("*")
+            if p.is_file() and (p.name.startswith("latent_reenact_") or ".partial" in p.name)]
+    assert left == []

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..engine.models import ReenactModels
-from ..engine.source import estimate_codes
+from ..engine.measure import estimate_codes
 from ..errors import InputError
 from ..faces.geometry import Face
 from ..faces.reference_crop import CROP_SIZE, crop_using_landmarks
@@ -98,7 +98,7 @@ class _Batch:
         if measure:
             crops = np.stack([items[i][1] for i in measure])
             kpt68 = np.stack([items[i][2] for i in measure])
-            codes = dict(zip(measure, estimate_codes(models, crops, kpt68).cpu().numpy()))
+            codes = dict(zip(measure, estimate_codes(models.deca.module, crops, kpt68).cpu().numpy()))
         if invert:
             with torch.no_grad():
                 x = image_to_tensor(np.stack([items[i][1] for i in invert])).to(models.device, models.dtype)

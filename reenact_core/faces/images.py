@@ -3,20 +3,25 @@
 Accepted: numpy arrays (H, W) grey, (H, W, 1) grey, (H, W, 3) RGB or (H, W, 4) RGBA, of dtype uint8, uint16 or
 float (float values are read as [0, 1] and clipped to it). Every processed image keeps its caller's layout: the
 working copy is RGB, and :func:`from_float_rgb` writes a result back in the layout, bit depth and alpha of the
-original (pixels of a region are converted one by one, so a region can be converted on its own).
+original (pixels of a region are converted one by one, so a region can be converted on its own), and
+:func:`save_image` writes it to a file without losing alpha or depth where the format can hold them.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..files import atomic_write
 
 MIN_SIDE = 64  # smallest accepted image side in pixels: no face model can work on less
 GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as cv2.COLOR_RGB2GRAY
 _INTEGER_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _CONVERSION_ROWS = 256  # rows converted at a time to 8 bits
+JPEG_QUALITY = 95  # cv2 JPEG quality of written images (0..100)
 
 
 def check_image(image, min_side: int = MIN_SIDE) -> np.ndarray:
@@ -125,3 +130,33 @@ def downscaled(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
     factor = max_side / max(h, w)
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.array([size[0] / w, size[1] / h])
+
+
+def save_image(path: str | Path, image: np.ndarray) -> Path:
+    """Writes an accepted image (any layout :func:`check_image` takes, any size) to ``path``, atomically.
+
+    ``.png`` keeps the image's channels (grey, RGB, RGBA: alpha included) and depth: uint8 gives 8-bit, uint16
+    16-bit, float (in [0, 1]) 16-bit. ``.jpg``/``.jpeg`` hold 8-bit RGB: alpha is dropped, depth reduced.
+
+    Raises:
+        InputError: not an accepted image, or another suffix.
+    """
+    path = Path(path)
+    image = check_image(image, min_side=1)
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        if image.dtype in _FLOAT_DTYPES:
+            image = np.rint(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
+        if channels(image) == 3:
+            image = image[..., ::-1]                          # OpenCV stores BGR
+        elif channels(image) == 4:
+            image = image[..., [2, 1, 0, 3]]                  # BGRA
+        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image))
+    elif suffix in (".jpg", ".jpeg"):
+        ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(to_uint8_rgb(image)[..., ::-1]),
+                                   [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    else:
+        raise InputError(f"cannot write image {path.name}: give a .png, .jpg or .jpeg file")
+    if not ok:
+        raise InputError(f"cannot encode image {path.name} ({image.dtype} {image.shape})")
+    return atomic_write(path, lambda temporary: Path(temporary).write_bytes(encoded.tobytes()))

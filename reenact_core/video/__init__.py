@@ -6,8 +6,10 @@ flat on long videos: a reader holds one chunk, a writer one chunk plus the encod
 """
 from .policies import LENGTH_POLICIES, driver_chunks, driver_frames
 from .rate import exact_rate
-from .reader import DEFAULT_FPS, IMAGE_SUFFIXES, VideoReader, batched
-from .writer import PngFramesWriter, VideoWriter, pick_video_codec
+from .reader import DEFAULT_FPS, IMAGE_SUFFIXES, VideoReader, batched, is_image_driver
+from .writer import (OUTPUT_FORMATS, VIDEO_SUFFIXES, PngFramesWriter, VideoWriter, check_frames_folder,
+                     output_format, pick_video_codec, video_encoder)
 
-__all__ = ["DEFAULT_FPS", "IMAGE_SUFFIXES", "LENGTH_POLICIES", "PngFramesWriter", "VideoReader", "VideoWriter",
-           "batched", "driver_chunks", "driver_frames", "exact_rate", "pick_video_codec"]
+__all__ = ["DEFAULT_FPS", "IMAGE_SUFFIXES", "LENGTH_POLICIES", "OUTPUT_FORMATS", "PngFramesWriter", "VIDEO_SUFFIXES",
+           "VideoReader", "VideoWriter", "batched", "check_frames_folder", "driver_chunks", "driver_frames",
+           "exact_rate", "is_image_driver", "output_format", "pick_video_codec", "video_encoder"]
