@@ -4,8 +4,11 @@ Memory stays flat on long drivers: frames are decoded, reenacted and encoded a c
 """
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import islice
 from pathlib import Path
 from typing import Callable
 
@@ -15,7 +18,7 @@ from PIL import Image
 from .engine import DriveOptions, DriveSession, PreparedSource, ReenactModels
 from .errors import InputError
 from .files import atomic_write
-from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, driver_chunks
+from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, timed_driver_frames
 
 DEFAULT_CHUNK = 32  # driver frames decoded per step
 
@@ -46,8 +49,9 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
                  progress: Callable[[int, int | None], None] | None = None) -> RunSummary:
     """Reenact ``source`` with every frame of ``driving`` (video, image folder or image) and write ``out``.
 
-    ``out`` is a video (the driver's frame rate, its audio muxed in) or, for a one-frame driver, may be an image
-    file. ``png_dir`` also writes every frame as PNG. ``num_frames``/``length_policy`` (stop, loop, pingpong) set
+    ``out`` is a video (one frame per driver frame at that frame's time, so a variable frame rate is kept; the
+    driver's audio muxed in) or, for a one-frame driver, may be an image file. The smoothers step by the real
+    time between driver frames. ``png_dir`` also writes every frame as PNG. ``num_frames``/``length_policy`` (stop, loop, pingpong) set
     the output length. ``progress(done, total)`` is called after every chunk. Memory stays flat: frames are
     streamed (the command line also keeps glibc's heap from growing with freed frames, ``reenact_core.memory``).
     """
@@ -56,28 +60,32 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
     total = num_frames if num_frames is not None else (reader.frame_count if reader.frame_count_exact else None)
     as_image = out.suffix.lower() in IMAGE_SUFFIXES
     session = DriveSession(models, source, options, fps=float(reader.fps))
-    writers = [] if as_image else [VideoWriter(out, reader.fps, audio_from=reader.path if reader.has_audio else None)]
+    writers = [] if as_image else [VideoWriter(out, reader.fps, audio_from=reader.path if reader.has_audio else None,
+                                               time_base=reader.time_base)]
     if png_dir is not None:
         writers.append(PngFramesWriter(png_dir))
     statuses: dict[str, int] = {}
     written, last, completed = 0, None, False
+    pending: deque[Fraction] = deque()   # times of the frames fed but not yet settled by the session
     try:
         def emit(driven) -> None:
             nonlocal written, last
             frames = output_frames(driven, options.paste_back)
             for s in driven.status:
                 statuses[s] = statuses.get(s, 0) + 1
+            times = [pending.popleft() for _ in range(len(frames))]
             if len(frames):
                 for w in writers:
-                    w.write(frames)
+                    w.write(frames, times)
             written += len(frames)
             if len(frames):
                 last = frames[-1]
             if progress is not None:
                 progress(written, total)
 
-        for frames in driver_chunks(reader, chunk, num_frames, length_policy):
-            emit(session.process(frames))
+        for times, frames in _timed_chunks(timed_driver_frames(reader, num_frames, length_policy), chunk):
+            pending.extend(times)
+            emit(session.process(frames, times))
         emit(session.finish())
         completed = True
     finally:
@@ -91,3 +99,9 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
             raise InputError(f"{out.name}: an image output needs a one-frame driver, got {written} frames")
         atomic_write(out, Image.fromarray(last).save)   # the temporary name keeps the suffix that picks the format
     return RunSummary(out, written, reader.fps, statuses, bool(writers) and reader.has_audio)
+
+
+def _timed_chunks(timed: Iterator[tuple[Fraction, np.ndarray]], size: int) -> Iterator[tuple[list, np.ndarray]]:
+    """``(times, frames)`` of consecutive ``(time, frame)`` pairs, ``size`` at a time (the last may be shorter)."""
+    while batch := list(islice(timed, size)):
+        yield [time for time, _ in batch], np.stack([frame for _, frame in batch])

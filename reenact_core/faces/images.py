@@ -4,11 +4,15 @@ Accepted: numpy arrays (H, W) grey, (H, W, 1) grey, (H, W, 3) RGB or (H, W, 4) R
 float (float values are read as [0, 1] and clipped to it). Every processed image keeps its caller's layout: the
 working copy is RGB, and :func:`from_float_rgb` writes a result back in the layout, bit depth and alpha of the
 original (pixels of a region are converted one by one, so a region can be converted on its own).
+Image files are read by :func:`read_image` into one of these layouts at their real range (:func:`from_pil`).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
+from PIL import Image, ImageOps
 
 from ..errors import InputError
 
@@ -125,3 +129,72 @@ def downscaled(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
     factor = max_side / max(h, w)
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.array([size[0] / w, size[1] / h])
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file, turned upright by its EXIF orientation, as an accepted array at its real range.
+
+    Returns:
+        The layout and dtype :func:`from_pil` gives for the file's PIL mode (a multi-frame file gives its
+        first frame).
+
+    Raises:
+        InputError: a missing, unreadable or unsupported file (one line, naming it).
+    """
+    try:
+        with Image.open(path) as image:
+            return from_pil(ImageOps.exif_transpose(image))
+    except (OSError, ValueError) as exc:   # PIL's UnidentifiedImageError is an OSError
+        raise InputError(f"cannot read the image {path}: {exc}") from None
+
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+_WITH_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+def from_pil(image: Image.Image) -> np.ndarray:
+    """A PIL image as an array :func:`check_image` accepts, read at the real range of its mode.
+
+    ``convert("RGB")`` clips 16-bit, 32-bit and float modes to 0..255 (a 16-bit grey scan reads nearly white);
+    here no mode is clipped:
+
+    * ``1`` → (H, W) uint8, 0 or 255; ``L`` → (H, W) uint8;
+    * ``I;16`` (any byte order) → (H, W) uint16;
+    * ``I`` (32-bit int, which PIL uses for 8-bit and 16-bit greys alike) → (H, W) uint8 when all values lie
+      in 0..255, uint16 in 0..65535, else float32 stretched from the image's minimum (0) to its maximum (1);
+    * ``F`` (float) → (H, W) float32 in [0, 1], values read as [0, 1], 0..255 or 0..65535: the smallest of
+      those ranges that holds the image's maximum (negatives clipped to 0), stretched like ``I`` beyond;
+    * modes with alpha (``RGBA``, ``LA``, ``PA``, ``P`` with a transparent colour, ...) → (H, W, 4) uint8 RGBA;
+    * every other mode (``RGB``, ``CMYK``, ``YCbCr``, ``P``, ``HSV``, ...) → (H, W, 3) uint8 RGB by PIL.
+
+    Raises:
+        InputError: a mode PIL cannot turn into RGB (e.g. ``LAB``), or NaN / infinite float values.
+    """
+    mode = image.mode
+    if mode in ("1", "L"):
+        return np.asarray(image.convert("L"))
+    if mode in _SIXTEEN_BIT_MODES:
+        return np.asarray(image).astype(np.uint16)   # native byte order
+    if mode in ("I", "F"):
+        return _wide_grey(np.asarray(image), mode)
+    with_alpha = mode in _WITH_ALPHA or (mode == "P" and "transparency" in image.info)
+    try:
+        return np.asarray(image.convert("RGBA" if with_alpha else "RGB"))
+    except ValueError as exc:
+        raise InputError(f"images of PIL mode {mode} are not supported: {exc}") from None
+
+
+_GREY_RANGES = {"I": (255, 65535), "F": (1.0, 255.0, 65535.0)}  # ranges values are read in, smallest first
+
+
+def _wide_grey(values: np.ndarray, mode: str) -> np.ndarray:
+    """A 32-bit int (``I``) or float (``F``) grey image at its range (see :func:`from_pil`)."""
+    if mode == "F" and not np.isfinite(values).all():
+        raise InputError("image contains NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    top = next((r for r in _GREY_RANGES[mode] if high <= r), None)
+    if top is None or (mode == "I" and low < 0):
+        return ((values.astype(np.float64) - low) / max(high - low, 1e-12)).astype(np.float32)
+    if mode == "I":
+        return values.astype(np.uint8 if top == 255 else np.uint16)
+    return np.clip(values / np.float32(top), 0.0, 1.0).astype(np.float32)

@@ -4,10 +4,10 @@ Frames are ``(H, W, 3)`` uint8 RGB arrays; chunks are ``(n, H, W, 3)`` uint8 RGB
 (anything FFmpeg reads, through PyAV), a folder of ``*.png``/``*.jpg`` images or a single image. Memory stays
 flat on long videos: a reader holds one chunk, a writer one chunk plus the encoder's own look-ahead.
 """
-from .policies import LENGTH_POLICIES, driver_chunks, driver_frames
+from .policies import LENGTH_POLICIES, driver_chunks, driver_frames, timed_driver_frames
 from .rate import exact_rate
 from .reader import DEFAULT_FPS, IMAGE_SUFFIXES, VideoReader, batched
 from .writer import PngFramesWriter, VideoWriter, pick_video_codec
 
 __all__ = ["DEFAULT_FPS", "IMAGE_SUFFIXES", "LENGTH_POLICIES", "PngFramesWriter", "VideoReader", "VideoWriter",
-           "batched", "driver_chunks", "driver_frames", "exact_rate", "pick_video_codec"]
+           "batched", "driver_chunks", "driver_frames", "exact_rate", "pick_video_codec", "timed_driver_frames"]

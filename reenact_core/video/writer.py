@@ -11,7 +11,7 @@ from PIL import Image
 from ..errors import InputError
 from ..files import atomic_write, publish, temporary_beside
 from .audio import DriverAudio
-from .rate import exact_rate
+from .rate import MAX_RATE_DENOMINATOR, exact_rate
 
 X264_CRF = 18  # libx264 constant rate factor: visually near-lossless (x264/FFmpeg H.264 encoding guide)
 MPEG4_QSCALE = 2  # MPEG-4 Part 2 constant quantiser, 2 (best) .. 31, for builds without libx264
@@ -22,6 +22,13 @@ def pick_video_codec() -> str:
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
+def _time_base(unit: Fraction, codec: str) -> Fraction:
+    """The encoder's time base: ``unit``, coarsened to 1/65535 s for MPEG-4 Part 2 (16-bit time bases)."""
+    if codec == "mpeg4" and unit.denominator > MAX_RATE_DENOMINATOR:
+        return Fraction(1, MAX_RATE_DENOMINATOR)
+    return unit
+
+
 class _FrameSink:
     """The writers' shared contract: ``write`` chunks of one frame size, ``close``, context-manager use."""
 
@@ -29,9 +36,15 @@ class _FrameSink:
         self.frames_written = 0
         self._size: tuple[int, int] | None = None  # (H, W) of the first chunk
 
-    def write(self, frames: np.ndarray) -> None:
-        """Append frames ``(n, H, W, 3)`` uint8 RGB (anything ``np.asarray`` takes); the first call fixes H, W."""
+    def write(self, frames: np.ndarray, times=None) -> None:
+        """Append frames ``(n, H, W, 3)`` uint8 RGB (anything ``np.asarray`` takes); the first call fixes H, W.
+
+        ``times``: optional (n,) presentation times in seconds (numbers or ``Fraction``), counted from the
+        first frame written; a video places each frame at its time, a frames folder ignores them.
+        """
         frames = np.asarray(frames)
+        if times is not None and len(times) != len(frames):
+            raise InputError(f"{len(times)} frame times for {len(frames)} frames")
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise InputError(f"frames must be (n, H, W, 3) uint8 RGB, got {frames.dtype} {tuple(frames.shape)}")
         if self._size is None:
@@ -39,10 +52,10 @@ class _FrameSink:
         elif frames.shape[1:3] != self._size:
             raise InputError(f"frames are {frames.shape[2]}×{frames.shape[1]}, earlier ones were "
                              f"{self._size[1]}×{self._size[0]}")
-        self._write(frames)
+        self._write(frames, times)
         self.frames_written += len(frames)
 
-    def _write(self, frames: np.ndarray) -> None:
+    def _write(self, frames: np.ndarray, times) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -73,7 +86,7 @@ class PngFramesWriter(_FrameSink):
         except OSError as exc:
             raise InputError(f"cannot create frames folder {self.frames_dir}: {exc.strerror or exc}") from exc
 
-    def _write(self, frames: np.ndarray) -> None:
+    def _write(self, frames: np.ndarray, times) -> None:
         for offset, rgb in enumerate(frames):
             atomic_write(self.frames_dir / f"{self.frames_written + offset:06d}.png",
                          Image.fromarray(rgb).save)
@@ -83,7 +96,9 @@ class VideoWriter(_FrameSink):
     """Encode frames as they come into a video file, with the driver's audio muxed alongside.
 
     Video: H.264 (libx264, CRF 18) or, without libx264, MPEG-4 Part 2 (constant quantiser 2), see
-    ``pick_video_codec``; yuv420p; at the exact rational ``fps`` (frame ``i`` has timestamp ``i / fps``).
+    ``pick_video_codec``; yuv420p; at the exact rational ``fps`` (frame ``i`` has timestamp ``i / fps``), or
+    at the times given to ``write`` (a variable frame rate: timestamps in units of ``time_base``, rounded, and
+    kept strictly increasing).
     yuv420p needs even sizes: an odd height or width is padded by repeating the last row or column, so 63×47
     frames are stored as 64×48 (crop the last row/column on reading to get the input back).
 
@@ -102,6 +117,8 @@ class VideoWriter(_FrameSink):
         fps: frame rate in frames per second, kept exact (pass ``reader.fps``, e.g. ``Fraction(30000, 1001)``).
         audio_from: media file whose audio is copied (usually the driver video), or None.
         codec: video encoder to force (a PyAV codec name), else ``pick_video_codec()``.
+        time_base: unit of the timestamps in seconds (pass the driver's ``reader.time_base`` with frame times);
+            default ``1 / fps``. MPEG-4 Part 2 takes units down to 1/65535 s; a finer one is coarsened to that.
 
     Raises:
         InputError: unknown container suffix, a folder that cannot be created, unreadable ``audio_from``, or
@@ -109,9 +126,11 @@ class VideoWriter(_FrameSink):
     """
 
     def __init__(self, path: str | Path, fps: Fraction | float, audio_from: str | Path | None = None,
-                 *, codec: str | None = None) -> None:
+                 *, codec: str | None = None, time_base: Fraction | None = None) -> None:
         super().__init__()
         self.path, self.fps, self.codec = Path(path), exact_rate(fps), codec or pick_video_codec()
+        self.time_base = _time_base(Fraction(time_base) if time_base else 1 / self.fps, self.codec)
+        self._pts, self._end = -1, Fraction(0)   # the last frame's timestamp; the end of the last frame (seconds)
         try:
             self._temporary = temporary_beside(self.path)   # published to `path` when closed
             self._container = av.open(str(self._temporary), "w")
@@ -134,11 +153,11 @@ class VideoWriter(_FrameSink):
         self._video = self._container.add_stream(self.codec, rate=self.fps, options=options)
         self._video.width, self._video.height = width + width % 2, height + height % 2
         self._video.pix_fmt = "yuv420p"
-        self._video.codec_context.time_base = 1 / self.fps
+        self._video.codec_context.time_base = self.time_base
         if self._audio is not None:
             self._audio.attach(self._container)
 
-    def _write(self, frames: np.ndarray) -> None:
+    def _write(self, frames: np.ndarray, times) -> None:
         if self._video is None:
             self._start(*frames.shape[1:3])
         height, width = frames.shape[1:3]
@@ -146,10 +165,12 @@ class VideoWriter(_FrameSink):
             frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
         for offset, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame.pts = self.frames_written + offset
+            seconds = Fraction(times[offset]) if times is not None else (self.frames_written + offset) / self.fps
+            frame.pts = self._pts = max(round(seconds / self.time_base), self._pts + 1)
+            self._end = self._pts * self.time_base + 1 / self.fps
             self._container.mux(self._video.encode(frame))
         if self._audio is not None:
-            self._audio.mux_until(self._container, (self.frames_written + len(frames)) / self.fps)
+            self._audio.mux_until(self._container, self._end)
 
     def close(self) -> None:
         """Flush the encoders and finalise the file (audio ends with the last frame)."""
@@ -161,7 +182,7 @@ class VideoWriter(_FrameSink):
             if self._video is not None:
                 self._container.mux(self._video.encode(None))
                 if self._audio is not None:
-                    self._audio.mux_until(self._container, self.frames_written / self.fps)
+                    self._audio.mux_until(self._container, self._end)
                     self._audio.flush(self._container)
             finished = True
         finally:
