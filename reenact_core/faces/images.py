@@ -165,10 +165,10 @@ def from_pil(image: Image.Image) -> np.ndarray:
     * ``F`` (float) → (H, W) float32 in [0, 1], values read as [0, 1], 0..255 or 0..65535: the smallest of
       those ranges that holds the image's maximum (negatives clipped to 0), stretched like ``I`` beyond;
     * modes with alpha (``RGBA``, ``LA``, ``PA``, ``P`` with a transparent colour, ...) → (H, W, 4) uint8 RGBA;
-    * every other mode (``RGB``, ``CMYK``, ``YCbCr``, ``P``, ``HSV``, ...) → (H, W, 3) uint8 RGB by PIL.
+    * every other mode (``RGB``, ``CMYK``, ``YCbCr``, ``LAB``, ``P``, ``HSV``, ...) → (H, W, 3) uint8 RGB by PIL.
 
     Raises:
-        InputError: a mode PIL cannot turn into RGB (e.g. ``LAB``), or NaN / infinite float values.
+        InputError: NaN or infinite values in an ``F`` image. ValueError: a mode PIL cannot turn into RGB.
     """
     mode = image.mode
     if mode in ("1", "L"):
@@ -177,11 +177,10 @@ def from_pil(image: Image.Image) -> np.ndarray:
         return np.asarray(image).astype(np.uint16)   # native byte order
     if mode in ("I", "F"):
         return _wide_grey(np.asarray(image), mode)
+    if mode == "La":   # premultiplied alpha, which PIL turns into RGBA only through LA
+        image = image.convert("LA")
     with_alpha = mode in _WITH_ALPHA or (mode == "P" and "transparency" in image.info)
-    try:
-        return np.asarray(image.convert("RGBA" if with_alpha else "RGB"))
-    except ValueError as exc:
-        raise InputError(f"images of PIL mode {mode} are not supported: {exc}") from None
+    return np.asarray(image.convert("RGBA" if with_alpha else "RGB"))
 
 
 _GREY_RANGES = {"I": (255, 65535), "F": (1.0, 255.0, 65535.0)}  # ranges values are read in, smallest first
