@@ -4,6 +4,8 @@ Expectations are derived from the inputs built here, never from a particular med
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from input_fixtures import write_clip
 from reenact_core.cli import main
 from reenact_core.engine import DriveOptions, load_reenact_models, prepare_source
 from reenact_core.errors import InputError
+from reenact_core.faces.alignment import FaceAligner
 from reenact_core.faces.images import from_pil, read_image, to_uint8_rgb
 from reenact_core.faces.smoothing import smooth_sequence
 from reenact_core.pipeline import reenact_file
@@ -29,6 +32,7 @@ from reenact_core.weights import make_tiny_model_set
 CLIP_FRAMES = 6          # driver frames taken from a test video
 CLIP_HEIGHT = 256        # the clips are downscaled to this height (faces stay well above the detector's window)
 ROTATIONS = (90, 180, 270)
+EXIF_ORIENTATION = 0x0112  # the EXIF tag of the orientation
 GREY_LEVEL_TOLERANCE = 1  # 8-bit levels between a high-depth image read here and its 8-bit rendering
 CODING_TOLERANCE = 12     # mean 8-bit difference allowed by lossy coding when comparing decoded frames
 
@@ -203,13 +207,39 @@ def test_every_pil_mode_reads_at_its_real_range(tmp_path, mode):
         assert read.shape[2] == 4 and np.array_equal(read[..., 3], np.asarray(image.getchannel("A")))
 
 
-def test_sixteen_bit_depth_is_kept_and_16_bit_rgb_reads_at_range(tmp_path):
+def test_sixteen_bit_depth_is_kept(tmp_path):
     rgb = astronaut()[::4, ::4].copy()
     wide = (rgb.astype(np.uint16) * 257) | 0x7f   # low bytes an 8-bit rendering drops
     Image.fromarray(wide[..., 0]).save(tmp_path / "grey.png")
-    assert np.array_equal(read_image(tmp_path / "grey.png"), wide[..., 0])     # every bit kept
-    cv2.imwrite(str(tmp_path / "rgb48.png"), wide[..., ::-1])                  # 16-bit RGB, written by OpenCV
-    assert np.abs(to_uint8_rgb(read_image(tmp_path / "rgb48.png")).astype(int) - rgb).max() <= GREY_LEVEL_TOLERANCE
+    assert np.array_equal(read_image(tmp_path / "grey.png"), wide[..., 0])
+    for name in ("rgb48.png", "rgb48.tif"):   # 16-bit RGB, which PIL opens as 8-bit; written by OpenCV
+        cv2.imwrite(str(tmp_path / name), wide[..., ::-1])
+        assert np.array_equal(read_image(tmp_path / name), wide)
+    rgba = np.dstack([wide, wide[..., :1]])
+    cv2.imwrite(str(tmp_path / "rgba64.png"), rgba[..., [2, 1, 0, 3]])
+    assert np.array_equal(read_image(tmp_path / "rgba64.png"), rgba)
+
+
+def with_exif_orientation(png: bytes, orientation: int) -> bytes:
+    """A PNG file with an eXIf chunk holding an EXIF orientation, placed after the header chunk."""
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = orientation
+    data = exif.tobytes().removeprefix(b"Exif\x00\x00")
+    chunk = struct.pack(">I", len(data)) + b"eXIf" + data + struct.pack(">I", zlib.crc32(b"eXIf" + data))
+    header_end = 8 + 25   # the signature and the IHDR chunk
+    return png[:header_end] + chunk + png[header_end:]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_sixteen_bit_colour_is_turned_upright_like_eight_bit(tmp_path, orientation):
+    rgb = astronaut()[::8, ::6].copy()
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = orientation
+    Image.fromarray(rgb).save(tmp_path / "eight.png", exif=exif)
+    ok, png = cv2.imencode(".png", (rgb.astype(np.uint16) * 257)[..., ::-1])
+    (tmp_path / "wide.png").write_bytes(with_exif_orientation(png.tobytes(), orientation))
+    wide, eight = read_image(tmp_path / "wide.png"), read_image(tmp_path / "eight.png")
+    assert wide.dtype == np.uint16 and np.array_equal(to_uint8_rgb(wide), eight)
 
 
 def test_float_images_with_nan_are_refused_and_premultiplied_alpha_is_read(tmp_path):
@@ -332,3 +362,20 @@ def test_smoother_steps_by_the_real_time_between_frames():
     assert not np.allclose(smooth_sequence(values, "params", fps=fps, times=gappy), uniform)
     with pytest.raises(InputError, match="increase"):
         smooth_sequence(values[:3], "params", times=[0.0, 0.1, 0.1])
+
+
+def test_aligner_smooths_by_the_frames_times(shared_dir):
+    """Frames 1/fps apart smooth as without times; frames 3/fps apart as a video at a third of the rate."""
+    frames, fps = media_frames(4)
+    fps = float(fps)
+
+    def landmarks(aligner, times):
+        return np.stack([aligner(f, t).landmarks for f, t in zip(frames, times)])
+
+    plain = FaceAligner(fps=fps)
+    reference = np.stack([plain(f).landmarks for f in frames])
+    assert np.allclose(landmarks(FaceAligner(fps=fps), np.arange(len(frames)) / fps), reference, atol=1e-4)
+    spread = landmarks(FaceAligner(fps=fps), 3 * np.arange(len(frames)) / fps)
+    slow = FaceAligner(fps=fps / 3)
+    assert np.allclose(spread, np.stack([slow(f).landmarks for f in frames]), atol=1e-4)
+    assert not np.allclose(spread, reference, atol=1e-2)

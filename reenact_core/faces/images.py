@@ -136,16 +136,42 @@ def read_image(path: str | Path) -> np.ndarray:
 
     Returns:
         The layout and dtype :func:`from_pil` gives for the file's PIL mode (a multi-frame file gives its
-        first frame).
+        first frame); a 16-bit RGB or RGBA file (which PIL opens as 8-bit) gives (H, W, 3|4) uint16.
 
     Raises:
         InputError: a missing, unreadable or unsupported file (one line, naming it).
     """
     try:
         with Image.open(path) as image:
+            if image.mode in ("RGB", "RGBA") and ";16" in _raw_mode(image):
+                return _deep_colour(path, image)
             return from_pil(ImageOps.exif_transpose(image))
     except (OSError, ValueError) as exc:   # PIL's UnidentifiedImageError is an OSError
         raise InputError(f"cannot read the image {path}: {exc}") from None
+
+
+_EXIF_ORIENTATION = 0x0112
+# EXIF orientation → (quarter turns counter-clockwise, then top-bottom mirror, then left-right mirror) to upright
+_EXIF_UPRIGHT = {2: (0, False, True), 3: (2, False, False), 4: (0, True, False), 5: (1, True, False),
+                 6: (-1, False, False), 7: (-1, True, False), 8: (1, False, False)}
+
+
+def _raw_mode(image: Image.Image) -> str:
+    """How the file stores its pixels (e.g. ``RGB;16B`` for a 16-bit RGB PNG), as far as PIL says."""
+    args = image.tile[0].args if image.tile else None
+    return args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
+
+
+def _deep_colour(path: str | Path, image: Image.Image) -> np.ndarray:
+    """A 16-bit RGB(A) file, which PIL opens as 8-bit: (H, W, 3|4) uint16 decoded by OpenCV, made upright."""
+    from ..video.orientation import Orientation   # the video package imports this module
+
+    decoded = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)   # EXIF orientation not applied
+    if decoded is None or decoded.dtype != np.uint16 or decoded.ndim != 3:
+        return from_pil(ImageOps.exif_transpose(image))   # a layout OpenCV reads otherwise: PIL's 8 bits
+    rgb = cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGBA if decoded.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    upright = _EXIF_UPRIGHT.get(image.getexif().get(_EXIF_ORIENTATION, 1), (0, False, False))
+    return Orientation(*upright).apply(rgb)
 
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
@@ -166,6 +192,9 @@ def from_pil(image: Image.Image) -> np.ndarray:
       those ranges that holds the image's maximum (negatives clipped to 0), stretched like ``I`` beyond;
     * modes with alpha (``RGBA``, ``LA``, ``PA``, ``P`` with a transparent colour, ...) → (H, W, 4) uint8 RGBA;
     * every other mode (``RGB``, ``CMYK``, ``YCbCr``, ``LAB``, ``P``, ``HSV``, ...) → (H, W, 3) uint8 RGB by PIL.
+
+    PIL has no 16-bit colour mode: :func:`read_image` reads 16-bit RGB(A) files (PNG, TIFF) through OpenCV instead,
+    as (H, W, 3|4) uint16.
 
     Raises:
         InputError: NaN or infinite values in an ``F`` image. ValueError: a mode PIL cannot turn into RGB.
