@@ -337,6 +337,19 @@ def test_writer_places_frames_at_given_times(tmp_path, pattern):
         writer.write(frames[:2], times[:1])
 
 
+@pytest.mark.parametrize("codec", ("mpeg4", pick_video_codec()))
+def test_fine_time_units_are_kept_within_half_a_frame(tmp_path, codec):
+    """A 1/90000 s unit (MPEG-TS, phones): kept by H.264; MPEG-4 Part 2 needs a 16-bit unit and rounds."""
+    fps, unit = Fraction(30000, 1001), Fraction(1, 90000)
+    ticks = [round(p / fps / unit) for p in vfr_patterns(8)["dropped"]]
+    times = [t * unit for t in ticks]
+    with VideoWriter(tmp_path / "out.mp4", fps, codec=codec, time_base=unit) as writer:
+        writer.write(np.zeros((len(times), 32, 48, 3), np.uint8), times)
+    written = output_times(tmp_path / "out.mp4")
+    assert len(written) == len(times)
+    assert max(abs(float((a - b) * fps)) for a, b in zip(written, times)) < 0.5
+
+
 def test_loop_and_pingpong_keep_the_driver_spacing(tmp_path, shared_dir):
     frames, fps = media_frames(CLIP_FRAMES)
     pts = vfr_patterns(len(frames))["alternating"]
