@@ -96,6 +96,10 @@ TUNE_STEPS = Number("tune_steps", _REENACT_TUNE_STEPS, 0, 5000,
                     "steps tuning the generator's upper layers to the source (the paper reenacts with 200 and edits "
                     "with 0; 0 = off)", integer=True)
 EDIT_TUNE_STEPS = 0   # the paper edits from the e4e inversion alone
+THREADS = Number("threads", 1, 1, 1024,
+                 "CPU threads of torch in this process; the default is what bench/threads.py measured best for a "
+                 "machine shared with other work (README: 'Shared machines'); under torchrun it is 1 per rank",
+                 integer=True)
 FACE_INDEX = Number("face_index", 0, 0, 63, "position of the face from the left (0 = leftmost)", integer=True)
 
 
@@ -119,15 +123,18 @@ def face_select(value: str | int) -> str | int:
 
 def add_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, option: Choice | Number, flag: str,
                  help: str | None = None, **kwargs: Any) -> argparse.Action:
-    """Adds ``flag`` for ``option`` with its choices or type, its default and its help (``help`` replaces it)."""
+    """Adds ``flag`` for ``option`` with its choices or type, its default and its help (``help`` replaces it).
+
+    ``default=None`` leaves the flag unset when not given (the caller tells an explicit value from the default,
+    which the help still shows)."""
     text = (help or option.help).replace("%", "%%")
     if isinstance(option, Choice):
         kwargs.setdefault("choices", option.choices)
-        kwargs.setdefault("default", option.default)
     else:
         kwargs.setdefault("type", _checked(option))
-        kwargs.setdefault("default", option.default)
-    return parser.add_argument(flag, help=f"{text} (default {kwargs['default']})", **kwargs)
+    kwargs.setdefault("default", option.default)
+    shown = option.default if kwargs["default"] is None else kwargs["default"]
+    return parser.add_argument(flag, help=f"{text} (default {shown})", **kwargs)
 
 
 def _checked(option: Number):

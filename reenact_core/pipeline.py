@@ -31,7 +31,8 @@ class RunSummary:
     frames: int
     fps: Fraction
     statuses: dict[str, int]   # frames per status: driven / held / passed
-    audio: bool
+    audio: bool                # the output carries the driver's audio (over the driver's length, never looped)
+    driver_frames: int | None = None   # the driver's length when known (an output past it was looped)
 
 
 def output_frames(chunk, paste_back: bool) -> np.ndarray:
@@ -46,16 +47,19 @@ def output_frames(chunk, paste_back: bool) -> np.ndarray:
 def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | Path, out: str | Path,
                  options: DriveOptions = DriveOptions(), *, num_frames: int | None = None,
                  length_policy: str = "stop", png_dir: str | Path | None = None, chunk: int = DEFAULT_CHUNK,
-                 progress: Callable[[int, int | None], None] | None = None) -> RunSummary:
+                 progress: Callable[[int, int | None], None] | None = None,
+                 image_fps: float | None = None) -> RunSummary:
     """Reenact ``source`` with every frame of ``driving`` (video, image folder or image) and write ``out``.
 
     ``out`` is a video (one frame per driver frame at that frame's time, so a variable frame rate is kept; the
     driver's audio muxed in) or, for a one-frame driver, may be an image file. The smoothers step by the real
-    time between driver frames. ``png_dir`` also writes every frame as PNG. ``num_frames``/``length_policy`` (stop, loop, pingpong) set
-    the output length. ``progress(done, total)`` is called after every chunk. Memory stays flat: frames are
+    time between driver frames. ``png_dir`` also writes every frame as PNG. ``num_frames``/``length_policy``
+    (stop, loop, pingpong) set the output length; the driver's audio is not repeated past its end. ``image_fps``
+    is the rate of an image or image-folder driver (default :data:`~reenact_core.video.DEFAULT_FPS`; a video
+    keeps its own). ``progress(done, total)`` is called after every chunk. Memory stays flat: frames are
     streamed (the command line also keeps glibc's heap from growing with freed frames, ``reenact_core.memory``).
     """
-    reader = VideoReader(driving)
+    reader = VideoReader(driving) if image_fps is None else VideoReader(driving, image_fps=image_fps)
     out = Path(out)
     total = num_frames if num_frames is not None else (reader.frame_count if reader.frame_count_exact else None)
     as_image = out.suffix.lower() in IMAGE_SUFFIXES
@@ -98,7 +102,8 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
         if written != 1:
             raise InputError(f"{out.name}: an image output needs a one-frame driver, got {written} frames")
         atomic_write(out, Image.fromarray(last).save)   # the temporary name keeps the suffix that picks the format
-    return RunSummary(out, written, reader.fps, statuses, bool(writers) and reader.has_audio)
+    return RunSummary(out, written, reader.fps, statuses, bool(writers) and reader.has_audio,
+                      reader.frame_count if reader.frame_count_exact else None)
 
 
 def _timed_chunks(timed: Iterator[tuple[Fraction, np.ndarray]], size: int) -> Iterator[tuple[list, np.ndarray]]:
