@@ -81,18 +81,6 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_image(path: str):
-    import numpy as np
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            return np.asarray(img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB"))
-    except (OSError, ValueError) as exc:
-        raise ReenactError(f"cannot read the image {path}: {exc}") from None
-
-
 def _warn_random_weights(models) -> None:
     """One warning when model files are random-weight test files (marked in their metadata, as doctor shows)."""
     from .weights import has_random_weights
@@ -109,6 +97,7 @@ def _reenact(args: argparse.Namespace) -> int:
     from .arguments import check_reenact_arguments, parse_edits
     from .engine import DriveOptions, edit, find_fsr, load_reenact_models, load_source, prepare_source, save_source
     from .engine.pairing import resolve_tune_steps
+    from .faces.images import read_image
     from .memory import fix_heap_threshold
     from .pipeline import reenact_file
     from .weights import find_lpips
@@ -126,7 +115,7 @@ def _reenact(args: argparse.Namespace) -> int:
     else:
         steps = resolve_tune_steps(args.tune_steps, models.e4e, models.directions, reenacting=bool(args.driving))
         bar, update = _progress_bar(steps, "tuning G to the source", unit="step") if steps else (None, None)
-        source = prepare_source(_read_image(args.source), models, select=args.face, tune_steps=steps,
+        source = prepare_source(read_image(args.source), models, select=args.face, tune_steps=steps,
                                 lpips=find_lpips(folders, device=device) if steps else None,
                                 progress=(lambda step, total, eta, loss: update(step)) if steps else None)
         if bar is not None:
@@ -207,6 +196,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .engine import load_reenact_models
     from .errors import MissingModelError
     from .evaluation import ARCFACE_MEASURE, DecaMeasurer, arcface_embedder, cosine_similarity, dlib_descriptor, evaluate
+    from .faces.images import read_image, to_uint8_rgb
     from .files import write_text
     from .video import VideoReader
     from .weights import find_model_file, load_model
@@ -221,7 +211,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                         identity_measure=ARCFACE_MEASURE)
     except MissingModelError:
         pass
-    report = evaluate(_read_image(args.source)[..., :3], iter(VideoReader(args.output)), iter(VideoReader(args.driving)),
+    report = evaluate(to_uint8_rgb(read_image(args.source)), iter(VideoReader(args.output)), iter(VideoReader(args.driving)),
                       estimator=measurer.params, landmarks=measurer.landmarks, **identity)
     print(report.table())
     if args.json:

@@ -4,9 +4,12 @@ Memory stays flat on long drivers: frames are decoded, reenacted and encoded a c
 """
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import islice
 from pathlib import Path
 from typing import Callable
 
@@ -15,7 +18,7 @@ import numpy as np
 from .engine import DriveOptions, DriveSession, PreparedSource, ReenactModels
 from .errors import InputError
 from .faces.images import save_image
-from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, driver_chunks
+from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, timed_driver_frames
 
 DEFAULT_CHUNK = 32  # driver frames decoded per step
 
@@ -48,16 +51,17 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
                  image_fps: float | None = None) -> RunSummary:
     """Reenact ``source`` with every frame of ``driving`` (video, image folder or image) and write ``out``.
 
-    ``out`` is a video (the driver's frame rate, its audio muxed in; 8-bit RGB, container by suffix, see
-    ``reenact_core.video.VideoWriter``) or, for a one-frame driver, may be an image file. ``png_dir`` also writes
-    every frame as PNG. PNG frames and a PNG ``out`` keep the source image's channels (alpha included) and bit
-    depth (``faces.images.save_image``). ``num_frames``/``length_policy`` (stop, loop, pingpong) set the output
-    length; the driver's audio is not repeated past its end. ``image_fps`` is the rate of an image or
-    image-folder driver (default :data:`~reenact_core.video.DEFAULT_FPS`; a video keeps its own).
-    ``progress(done, total)`` is called after every chunk. Every output appears whole when the run
-    ends and not at all after an error or interrupt (earlier files at those paths are left as they were).
-    Memory stays flat: frames are streamed (the command line also keeps glibc's heap from growing with freed
-    frames, ``reenact_core.memory``).
+    ``out`` is a video (one frame per driver frame at that frame's time, so a variable frame rate is kept; the
+    driver's audio muxed in; 8-bit RGB, container by suffix, see ``reenact_core.video.VideoWriter``) or, for a
+    one-frame driver, may be an image file. The smoothers step by the real time between driver frames.
+    ``png_dir`` also writes every frame as PNG. PNG frames and a PNG ``out`` keep the source image's channels
+    (alpha included) and bit depth (``faces.images.save_image``). ``num_frames``/``length_policy`` (stop, loop,
+    pingpong) set the output length; the driver's audio is not repeated past its end. ``image_fps`` is the rate
+    of an image or image-folder driver (default :data:`~reenact_core.video.DEFAULT_FPS`; a video keeps its own).
+    ``progress(done, total)`` is called after every chunk. Every output appears whole when the run ends and not
+    at all after an error or interrupt (earlier files at those paths are left as they were). Memory stays flat:
+    frames are streamed (the command line also keeps glibc's heap from growing with freed frames,
+    ``reenact_core.memory``).
     """
     reader = VideoReader(driving) if image_fps is None else VideoReader(driving, image_fps=image_fps)
     out = Path(out)
@@ -66,9 +70,11 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
     session = DriveSession(models, source, options, fps=float(reader.fps))
     statuses: dict[str, int] = {}
     written, last = 0, None
+    pending: deque[Fraction] = deque()   # times of the frames fed but not yet settled by the session
     with ExitStack() as stack:   # on an error every writer is aborted: no partial output remains
         video = None if as_image else stack.enter_context(
-            VideoWriter(out, reader.fps, audio_from=reader.path if reader.has_audio else None))
+            VideoWriter(out, reader.fps, audio_from=reader.path if reader.has_audio else None,
+                        time_base=reader.time_base))
         pngs = None if png_dir is None else stack.enter_context(PngFramesWriter(png_dir))
 
         def emit(driven) -> None:
@@ -76,9 +82,10 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
             images = driven.frames if options.paste_back and len(driven) else driven.crops   # the source's layout
             for s in driven.status:
                 statuses[s] = statuses.get(s, 0) + 1
+            times = [pending.popleft() for _ in range(len(images))]
             if len(images):
                 if video is not None:
-                    video.write(output_frames(driven, options.paste_back))
+                    video.write(output_frames(driven, options.paste_back), times)
                 if pngs is not None:
                     pngs.write(images)
                 last = images[-1]
@@ -86,8 +93,9 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
             if progress is not None:
                 progress(written, total)
 
-        for frames in driver_chunks(reader, chunk, num_frames, length_policy):
-            emit(session.process(frames))
+        for times, frames in _timed_chunks(timed_driver_frames(reader, num_frames, length_policy), chunk):
+            pending.extend(times)
+            emit(session.process(frames, times))
         emit(session.finish())
         if as_image:
             if written != 1:
@@ -95,3 +103,9 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
             save_image(out, last)
     return RunSummary(out, written, reader.fps, statuses, video is not None and video.audio_written,
                       reader.frame_count if reader.frame_count_exact else None)
+
+
+def _timed_chunks(timed: Iterator[tuple[Fraction, np.ndarray]], size: int) -> Iterator[tuple[list, np.ndarray]]:
+    """``(times, frames)`` of consecutive ``(time, frame)`` pairs, ``size`` at a time (the last may be shorter)."""
+    while batch := list(islice(timed, size)):
+        yield [time for time, _ in batch], np.stack([frame for _, frame in batch])

@@ -182,7 +182,6 @@ def test_exported_pair_defaults_to_no_tuning_and_a_mismatch_warns_once(tmp_path,
 
 @pytest.mark.parametrize("pair", [("p1", "p1"), ("p1", "p2"), (None, None)])
 def test_command_line_tuning_default_follows_the_pair(tmp_path, capsys, monkeypatch, pair):
-    import reenact_core.cli as cli
     import reenact_core.engine as engine
     from reenact_core.cli import main
     from reenact_core.engine.pairing import JOINT_PAIR_KEY
@@ -201,7 +200,6 @@ def test_command_line_tuning_default_follows_the_pair(tmp_path, capsys, monkeypa
         raise ReenactError("stopped after the tuning decision")
 
     monkeypatch.setattr(engine, "prepare_source", prepare)
-    monkeypatch.setattr(cli, "_read_image", lambda path: np.zeros((8, 8, 3), np.uint8))
     image = tmp_path / "any.png"      # real files: the arguments are checked before any model is loaded
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
     for extra in ([], ["--tune-steps", "3"]):

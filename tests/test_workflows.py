@@ -20,6 +20,7 @@ from comfy_reference import (DRIVER_VIDEO, MODEL_FOLDER, SOURCE_IMAGE, assert_sa
                              load_image, nodes_of, prepare_base, prepared_source, with_widgets)
 from comfy_server import REPO, ComfyServer, ProgressWatcher, comfyui_dir, failure_messages
 from conftest import require
+from input_fixtures import write_clip
 from reenact_core.cli import main as cli
 from reenact_core.engine import DIRECTION_NAMES, drive, edit, load_reenact_models, prepare_source
 from reenact_core.engine.pairing import JOINT_PAIR_KEY, resolve_tune_steps
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.comfy
 UI_DIR, API_DIR = REPO / "example_workflows", REPO / "tests" / "workflows"
 NAMES = sorted(p.stem for p in UI_DIR.glob("*.json"))
 TUNE_STEPS = 2            # a few steps, so that the tuning path runs too
+ROTATED_FRAMES = 6        # driver frames of the rotated-clip runs
 DIFFUSION_LOADER = "CheckpointLoaderSimple"
 
 
@@ -277,6 +279,30 @@ def test_video_reenactment_matches_the_engine(server, models, tmp_path):
     assert (ours.fps, ours.has_audio) == (theirs.fps, theirs.has_audio)
     a, b = np.stack(list(ours)), np.stack(list(theirs))
     assert a.shape == b.shape and np.array_equal(a, b), f"max difference {np.abs(a.astype(int) - b).max()}"
+
+
+@pytest.mark.parametrize("rotation", (90, 180, 270))
+def test_video_node_reads_a_rotated_driver_upright(server, models, tmp_path, rotation):
+    """A phone clip stored sideways with a display rotation: under ``no_face="raise"`` the Reenact Video node runs
+    only if every frame is read upright (sideways faces are not found), and it gives the library's frames."""
+    upright = VideoReader(server.input_dir / DRIVER_VIDEO)
+    frames = next(upright.chunks(ROTATED_FRAMES))
+    name = f"rotated_{rotation}.mp4"
+    write_clip(server.input_dir / name, frames, list(range(len(frames))), 1 / upright.fps, rotation=rotation)
+    prompt = with_widgets(api_prompt("video_reenactment"), tune_steps=0, no_face="raise")
+    prompt = with_widgets(prompt, ("LoadVideo",), file=name)
+    outputs = server.run(prompt)
+    (save,) = nodes_of(prompt, "SaveVideo")
+    (saved,) = outputs[save]["images"]
+    written = tmp_path / "comfy.mp4"
+    written.write_bytes(server.view(saved))
+    inputs = node_inputs(prompt, "LatentReenactReenactVideo")
+    prepared = prepared_source(models, inputs, load_image(server.input_dir / SOURCE_IMAGE))
+    expected = tmp_path / "engine.mp4"
+    reenact_file(models, prepared, server.input_dir / name, expected, drive_options(inputs),
+                 chunk=inputs["batch_size"])
+    a, b = np.stack(list(VideoReader(written))), np.stack(list(VideoReader(expected)))
+    assert len(a) == len(frames) and a.shape == b.shape and np.array_equal(a, b)
 
 
 def cli_frames(server, out_dir, inputs: dict, fsr: str) -> list[np.ndarray]:

@@ -31,7 +31,7 @@ class DriverMotion:
         normaliser: the normaliser of the A in use (its S also scales the smoother).
         options: ``mode``, ``pose``, ``expression``, ``strength`` and ``smoothing`` are used
             (:class:`~reenact_core.engine.session.DriveOptions`).
-        fps: driver frame rate, for the smoother's time constants.
+        fps: driver frame rate, for the smoother's time constants (faces fed without times are ``1 / fps`` apart).
     """
 
     def __init__(self, source_params: FaceParams, normaliser: Normaliser, options: MotionOptions, *,
@@ -40,12 +40,14 @@ class DriverMotion:
         self._smoother = SequenceSmoother("params", options.smoothing, fps, scale=2 * normaliser.shift_scale)
         self._reference: FaceParams | None = None
 
-    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B, 236) DECA codes of the next B driver faces → their (B, 15) Δp."""
+    def __call__(self, codes: torch.Tensor, times=None) -> torch.Tensor:
+        """(B, 236) DECA codes of the next B driver faces → their (B, 15) Δp; ``times``: optional (B,) times of
+        the faces' frames in seconds, for the smoother (:class:`~reenact_core.faces.smoothing.SequenceSmoother`)."""
         o, normaliser = self.options, self.normaliser
         params = FaceParams.from_deca(codes)
         if self._smoother.filter.settings is not None:
-            params = denormalise(self._smoother(normalise(params, normaliser=normaliser)), normaliser=normaliser)
+            smoothed = self._smoother(normalise(params, normaliser=normaliser), times)
+            params = denormalise(smoothed, normaliser=normaliser)
         if o.mode == "relative" and self._reference is None:
             self._reference = FaceParams(params.angles[:1], params.jaw[:1], params.exp[:1])
         return delta_p(self.source_params, params, relative_to=self._reference, pose=o.pose,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import NoFaceError
+from ..errors import InputError, NoFaceError
 from ..faces.alignment import AlignedFace, FaceAligner
 from ..landmarks import DEFAULT_BACKEND, LandmarkBackend
 from ..method import CROP_SIZE
@@ -130,7 +130,8 @@ class DriveSession:
         models: the loaded networks.
         source: the prepared source (any device; moved to the models').
         options: driving options.
-        fps: driver frame rate, for the smoothers' time constants.
+        fps: driver frame rate, for the smoothers' time constants (frames given without times are ``1 / fps``
+            apart).
     """
 
     def __init__(self, models: ReenactModels, source: PreparedSource, options: DriveOptions = DriveOptions(), *,
@@ -149,12 +150,15 @@ class DriveSession:
         self._context = None if models.fsr is None else fsr_context(models.generator.module, models.refiner,
                                                                     self.source, options.truncation)
 
-    def process(self, frames: Iterable[np.ndarray]) -> DrivenChunk:
+    def process(self, frames: Iterable[np.ndarray], times=None) -> DrivenChunk:
         """Takes the next driver frames and returns the output frames settled so far.
 
         Args:
             frames: (n, H, W, 3) array or an iterable of images ((H, W) grey, (H, W, 1|3|4); uint8, uint16 or
                 float in [0, 1]).
+            times: optional (n,) increasing times of the frames in seconds (a variable-frame-rate driver's
+                timestamps, :func:`reenact_core.video.timed_driver_frames`): the smoothers step by the real
+                time between frames. Give times with every call or with none.
 
         Returns:
             The next output frames in order; frames of an unfinished batch window come with a later call.
@@ -163,8 +167,11 @@ class DriveSession:
             NoFaceError: a frame without the tracked face under the ``"raise"`` policy.
         """
         out = _Outputs(self.source, self.options.paste_back)
-        for frame in frames:
-            self._window.append(self._aligner(frame))
+        frames = list(frames) if times is not None else frames
+        if times is not None and len(times) != len(frames):
+            raise InputError(f"{len(times)} frame times for {len(frames)} frames")
+        for offset, frame in enumerate(frames):
+            self._window.append(self._aligner(frame, None if times is None else float(times[offset])))
             if self.frames_seen % self.options.batch_size == 0:
                 self._flush(out)
         return out.chunk()
@@ -215,7 +222,8 @@ class DriveSession:
         o, models = self.options, self.models
         codes = estimate_codes(models.deca.module, np.stack([f.crop for f in faces]),
                                np.stack([f.kpt68 for f in faces]))
-        return render(models.directions.module, models.generator.module, self.source, self._motion(codes),
+        times = None if faces[0].time is None else [f.time for f in faces]
+        return render(models.directions.module, models.generator.module, self.source, self._motion(codes, times),
                       fsr=models.refiner, truncation=o.truncation, paste=o.paste_back, color_match=o.color_match,
                       context=self._context)
 

@@ -29,6 +29,7 @@ class AlignedFace:
         transform: where ``crop`` lies in the frame.
         landmarks: (68, 2) float32 smoothed iBUG-68 points ``(x, y)`` in frame pixels.
         kpt68: (68, 2) float32 the same points in crop pixels.
+        time: the frame's time in seconds when it came with one, else None.
     """
 
     index: int
@@ -36,6 +37,7 @@ class AlignedFace:
     transform: CropTransform
     landmarks: np.ndarray
     kpt68: np.ndarray
+    time: float | None = None
 
 
 class FaceAligner:
@@ -47,7 +49,7 @@ class FaceAligner:
         no_face: ``"raise"`` (NoFaceError naming a frame without the tracked face); ``"pass"`` and ``"hold"``
             return None for it (what the frame shows is :func:`reenact_core.engine.plan.frame_rows`'s part).
         smoothing: One-Euro strength in [0, 1] of the landmarks (0 = off).
-        fps: frame rate, for the smoother's time constants.
+        fps: frame rate, for the smoother's time constants (frames aligned without a time are ``1 / fps`` apart).
         backend: landmark backend name or instance.
     """
 
@@ -60,8 +62,11 @@ class FaceAligner:
         self._tracker = FaceTracker(select, "raise" if no_face == "raise" else "pass")
         self._smoother = SequenceSmoother("landmarks", smoothing, fps)
 
-    def __call__(self, frame: np.ndarray) -> AlignedFace | None:
+    def __call__(self, frame: np.ndarray, time: float | None = None) -> AlignedFace | None:
         """Aligns the next frame ((H, W) grey, (H, W, 1|3|4); uint8, uint16 or float in [0, 1]).
+
+        ``time``: the frame's time in seconds (increasing; give it for every frame or for none), so that the
+        smoother steps by the real time between the frames with a face (variable frame rates, gaps).
 
         Returns:
             Its aligned face, or None when it has no tracked face.
@@ -72,6 +77,7 @@ class FaceAligner:
         face = self._tracker.update([detect_faces(rgb, self.backend)])[0].face
         if face is None:
             return None
-        landmarks = self._smoother(face.landmarks[None])[0]
+        landmarks = self._smoother(face.landmarks[None], None if time is None else [time])[0]
         crop, transform = crop_using_landmarks(rgb, landmarks)
-        return AlignedFace(index, crop, transform, landmarks, transform.frame_to_crop(landmarks).astype(np.float32))
+        return AlignedFace(index, crop, transform, landmarks, transform.frame_to_crop(landmarks).astype(np.float32),
+                           time)

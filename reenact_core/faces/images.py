@@ -5,6 +5,7 @@ float (float values are read as [0, 1] and clipped to it). Every processed image
 working copy is RGB, and :func:`from_float_rgb` writes a result back in the layout, bit depth and alpha of the
 original (pixels of a region are converted one by one, so a region can be converted on its own), and
 :func:`save_image` writes it to a file without losing alpha or depth where the format can hold them.
+Image files are read by :func:`read_image` into one of these layouts at their real range (:func:`from_pil`).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, ImageOps
 
 from ..errors import InputError
 from ..files import atomic_write
@@ -160,3 +162,100 @@ def save_image(path: str | Path, image: np.ndarray) -> Path:
     if not ok:
         raise InputError(f"cannot encode image {path.name} ({image.dtype} {image.shape})")
     return atomic_write(path, lambda temporary: Path(temporary).write_bytes(encoded.tobytes()))
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file, turned upright by its EXIF orientation, as an accepted array at its real range.
+
+    Returns:
+        The layout and dtype :func:`from_pil` gives for the file's PIL mode (a multi-frame file gives its
+        first frame); a 16-bit RGB or RGBA file (which PIL opens as 8-bit) gives (H, W, 3|4) uint16.
+
+    Raises:
+        InputError: a missing, unreadable or unsupported file (one line, naming it).
+    """
+    try:
+        with Image.open(path) as image:
+            if image.mode in ("RGB", "RGBA") and ";16" in _raw_mode(image):
+                return _deep_colour(path, image)
+            return from_pil(ImageOps.exif_transpose(image))
+    except (OSError, ValueError) as exc:   # PIL's UnidentifiedImageError is an OSError
+        raise InputError(f"cannot read the image {path}: {exc}") from None
+
+
+_EXIF_ORIENTATION = 0x0112
+# EXIF orientation → (quarter turns counter-clockwise, then top-bottom mirror, then left-right mirror) to upright
+_EXIF_UPRIGHT = {2: (0, False, True), 3: (2, False, False), 4: (0, True, False), 5: (1, True, False),
+                 6: (-1, False, False), 7: (-1, True, False), 8: (1, False, False)}
+
+
+def _raw_mode(image: Image.Image) -> str:
+    """How the file stores its pixels (e.g. ``RGB;16B`` for a 16-bit RGB PNG), as far as PIL says."""
+    args = image.tile[0].args if image.tile else None
+    return args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
+
+
+def _deep_colour(path: str | Path, image: Image.Image) -> np.ndarray:
+    """A 16-bit RGB(A) file, which PIL opens as 8-bit: (H, W, 3|4) uint16 decoded by OpenCV, made upright."""
+    from ..video.orientation import Orientation   # the video package imports this module
+
+    decoded = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)   # EXIF orientation not applied
+    if decoded is None or decoded.dtype != np.uint16 or decoded.ndim != 3:
+        return from_pil(ImageOps.exif_transpose(image))   # a layout OpenCV reads otherwise: PIL's 8 bits
+    rgb = cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGBA if decoded.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    upright = _EXIF_UPRIGHT.get(image.getexif().get(_EXIF_ORIENTATION, 1), (0, False, False))
+    return Orientation(*upright).apply(rgb)
+
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+_WITH_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+def from_pil(image: Image.Image) -> np.ndarray:
+    """A PIL image as an array :func:`check_image` accepts, read at the real range of its mode.
+
+    ``convert("RGB")`` clips 16-bit, 32-bit and float modes to 0..255 (a 16-bit grey scan reads nearly white);
+    here no mode is clipped:
+
+    * ``1`` → (H, W) uint8, 0 or 255; ``L`` → (H, W) uint8;
+    * ``I;16`` (any byte order) → (H, W) uint16;
+    * ``I`` (32-bit int, which PIL uses for 8-bit and 16-bit greys alike) → (H, W) uint8 when all values lie
+      in 0..255, uint16 in 0..65535, else float32 stretched from the image's minimum (0) to its maximum (1);
+    * ``F`` (float) → (H, W) float32 in [0, 1], values read as [0, 1], 0..255 or 0..65535: the smallest of
+      those ranges that holds the image's maximum (negatives clipped to 0), stretched like ``I`` beyond;
+    * modes with alpha (``RGBA``, ``LA``, ``PA``, ``P`` with a transparent colour, ...) → (H, W, 4) uint8 RGBA;
+    * every other mode (``RGB``, ``CMYK``, ``YCbCr``, ``LAB``, ``P``, ``HSV``, ...) → (H, W, 3) uint8 RGB by PIL.
+
+    PIL has no 16-bit colour mode: :func:`read_image` reads 16-bit RGB(A) files (PNG, TIFF) through OpenCV instead,
+    as (H, W, 3|4) uint16.
+
+    Raises:
+        InputError: NaN or infinite values in an ``F`` image. ValueError: a mode PIL cannot turn into RGB.
+    """
+    mode = image.mode
+    if mode in ("1", "L"):
+        return np.asarray(image.convert("L"))
+    if mode in _SIXTEEN_BIT_MODES:
+        return np.asarray(image).astype(np.uint16)   # native byte order
+    if mode in ("I", "F"):
+        return _wide_grey(np.asarray(image), mode)
+    if mode == "La":   # premultiplied alpha, which PIL turns into RGBA only through LA
+        image = image.convert("LA")
+    with_alpha = mode in _WITH_ALPHA or (mode == "P" and "transparency" in image.info)
+    return np.asarray(image.convert("RGBA" if with_alpha else "RGB"))
+
+
+_GREY_RANGES = {"I": (255, 65535), "F": (1.0, 255.0, 65535.0)}  # ranges values are read in, smallest first
+
+
+def _wide_grey(values: np.ndarray, mode: str) -> np.ndarray:
+    """A 32-bit int (``I``) or float (``F``) grey image at its range (see :func:`from_pil`)."""
+    if mode == "F" and not np.isfinite(values).all():
+        raise InputError("image contains NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    top = next((r for r in _GREY_RANGES[mode] if high <= r), None)
+    if top is None or (mode == "I" and low < 0):
+        return ((values.astype(np.float64) - low) / max(high - low, 1e-12)).astype(np.float32)
+    if mode == "I":
+        return values.astype(np.uint8 if top == 255 else np.uint16)
+    return np.clip(values / np.float32(top), 0.0, 1.0).astype(np.float32)

@@ -2,7 +2,9 @@
 
 The One-Euro filter is an exponential low-pass whose cut-off rises with the signal's speed: still faces are
 smoothed hard, fast motion (a mouth opening) passes with little lag. It is causal, so it runs on a stream.
-Per frame ``t`` (``dt = 1 / fps`` seconds), for each point (a group of coordinates moving together):
+Per frame ``t`` (``dt`` = the time since the previous frame: the frames' own times when given, as a
+variable-frame-rate video has them, else ``1 / fps`` seconds), for each point (a group of coordinates moving
+together):
 
     v_t      = lowpass((x_t − x̂_{t−1}) / (dt · scale_t), derivative_cutoff)   (scale-free: e.g. IODs / s)
     cutoff_t = min_cutoff + beta · |v_t|                                       (Hz)
@@ -84,12 +86,13 @@ class OneEuroFilter:
         self._value: np.ndarray | None = None
         self._velocity: np.ndarray | None = None
 
-    def step(self, x: np.ndarray, scale=1.0) -> np.ndarray:
+    def step(self, x: np.ndarray, scale=1.0, dt: float | None = None) -> np.ndarray:
         """Filters one frame.
 
         Args:
             x: (..., C) float64 values of this frame.
             scale: speed unit, broadcastable to (..., 1): velocity is ``Δx / (dt · scale)``.
+            dt: seconds since the previous frame (> 0); default ``1 / fps``.
 
         Returns:
             The filtered (..., C) frame.
@@ -99,12 +102,12 @@ class OneEuroFilter:
         if self._value is None:
             self._value, self._velocity = x, np.zeros_like(x)
             return x
-        s = self.settings
+        s, dt = self.settings, self.dt if dt is None else dt
         delta = x - self._value
-        velocity = delta / (self.dt * scale)
-        self._velocity = self._velocity + _alpha(s.derivative_cutoff_hz, self.dt) * (velocity - self._velocity)
+        velocity = delta / (dt * scale)
+        self._velocity = self._velocity + _alpha(s.derivative_cutoff_hz, dt) * (velocity - self._velocity)
         speed = np.linalg.norm(self._velocity, axis=-1, keepdims=True)
-        self._value = self._value + _alpha(s.min_cutoff_hz + s.beta * speed, self.dt) * delta
+        self._value = self._value + _alpha(s.min_cutoff_hz + s.beta * speed, dt) * delta
         return self._value
 
 
@@ -116,7 +119,7 @@ class SequenceSmoother:
     Args:
         kind: ``"landmarks"``, ``"boxes"`` or ``"params"``.
         strength: in [0, 1]; 0 is off.
-        fps: frames per second of the video.
+        fps: frames per second of the video (the time between frames fed without times).
         scale: speed unit of ``"params"`` (a scalar or (D,) per coordinate; e.g. each parameter's range).
     """
 
@@ -126,12 +129,16 @@ class SequenceSmoother:
         self.kind = kind
         self.scale = np.asarray(scale, dtype=np.float64)
         self.filter = OneEuroFilter(one_euro_settings(strength), fps)
+        self._time: float | None = None   # the previous frame's time, when frames come with times
 
-    def __call__(self, chunk):
+    def __call__(self, chunk, times=None):
         """Smooths the next frames.
 
         Args:
             chunk: (T, N, 2) landmarks, (T, 4) boxes or (T, D) params; numpy array or tensor.
+            times: optional (T,) increasing times in seconds of the frames (e.g. a variable-frame-rate video's
+                timestamps, with gaps where frames were left out): the filter steps by the time between
+                frames instead of ``1 / fps``.
 
         Returns:
             The smoothed chunk, of the input's shape, type, dtype (and device).
@@ -141,23 +148,36 @@ class SequenceSmoother:
         if values.ndim != expected or (self.kind == "landmarks" and values.shape[-1] != 2) or (
                 self.kind == "boxes" and values.shape[-1] != 4):
             raise InputError(f"{self.kind} sequence has shape {tuple(values.shape)}; see SequenceSmoother")
+        if times is not None and len(times) != len(values):
+            raise InputError(f"{len(times)} times for a sequence of {len(values)} frames")
         out = np.empty_like(values)
         for t, frame in enumerate(values):
-            out[t] = self._step(frame)
+            out[t] = self._step(frame, None if times is None else self._dt(float(times[t])))
         return _like(out, chunk)
 
-    def _step(self, frame: np.ndarray) -> np.ndarray:
+    def _dt(self, time: float) -> float | None:
+        """Seconds since the previous timed frame (None for the first: no step is taken from it)."""
+        previous, self._time = self._time, time
+        if previous is None:
+            return None
+        if not time > previous:
+            raise InputError(f"frame times must increase, got {time} s after {previous} s")
+        return time - previous
+
+    def _step(self, frame: np.ndarray, dt: float | None) -> np.ndarray:
         if self.kind == "landmarks":
-            return self.filter.step(frame, max(float(interocular_distance(frame)), 1e-6))
+            return self.filter.step(frame, max(float(interocular_distance(frame)), 1e-6), dt)
         if self.kind == "boxes":
             size = max(float(np.sqrt(max(frame[2] - frame[0], 0.0) * max(frame[3] - frame[1], 0.0))), 1e-6)
-            return self.filter.step(frame.reshape(2, 2), size).reshape(4)
-        return self.filter.step(frame[:, None], self.scale.reshape(-1, 1) if self.scale.ndim else self.scale)[:, 0]
+            return self.filter.step(frame.reshape(2, 2), size, dt).reshape(4)
+        scale = self.scale.reshape(-1, 1) if self.scale.ndim else self.scale
+        return self.filter.step(frame[:, None], scale, dt)[:, 0]
 
 
-def smooth_sequence(values, kind: str, strength: float = DEFAULT_STRENGTH, fps: float = DEFAULT_FPS, scale=1.0):
+def smooth_sequence(values, kind: str, strength: float = DEFAULT_STRENGTH, fps: float = DEFAULT_FPS, scale=1.0,
+                    times=None):
     """Smooths a whole sequence at once (see :class:`SequenceSmoother` for shapes and arguments)."""
-    return SequenceSmoother(kind, strength, fps, scale)(values)
+    return SequenceSmoother(kind, strength, fps, scale)(values, times)
 
 
 def _as_float64(values) -> np.ndarray:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import closing
+from fractions import Fraction
 from itertools import islice
 
 import numpy as np
@@ -36,6 +37,18 @@ def driver_frames(reader: VideoReader, num_frames: int | None = None, policy: st
     Raises:
         InputError: unknown policy or negative ``num_frames``.
     """
+    return (frame for _, frame in timed_driver_frames(reader, num_frames, policy, block=block))
+
+
+def timed_driver_frames(reader: VideoReader, num_frames: int | None = None, policy: str = "stop",
+                        *, block: int = 32) -> Iterator[tuple[Fraction, np.ndarray]]:
+    """``driver_frames`` with each output frame's time: ``(seconds, frame)``, ``seconds`` a ``Fraction``.
+
+    Under ``"stop"`` a frame's time is its driver frame's (:meth:`VideoReader.timed_frames`: a
+    variable-frame-rate driver keeps its own timing). The other policies keep the driver's spacing: a frame
+    follows the previous one by the time between their driver frames (backward passes mirror the forward
+    ones), and a loop restarts ``1 / fps`` after the driver's last frame.
+    """
     if policy not in LENGTH_POLICIES:
         raise InputError(f"unknown length policy {policy!r}: choose one of {', '.join(LENGTH_POLICIES)}")
     if num_frames is not None and num_frames < 0:
@@ -43,11 +56,20 @@ def driver_frames(reader: VideoReader, num_frames: int | None = None, policy: st
     if block < 1:
         raise ValueError(f"block must be ≥ 1, got {block}")
     if num_frames is None or policy == "stop":
-        frames = reader.frames()
+        frames = _forward(reader)
     else:
         frames = _looped(reader) if policy == "loop" else _pingponged(reader, block)
+    previous: tuple[int, Fraction, Fraction] | None = None   # driver index, driver time, output time
     with closing(frames):
-        yield from islice(frames, num_frames)
+        for index, time, frame in islice(frames, num_frames):
+            if previous is None:
+                seconds = time
+            elif abs(index - previous[0]) == 1:
+                seconds = previous[2] + abs(time - previous[1])
+            else:   # a loop restarting, or a one-frame driver repeated
+                seconds = previous[2] + 1 / reader.fps
+            previous = (index, time, seconds)
+            yield seconds, frame
 
 
 def driver_chunks(reader: VideoReader, size: int, num_frames: int | None = None, policy: str = "stop",
@@ -56,21 +78,28 @@ def driver_chunks(reader: VideoReader, size: int, num_frames: int | None = None,
     return batched(driver_frames(reader, num_frames, policy, block=block), size)
 
 
-def _looped(reader: VideoReader) -> Iterator[np.ndarray]:
+def _forward(reader: VideoReader, start: int = 0) -> Iterator[tuple[int, Fraction, np.ndarray]]:
+    """``(driver index, driver time, frame)`` from frame ``start`` to the end."""
+    for index, (time, frame) in enumerate(reader.timed_frames(start), start):
+        yield index, time, frame
+
+
+def _looped(reader: VideoReader) -> Iterator[tuple[int, Fraction, np.ndarray]]:
     while True:
-        yield from reader.frames()
+        yield from _forward(reader)
 
 
-def _pingponged(reader: VideoReader, block: int) -> Iterator[np.ndarray]:
+def _pingponged(reader: VideoReader, block: int) -> Iterator[tuple[int, Fraction, np.ndarray]]:
     length = 0
-    for length, frame in enumerate(reader.frames(), start=1):
-        yield frame
+    for item in _forward(reader):
+        length = item[0] + 1
+        yield item
     while True:
         end = length - 1  # backward pass: frames length-2 .. 1, in blocks [begin, end) taken from the end
         while end > 1:
             begin = max(1, end - block)
-            with closing(reader.frames(begin)) as frames:
+            with closing(_forward(reader, begin)) as frames:
                 window = list(islice(frames, end - begin))
             yield from reversed(window)
             end = begin
-        yield from reader.frames()
+        yield from _forward(reader)

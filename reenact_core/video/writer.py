@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..faces.images import check_image, save_image
 from ..files import publish, publish_folder, temporary_beside
 from .audio import DriverAudio
-from .rate import exact_rate
+from .rate import MAX_RATE_DENOMINATOR, exact_rate
 
 X264_CRF = 18  # libx264 constant rate factor: visually near-lossless (x264/FFmpeg H.264 encoding guide)
 MPEG4_QSCALE = 2  # MPEG-4 Part 2 constant quantiser, 2 (best) .. 31, for builds without libx264
@@ -111,6 +111,13 @@ def check_frames_folder(frames_dir: str | Path) -> Path:
     return frames_dir
 
 
+def _time_base(unit: Fraction, codec: str) -> Fraction:
+    """The encoder's time base: ``unit``, coarsened to 1/65535 s for MPEG-4 Part 2 (16-bit time bases)."""
+    if codec == "mpeg4" and unit.denominator > MAX_RATE_DENOMINATOR:
+        return Fraction(1, MAX_RATE_DENOMINATOR)
+    return unit
+
+
 class _FrameSink:
     """The writers' shared contract: ``write`` chunks of one frame size, ``close``, context-manager use."""
 
@@ -118,16 +125,22 @@ class _FrameSink:
         self.frames_written = 0
         self._size: tuple[int, int] | None = None  # (H, W) of the first chunk
 
-    def write(self, frames: np.ndarray) -> None:
+    def write(self, frames: np.ndarray, times=None) -> None:
         """Append frames ``(n, H, W, 3)`` uint8 RGB (anything ``np.asarray`` takes; ``PngFramesWriter`` also takes
-        grey, RGBA, 16-bit and float frames); the first call fixes H, W."""
+        grey, RGBA, 16-bit and float frames); the first call fixes H, W.
+
+        ``times``: optional (n,) presentation times in seconds (numbers or ``Fraction``), counted from the
+        first frame written; a video places each frame at its time, a frames folder ignores them.
+        """
         frames = self._checked(np.asarray(frames))
+        if times is not None and len(times) != len(frames):
+            raise InputError(f"{len(times)} frame times for {len(frames)} frames")
         if self._size is None:
             self._size = frames.shape[1:3]
         elif frames.shape[1:3] != self._size:
             raise InputError(f"frames are {frames.shape[2]}×{frames.shape[1]}, earlier ones were "
                              f"{self._size[1]}×{self._size[0]}")
-        self._write(frames)
+        self._write(frames, times)
         self.frames_written += len(frames)
 
     def _checked(self, frames: np.ndarray) -> np.ndarray:
@@ -135,7 +148,7 @@ class _FrameSink:
             raise InputError(f"frames must be (n, H, W, 3) uint8 RGB, got {frames.dtype} {tuple(frames.shape)}")
         return frames
 
-    def _write(self, frames: np.ndarray) -> None:
+    def _write(self, frames: np.ndarray, times) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -187,7 +200,7 @@ class PngFramesWriter(_FrameSink):
         check_image(frames[0], min_side=1)
         return frames
 
-    def _write(self, frames: np.ndarray) -> None:
+    def _write(self, frames: np.ndarray, times) -> None:
         for offset, image in enumerate(frames):
             save_image(self._temporary / f"{self.frames_written + offset:06d}.png", image)
 
@@ -214,9 +227,10 @@ class VideoWriter(_FrameSink):
     ``.mov`` and ``.mkv`` get H.264 (libx264, CRF 18) or, without libx264, MPEG-4 Part 2 (constant quantiser 2);
     ``.webm`` VP9 (libvpx-vp9, CRF 31) or, without it, VP8; ``.gif`` GIF with a 256-colour palette per frame. All
     are 8-bit RGB content (yuv420p, or pal8 for GIF): deeper or alpha frames are not accepted. Frames are timed
-    at the exact rational ``fps`` (frame ``i`` has timestamp ``i / fps``). yuv420p needs even sizes: an odd
-    height or width is padded by repeating the last row or column, so 63×47 frames are stored as 64×48 (crop the
-    last row/column on reading to get the input back).
+    at the exact rational ``fps`` (frame ``i`` has timestamp ``i / fps``), or at the times given to ``write`` (a
+    variable frame rate: timestamps in units of ``time_base``, rounded, and kept strictly increasing).
+    yuv420p needs even sizes: an odd height or width is padded by repeating the last row or column, so 63×47
+    frames are stored as 64×48 (crop the last row/column on reading to get the input back).
 
     Audio: the first audio stream of ``audio_from`` (the driver), kept in sync with its first video frame.
     Packets are copied without re-encoding when the container takes the codec as it is (AAC in mp4/m4v/mov,
@@ -237,6 +251,8 @@ class VideoWriter(_FrameSink):
         fps: frame rate in frames per second, kept exact (pass ``reader.fps``, e.g. ``Fraction(30000, 1001)``).
         audio_from: media file whose audio is copied (usually the driver video), or None.
         codec: video encoder to force (a PyAV codec name), else the container's (``video_encoder``).
+        time_base: unit of the timestamps in seconds (pass the driver's ``reader.time_base`` with frame times);
+            default ``1 / fps``. MPEG-4 Part 2 takes units down to 1/65535 s; a finer one is coarsened to that.
 
     Raises:
         InputError: unknown container suffix or no encoder for it, a folder that cannot be created, unreadable
@@ -244,11 +260,13 @@ class VideoWriter(_FrameSink):
     """
 
     def __init__(self, path: str | Path, fps: Fraction | float, audio_from: str | Path | None = None,
-                 *, codec: str | None = None) -> None:
+                 *, codec: str | None = None, time_base: Fraction | None = None) -> None:
         super().__init__()
         self.path, self.fps = Path(path), exact_rate(fps)
         self._format = output_format(self.path)
         self.codec = codec or video_encoder(self.path)
+        self.time_base = _time_base(Fraction(time_base) if time_base else 1 / self.fps, self.codec)
+        self._pts, self._end = -1, Fraction(0)   # the last frame's timestamp; the end of the last frame (seconds)
         try:
             self._temporary = temporary_beside(self.path)   # published to `path` when closed
             self._container = av.open(str(self._temporary), "w")
@@ -276,11 +294,11 @@ class VideoWriter(_FrameSink):
         even = self._format.pix_fmt == "yuv420p"
         self._video.width, self._video.height = width + even * (width % 2), height + even * (height % 2)
         self._video.pix_fmt = self._format.pix_fmt
-        self._video.codec_context.time_base = 1 / self.fps
+        self._video.codec_context.time_base = self.time_base
         if self._audio is not None:
             self._audio.attach(self._container, self._format.copied, self._format.audio)
 
-    def _write(self, frames: np.ndarray) -> None:
+    def _write(self, frames: np.ndarray, times) -> None:
         if self._video is None:
             self._start(*frames.shape[1:3])
         height, width = frames.shape[1:3]
@@ -289,10 +307,12 @@ class VideoWriter(_FrameSink):
             frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         for offset, rgb in enumerate(frames):
             frame = self._frame(np.ascontiguousarray(rgb))
-            frame.pts = self.frames_written + offset
+            seconds = Fraction(times[offset]) if times is not None else (self.frames_written + offset) / self.fps
+            frame.pts = self._pts = max(round(seconds / self.time_base), self._pts + 1)
+            self._end = self._pts * self.time_base + 1 / self.fps
             self._container.mux(self._video.encode(frame))
         if self._audio is not None:
-            self._audio.mux_until(self._container, (self.frames_written + len(frames)) / self.fps)
+            self._audio.mux_until(self._container, self._end)
 
     def _frame(self, rgb: np.ndarray) -> av.VideoFrame:
         if self._format.pix_fmt != "pal8":
@@ -313,7 +333,7 @@ class VideoWriter(_FrameSink):
             if self._video is not None:
                 self._container.mux(self._video.encode(None))
                 if self._audio is not None:
-                    self._audio.mux_until(self._container, self.frames_written / self.fps)
+                    self._audio.mux_until(self._container, self._end)
                     self._audio.flush(self._container)
             finished = True
         finally:
