@@ -96,6 +96,9 @@ TUNE_STEPS = Number("tune_steps", _REENACT_TUNE_STEPS, 0, 5000,
                     "steps tuning the generator's upper layers to the source (the paper reenacts with 200 and edits "
                     "with 0; 0 = off)", integer=True)
 EDIT_TUNE_STEPS = 0   # the paper edits from the e4e inversion alone
+COMPILE = Choice("compile", ("off", "on"), "off",
+                 "on: compile e4e and DECA with torch.compile (about 0.6-0.85x their time after a first call of tens "
+                 "of seconds; needs a C++ compiler on a CPU, Triton on a GPU)")
 FACE_INDEX = Number("face_index", 0, 0, 63, "position of the face from the left (0 = leftmost)", integer=True)
 
 
