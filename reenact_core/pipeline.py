@@ -1,6 +1,7 @@
 """End-to-end jobs used by the command line: a driver file in, a video (or frames / an image) out, streamed.
 
-Memory stays flat on long drivers: frames are decoded, reenacted and encoded a chunk at a time.
+Memory stays flat on long drivers: frames are decoded, reenacted and encoded a chunk at a time, the next chunk
+decoded and the previous one encoded in background threads while the networks run (``video.overlap``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .engine import DriveOptions, DriveSession, PreparedSource, ReenactModels
 from .errors import InputError
 from .files import atomic_write
 from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, driver_chunks
+from .video.overlap import BackgroundWriter, Prefetched
 
 DEFAULT_CHUNK = 32  # driver frames decoded per step
 
@@ -61,6 +63,9 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
         writers.append(PngFramesWriter(png_dir))
     statuses: dict[str, int] = {}
     written, last, completed = 0, None, False
+    # the next chunk is decoded and the last one encoded while the networks run
+    chunks = Prefetched(driver_chunks(reader, chunk, num_frames, length_policy))
+    sink = BackgroundWriter(writers)
     try:
         def emit(driven) -> None:
             nonlocal written, last
@@ -68,24 +73,23 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
             for s in driven.status:
                 statuses[s] = statuses.get(s, 0) + 1
             if len(frames):
-                for w in writers:
-                    w.write(frames)
+                sink.write(frames)
             written += len(frames)
             if len(frames):
                 last = frames[-1]
             if progress is not None:
                 progress(written, total)
 
-        for frames in driver_chunks(reader, chunk, num_frames, length_policy):
+        for frames in chunks:
             emit(session.process(frames))
         emit(session.finish())
         completed = True
     finally:
-        for w in writers:
-            if completed:
-                w.close()
-            else:
-                w.abort()
+        chunks.close()
+        if completed:
+            sink.close()
+        else:
+            sink.abort()
     if as_image:
         if written != 1:
             raise InputError(f"{out.name}: an image output needs a one-frame driver, got {written} frames")
