@@ -7,11 +7,16 @@ import torch
 from PIL import Image
 
 from engine_fixtures import calibrate_deca, source_photo, video_frames
+from golden_fixtures import MEDIA
+from reenact_core.cli import main
 from reenact_core.engine import DriveOptions, drive, load_reenact_models, prepare_source
 from reenact_core.engine.speed import compile_problem, has_native_bfloat16, network_dtypes
 from reenact_core.models import deca, e4e
+from reenact_core.video import VideoReader
 from reenact_core.weights import KINDS, make_tiny_model_set
 from test_engine import BF16_MEAN_ERROR
+
+COMPILE_TOLERANCE = 1e-4   # compiled kernels reorder float sums: relative difference allowed
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +59,29 @@ def test_bfloat16_encoders_beside_a_float32_generator(model_dir):
     error = np.abs(out - expected).mean()
     assert error <= BF16_MEAN_ERROR * 255, f"bf16 encoders change the frames by {error:.2f} levels on average"
     assert np.abs(expected - expected.mean()).mean() > 4 * error, "the images are flat: the check proves little"
+
+
+def test_command_line_reenacts_with_bfloat16_encoders(tmp_path, model_dir, capsys):
+    videos = sorted(MEDIA.glob("*.mp4"))
+    assert videos, "no test videos"
+    out = tmp_path / "out.mp4"
+    code = main(["reenact", "--models", str(model_dir), "--device", "cpu", "--source", str(source_photo()),
+                 "--driving", str(videos[0]), "--out", str(out), "--tune-steps", "0", "--frames", "2",
+                 "--dtype", "bfloat16", "--fsr", "off"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert len(list(VideoReader(out))) == 2
+    assert ("not native" in err) != has_native_bfloat16("cpu")
+
+
+@pytest.mark.slow
+def test_compiled_encoders_compute_what_the_plain_ones_do(model_dir):
+    problem = compile_problem("cpu")
+    if problem is not None:
+        pytest.skip(problem)
+    image = np.array(Image.open(source_photo()).convert("RGB"))
+    compiled = load_reenact_models([model_dir], compile_encoders=True)
+    plain = load_reenact_models([model_dir])
+    fast, reference = prepare_source(image, compiled), prepare_source(image, plain)
+    for a, b in ((fast.w_plus, reference.w_plus), (fast.deca_codes, reference.deca_codes)):
+        assert (a - b).abs().max() <= COMPILE_TOLERANCE * b.abs().max()
