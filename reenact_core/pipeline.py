@@ -17,7 +17,7 @@ from .engine import DriveOptions, DriveSession, PreparedSource, ReenactModels
 from .errors import InputError
 from .files import atomic_write
 from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, driver_chunks
-from .video.overlap import BackgroundWriter, Prefetched
+from .video.overlap import DEPTH, BackgroundWriter, Prefetched
 
 DEFAULT_CHUNK = 32  # driver frames decoded per step
 
@@ -45,13 +45,14 @@ def output_frames(chunk, paste_back: bool) -> np.ndarray:
 def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | Path, out: str | Path,
                  options: DriveOptions = DriveOptions(), *, num_frames: int | None = None,
                  length_policy: str = "stop", png_dir: str | Path | None = None, chunk: int = DEFAULT_CHUNK,
-                 progress: Callable[[int, int | None], None] | None = None) -> RunSummary:
+                 progress: Callable[[int, int | None], None] | None = None, overlap: bool = True) -> RunSummary:
     """Reenact ``source`` with every frame of ``driving`` (video, image folder or image) and write ``out``.
 
     ``out`` is a video (the driver's frame rate, its audio muxed in) or, for a one-frame driver, may be an image
     file. ``png_dir`` also writes every frame as PNG. ``num_frames``/``length_policy`` (stop, loop, pingpong) set
     the output length. ``progress(done, total)`` is called after every chunk. Memory stays flat: frames are
     streamed (the command line also keeps glibc's heap from growing with freed frames, ``reenact_core.memory``).
+    ``overlap`` decodes and encodes in background threads while the networks run (False: in line).
     """
     reader = VideoReader(driving)
     out = Path(out)
@@ -64,8 +65,9 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
     statuses: dict[str, int] = {}
     written, last, completed = 0, None, False
     # the next chunk is decoded and the last one encoded while the networks run
-    chunks = Prefetched(driver_chunks(reader, chunk, num_frames, length_policy))
-    sink = BackgroundWriter(writers)
+    depth = DEPTH if overlap else 0
+    chunks = Prefetched(driver_chunks(reader, chunk, num_frames, length_policy), depth)
+    sink = BackgroundWriter(writers, depth)
     try:
         def emit(driven) -> None:
             nonlocal written, last

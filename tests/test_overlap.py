@@ -133,3 +133,20 @@ def test_abort_drops_waiting_chunks_and_aborts():
     sink.abort()
     assert writer.aborted and not writer.closed
     assert not sink._worker.thread.is_alive()
+
+
+@pytest.mark.parametrize("depth", [0, DEPTH])
+def test_inline_and_background_runs_agree(depth):
+    assert list(Prefetched(iter(range(7)), depth)) == list(range(7))
+    writer = Recorder()
+    sink = BackgroundWriter([writer], depth)
+    for i in range(5):
+        sink.write(_chunk(i))
+    sink.close()
+    assert [int(c[0, 0, 0, 0]) for c in writer.chunks] == list(range(5)) and writer.closed
+    failing = Recorder(fail_at=0)
+    sink = BackgroundWriter([failing], depth)
+    with pytest.raises(OSError):
+        sink.write(_chunk(0))
+        sink.close()
+    assert failing.aborted

@@ -1,7 +1,8 @@
 """Decoding and encoding beside the networks: a background thread runs a reader's iterator a bounded number of
 items ahead (:class:`Prefetched`), another writes chunks through writers (:class:`BackgroundWriter`).
 
-Both wrap the reader and writers as they are. Memory stays flat: at most ``depth`` items wait in each queue. An
+Both wrap the reader and writers as they are; ``depth=0`` runs them in line, without a thread (the same
+calls, for comparison). Memory stays flat: at most ``depth`` items wait in each queue. An
 error in a thread is raised in the caller at its next call (with the thread's traceback chained); Ctrl-C in
 the caller stops both threads at their next item (they are daemons, so they never keep the process alive).
 """
@@ -30,7 +31,7 @@ class _Worker:
 
     def __init__(self, depth: int):
         if depth < 1:
-            raise ValueError(f"depth must be at least 1, got {depth}")
+            raise ValueError(f"a thread's queue holds at least 1 item, got {depth}")
         self.queue: queue.Queue = queue.Queue(depth)
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
@@ -72,10 +73,12 @@ class Prefetched(Generic[T]):
     """
 
     def __init__(self, items: Iterable[T], depth: int = DEPTH):
-        self._worker = _Worker(depth)
         self._items = items
         self._done = False
-        self._worker.start(self._run, "prefetch")
+        self._inline = iter(items) if depth == 0 else None
+        if self._inline is None:
+            self._worker = _Worker(depth)
+            self._worker.start(self._run, "prefetch")
 
     def _run(self) -> None:
         try:
@@ -92,6 +95,8 @@ class Prefetched(Generic[T]):
     def __next__(self) -> T:
         if self._done:
             raise StopIteration
+        if self._inline is not None:
+            return next(self._inline)
         item = self._worker.get()
         if item is _END or isinstance(item, _Failure):
             self.close()
@@ -103,7 +108,8 @@ class Prefetched(Generic[T]):
     def close(self) -> None:
         """Stops the thread (waiting for the item it is reading); later ``next()`` calls end the iteration."""
         self._done = True
-        self._worker.stop()
+        if self._inline is None:
+            self._worker.stop()
 
     def __enter__(self) -> Prefetched[T]:
         return self
@@ -123,10 +129,11 @@ class BackgroundWriter:
 
     def __init__(self, writers: Sequence[Any], depth: int = DEPTH):
         self.writers = list(writers)
-        self._worker = _Worker(depth)
         self._error: BaseException | None = None
         self._ended = False
-        self._worker.start(self._run, "writer")
+        self._worker = None if depth == 0 else _Worker(depth)
+        if self._worker is not None:
+            self._worker.start(self._run, "writer")
 
     def _run(self) -> None:
         while True:
@@ -134,12 +141,15 @@ class BackgroundWriter:
             if frames is _END:
                 return
             try:
-                for w in self.writers:
-                    w.write(frames)
+                self._write(frames)
             except BaseException as exc:  # noqa: BLE001 (handed to the caller)
                 self._error = exc
                 self._worker.stopped.set()
                 return
+
+    def _write(self, frames: np.ndarray) -> None:
+        for w in self.writers:
+            w.write(frames)
 
     def _raise_error(self) -> None:
         if self._error is not None:
@@ -150,16 +160,23 @@ class BackgroundWriter:
     def write(self, frames: np.ndarray) -> None:
         """Queues ``frames`` ((n, H, W, 3) uint8), waiting while ``depth`` chunks wait already."""
         self._raise_error()
-        if not self._worker.put(frames):
+        if self._worker is None:
+            try:
+                self._write(frames)
+            except BaseException:
+                self.abort()
+                raise
+        elif not self._worker.put(frames):
             self._raise_error()
 
     def close(self) -> None:
         """Writes what waits, then closes every writer (raising the thread's error, if any, instead)."""
         if self._ended:
             return
-        self._worker.put(_END)
-        self._worker.thread.join()
-        self._raise_error()
+        if self._worker is not None:
+            self._worker.put(_END)
+            self._worker.thread.join()
+            self._raise_error()
         self._ended = True
         for w in self.writers:
             w.close()
@@ -169,6 +186,7 @@ class BackgroundWriter:
         if self._ended:
             return
         self._ended = True
-        self._worker.stop()
+        if self._worker is not None:
+            self._worker.stop()
         for w in self.writers:
             w.abort()
