@@ -12,6 +12,7 @@ from common import best_seconds, conv_rate, count_flops, synchronized
 from reenact_core.engine.speed import compile_problem
 from reenact_core.models.folding import fold_batch_norms
 from reenact_core.models.kind import eval_mode
+from reenact_core.models.stylegan2 import StyledConv
 from reenact_core.weights import kind
 
 Variant = tuple[str, Callable[[], torch.Tensor] | None]   # None: a row saying why the lever is skipped
@@ -52,12 +53,21 @@ def _opt_in_variants(label: str, module: torch.nn.Module,
 
 
 def generator_variants(g, w: torch.Tensor, mean: torch.Tensor, compile_: bool, bf16: bool) -> Iterator[Variant]:
-    """G at ψ = 0.7: without and with the per-call weight preparation cached, opt-in ``torch.compile`` and bf16."""
-    def run(m, dtype=None):
-        return m(w.to(dtype or w.dtype), truncation=0.7, truncation_latent=mean.to(dtype or mean.dtype)).float()
-    yield "prepared weights per call", lambda: (_drop_weight_caches(g), run(g))[1]
-    yield "weight cache", lambda: run(g)
-    yield from _opt_in_variants("weight cache", g, run, compile_, bf16)
+    """G at ψ = 0.7: the per-call weight preparation cached or not, the StyledConv epilogue (demodulation, noise,
+    bias, activation) fused or op by op, opt-in ``torch.compile`` and bf16."""
+    def run(m, dtype=None, fused=True, cached=True):
+        StyledConv.fused_epilogue = fused
+        try:
+            if not cached:
+                _drop_weight_caches(m)
+            return m(w.to(dtype or w.dtype), truncation=0.7, truncation_latent=mean.to(dtype or mean.dtype)).float()
+        finally:
+            StyledConv.fused_epilogue = True
+    yield "weights per call, epilogue op by op", lambda: run(g, fused=False, cached=False)
+    yield "weight cache, epilogue op by op", lambda: run(g, fused=False)
+    yield "weights per call, fused epilogue", lambda: run(g, cached=False)
+    yield "weight cache + fused epilogue", lambda: run(g)
+    yield from _opt_in_variants("cache + fused", g, run, compile_, bf16)
 
 
 def encoder_variants(name: str, x: torch.Tensor, dtype: torch.dtype, compile_: bool,
