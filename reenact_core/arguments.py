@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import ReenactError
-from .video import IMAGE_SUFFIXES, VideoReader
+from .video import IMAGE_SUFFIXES, VideoReader, is_image_driver
 from .wording import count
 
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
@@ -34,28 +35,47 @@ def check_device(name: str) -> None:
         raise ReenactError(f"--device {name}: not supported ({DEVICES})")
 
 
-def check_writable(option: str, path: str) -> None:
-    """ReenactError unless a file can be created at ``path`` (its nearest existing folder accepts a new file)."""
-    folder = Path(path).absolute().parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ReenactError(f"{option} {path}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ReenactError(f"{option} {path}: cannot write in {folder}")
+def check_writable(option: str, path: str, *, folder: bool = False) -> None:
+    """ReenactError unless a file can be created at ``path`` (``folder``: inside the folder ``path``).
+
+    The nearest existing folder is probed by creating and removing a temporary file in it: permission bits
+    alone (``os.access``) say yes to root on a read-only folder and know nothing of read-only file systems."""
+    target = Path(path).absolute()
+    if not folder and target.is_dir():
+        raise ReenactError(f"{option} {path}: is a folder; give a file name")
+    existing = target if folder else target.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ReenactError(f"{option} {path}: {existing} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".write-check-", dir=existing)
+    except OSError as exc:
+        raise ReenactError(f"{option} {path}: cannot write in {existing} ({exc.strerror or exc})") from None
+    os.close(handle)
+    os.unlink(probe)
 
 
 def parse_edits(items: list[str]) -> dict[str, float]:
-    """``--edit NAME=VALUE`` items → {name: value} (ReenactError for a malformed item)."""
+    """``--edit NAME=VALUE`` items → {name: value}: a known direction and a value within its edit range (the
+    limits the Edit Directions node's sliders have, ``reenact_core.engine.edit_limit``), else ReenactError."""
+    from .engine import DIRECTION_NAMES, edit_limit
+
     edits = {}
     for item in items:
         name, sep, value = item.partition("=")
+        name = name.strip()
         try:
-            edits[name.strip()] = float(value)
+            edits[name] = float(value)
         except ValueError:
             sep = ""
         if not sep:
             raise ReenactError(f"--edit expects NAME=VALUE (e.g. yaw=20), got {item!r}")
+        if name not in DIRECTION_NAMES:
+            raise ReenactError(f"--edit {item}: unknown direction {name!r}; choose from {', '.join(DIRECTION_NAMES)}")
+        limit = edit_limit(name)
+        if not abs(edits[name]) <= limit:
+            raise ReenactError(f"--edit {item}: {name} takes values in [{-limit:g}, {limit:g}]")
     return edits
 
 
@@ -86,9 +106,30 @@ def check_reenact_arguments(args: argparse.Namespace) -> None:
             if frames != 1:
                 raise ReenactError(f"--out {args.out}: an image holds one frame, the driver gives "
                                    f"{frames or 'several'}; give a video file (.mp4) or --frames 1")
-    for option, path in (("--out", args.out), ("--source-out", args.source_out), ("--png-frames", args.png_frames)):
+    for option, path in (("--out", args.out), ("--source-out", args.source_out)):
         if path:
             check_writable(option, path)
+    if args.png_frames:
+        check_writable("--png-frames", args.png_frames, folder=True)
+    check_unused_options(args)
+
+
+def check_unused_options(args: argparse.Namespace) -> None:
+    """Options that would be ignored are refused rather than silently dropped: ``--edit`` with ``--driving``,
+    ``--source`` or a ``--tune-steps`` count with ``--source-in`` (a prepared source is already inverted and tuned), ``--fps`` with a video driver
+    (it has its own rate)."""
+    from .options import AUTO
+
+    if args.driving and args.edit:
+        raise ReenactError("--edit edits a still portrait: with --driving it would be ignored; give one of them")
+    if args.source_in and args.source:
+        raise ReenactError("--source-in loads a prepared source: --source would be ignored; give only one of them")
+    if args.source_in and args.tune_steps != AUTO:
+        raise ReenactError(f"--tune-steps {args.tune_steps} with --source-in: a prepared source keeps the tuning "
+                           "it was saved with; tune when preparing it (--source ... --source-out)")
+    if args.fps is not None and not (args.driving and is_image_driver(args.driving)):
+        raise ReenactError(f"--fps {args.fps:g} sets the rate of an image or image-folder driver; "
+                           + ("a driving video has its own" if args.driving else "an edit has no frame rate"))
 
 
 def check_evaluate_arguments(args: argparse.Namespace) -> None:

@@ -93,6 +93,17 @@ def _read_image(path: str):
         raise ReenactError(f"cannot read the image {path}: {exc}") from None
 
 
+def _warn_random_weights(models) -> None:
+    """One warning when model files are random-weight test files (marked in their metadata, as doctor shows)."""
+    from .weights import has_random_weights
+
+    loaded = [models.generator, models.e4e, models.deca, models.directions, models.fsr]
+    random = [m.path.name for m in loaded if m is not None and has_random_weights(m.metadata)]
+    if random:
+        print(f"warning: RANDOM-WEIGHT test files ({', '.join(random)}): the output is noise, not a result "
+              f"(doctor lists the model files found)", file=sys.stderr)
+
+
 def _reenact(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -117,6 +128,7 @@ def _reenact(args: argparse.Namespace) -> int:
     for line in (note, dtype_note, compile_note and f"{compile_note}: running without compiling"):
         if line:
             print(line, file=sys.stderr)
+    _warn_random_weights(models)
     if args.source_in:
         source = load_source(args.source_in, device=device, dtype=models.dtype)
     else:
@@ -144,20 +156,32 @@ def _reenact(args: argparse.Namespace) -> int:
     bar, update = _progress_bar(args.frames or _frame_count(args.driving), "reenacting")
     try:
         summary = reenact_file(models, source, args.driving, args.out, drive_options, num_frames=args.frames,
-                               length_policy=args.length, png_dir=args.png_frames, progress=update)
+                               length_policy=args.length, png_dir=args.png_frames, progress=update,
+                               image_fps=args.fps)
     finally:
         bar.close()
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
     print(f"wrote {summary.output}: {count(summary.frames, 'frame')} at {float(summary.fps):.3f} fps ({counts})"
-          f"{', audio from the driver' if summary.audio else ''}")
+          f"{_audio_note(summary)}")
     return 0
+
+
+def _audio_note(summary) -> str:
+    """How much of the output carries the driver's audio: all of it, or only the driver's length when the
+    output was made longer (--length loop/pingpong: the audio is not repeated)."""
+    if not summary.audio:
+        return ""
+    if summary.driver_frames is not None and summary.frames > summary.driver_frames:
+        return (f", audio from the driver for its first {count(summary.driver_frames, 'frame')} only (the audio "
+                f"is not looped: the remaining {count(summary.frames - summary.driver_frames, 'frame')} are silent)")
+    return ", audio from the driver"
 
 
 def _doctor(args: argparse.Namespace) -> int:
     import torch
 
     from .errors import WeightsError
-    from .weights import INFERENCE, KINDS, find_model_file, inspect_model_file, kind_names
+    from .weights import INFERENCE, KINDS, find_model_file, has_random_weights, inspect_model_file, kind_names
 
     folders = model_folders(args)
     print(f"torch {torch.__version__}; device: {_device(args.device)} "
@@ -168,7 +192,7 @@ def _doctor(args: argparse.Namespace) -> int:
         k = KINDS[name]
         try:
             info = inspect_model_file(find_model_file(name, folders), expected_kind=name)
-            random = " (RANDOM WEIGHTS: test file)" if info.metadata.get("random_weights") == "true" else ""
+            random = " (RANDOM WEIGHTS: test file)" if has_random_weights(info.metadata) else ""
             print(f"  ok       {k.canonical_file}: {k.title}, {info.path}{random}")
         except WeightsError as exc:
             missing += 1
@@ -241,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder holding the converted model files (repeatable; searched before the folders of "
                             "$REENACT_MODELS, os.pathsep-separated, and models/reenact)")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+        add_threads_argument(p)
 
     ren = sub.add_parser("reenact", help="animate a source portrait with a driving video (or edit it)",
                          description="Reenact the face of --source with the head pose and expression of every frame "
@@ -269,13 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_argument(ren, options.TUNE_STEPS, "--tune-steps", type=_tune_steps, default=options.AUTO,
                  help=options.TUNE_STEPS.help + f"; {options.AUTO}: 0 for an encoder and A trained together (train "
                       f"joint), else {options.TUNE_STEPS.default} for reenactment and {options.EDIT_TUNE_STEPS} for "
-                      "editing")
-    ren.add_argument("--source-in", help="load a prepared source (.safetensors) instead of --source")
+                      "editing; a count is refused with --source-in (the prepared source keeps its tuning)")
+    ren.add_argument("--source-in", help="load a prepared source (.safetensors) instead of --source (not with "
+                                         "--source or a --tune-steps count: refused)")
     ren.add_argument("--source-out", help="save the prepared source (W+, tuned layers, ...) to reuse it")
     ren.add_argument("--edit", action="append", default=[], metavar="NAME=VALUE",
-                     help="edit a direction: yaw/pitch/roll (degrees), jaw (radians), exp_00..exp_10 (repeatable)")
+                     help="edit a direction: yaw/pitch/roll (degrees), jaw (radians), exp_00..exp_10 (repeatable); "
+                          "values beyond the Edit Directions node's slider limits are refused")
     add_argument(ren, options.EDIT_MODE, "--edit-mode")
     ren.add_argument("--frames", type=int, default=None, help="number of output frames (default: the driver's)")
+    add_argument(ren, options.FPS, "--fps", default=None,
+                 help="frame rate of an image-folder or image driver: the output's rate and the smoothing's time "
+                      "base (refused with a video driver, which has its own)")
     add_argument(ren, options.LENGTH, "--length")
     ren.add_argument("--png-frames", metavar="DIR", help="also write every output frame as PNG into DIR")
     ren.add_argument("--fsr", default="auto", metavar="FILE|auto|off",
@@ -307,14 +337,23 @@ def build_parser() -> argparse.ArgumentParser:
     register_dataset(sub, common, model_folders, _device, DTYPES)
 
     from .training.cli import add_train_parser
-    add_train_parser(sub, model_folders, _device)
+    add_train_parser(sub, model_folders, _device, add_threads_argument)
     return parser
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` of the commands that compute (:data:`~reenact_core.options.THREADS`)."""
+    add_argument(parser, options.THREADS, "--threads", default=None)
 
 
 def main(argv: list[str] | None = None) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from .threads import prefer_passive_waiting
+
+    prefer_passive_waiting()   # before torch is imported
     args = build_parser().parse_args(argv)
+    restore = _set_threads(args)
     try:
         with logging_redirect_tqdm():   # warnings are printed above a progress bar, not through it
             return args.run(args)
@@ -324,3 +363,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        restore()
+
+
+def _set_threads(args: argparse.Namespace):
+    """Applies ``--threads`` (or its default) for the command's run; returns the function that puts back the
+    caller's setting (main() may be called in a process that goes on, e.g. a test)."""
+    if not hasattr(args, "threads"):
+        return lambda: None
+    import torch
+
+    from .threads import use_threads
+
+    previous = torch.get_num_threads()
+    use_threads(args.threads)
+    return lambda: torch.set_num_threads(previous)

@@ -99,6 +99,10 @@ EDIT_TUNE_STEPS = 0   # the paper edits from the e4e inversion alone
 COMPILE = Choice("compile", ("off", "on"), "off",
                  "on: compile e4e and DECA with torch.compile (about 0.6-0.85x their time after a first call of tens "
                  "of seconds; needs a C++ compiler on a CPU, Triton on a GPU)")
+THREADS = Number("threads", 1, 1, 1024,
+                 "CPU threads of torch in this process; the default is what bench/threads.py measured best for a "
+                 "machine shared with other work (README: 'Shared machines'); under torchrun it is 1 per rank",
+                 integer=True)
 FACE_INDEX = Number("face_index", 0, 0, 63, "position of the face from the left (0 = leftmost)", integer=True)
 
 
@@ -122,15 +126,18 @@ def face_select(value: str | int) -> str | int:
 
 def add_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, option: Choice | Number, flag: str,
                  help: str | None = None, **kwargs: Any) -> argparse.Action:
-    """Adds ``flag`` for ``option`` with its choices or type, its default and its help (``help`` replaces it)."""
+    """Adds ``flag`` for ``option`` with its choices or type, its default and its help (``help`` replaces it).
+
+    ``default=None`` leaves the flag unset when not given (the caller tells an explicit value from the default,
+    which the help still shows)."""
     text = (help or option.help).replace("%", "%%")
     if isinstance(option, Choice):
         kwargs.setdefault("choices", option.choices)
-        kwargs.setdefault("default", option.default)
     else:
         kwargs.setdefault("type", _checked(option))
-        kwargs.setdefault("default", option.default)
-    return parser.add_argument(flag, help=f"{text} (default {kwargs['default']})", **kwargs)
+    kwargs.setdefault("default", option.default)
+    shown = option.default if kwargs["default"] is None else kwargs["default"]
+    return parser.add_argument(flag, help=f"{text} (default {shown})", **kwargs)
 
 
 def _checked(option: Number):

@@ -30,7 +30,8 @@ class RunSummary:
     frames: int
     fps: Fraction
     statuses: dict[str, int]   # frames per status: driven / held / passed
-    audio: bool
+    audio: bool                # the output carries the driver's audio (over the driver's length, never looped)
+    driver_frames: int | None = None   # the driver's length when known (an output past it was looped)
 
 
 def output_frames(chunk, paste_back: bool) -> np.ndarray:
@@ -45,16 +46,19 @@ def output_frames(chunk, paste_back: bool) -> np.ndarray:
 def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | Path, out: str | Path,
                  options: DriveOptions = DriveOptions(), *, num_frames: int | None = None,
                  length_policy: str = "stop", png_dir: str | Path | None = None, chunk: int = DEFAULT_CHUNK,
-                 progress: Callable[[int, int | None], None] | None = None, overlap: bool = True) -> RunSummary:
+                 progress: Callable[[int, int | None], None] | None = None,
+                 image_fps: float | None = None, overlap: bool = True) -> RunSummary:
     """Reenact ``source`` with every frame of ``driving`` (video, image folder or image) and write ``out``.
 
     ``out`` is a video (the driver's frame rate, its audio muxed in) or, for a one-frame driver, may be an image
     file. ``png_dir`` also writes every frame as PNG. ``num_frames``/``length_policy`` (stop, loop, pingpong) set
-    the output length. ``progress(done, total)`` is called after every chunk. Memory stays flat: frames are
+    the output length; the driver's audio is not repeated past its end. ``image_fps`` is the rate of an image
+    or image-folder driver (default :data:`~reenact_core.video.DEFAULT_FPS`; a video keeps its own).
+    ``progress(done, total)`` is called after every chunk. Memory stays flat: frames are
     streamed (the command line also keeps glibc's heap from growing with freed frames, ``reenact_core.memory``).
     ``overlap`` decodes and encodes in background threads while the networks run (False: in line).
     """
-    reader = VideoReader(driving)
+    reader = VideoReader(driving) if image_fps is None else VideoReader(driving, image_fps=image_fps)
     out = Path(out)
     total = num_frames if num_frames is not None else (reader.frame_count if reader.frame_count_exact else None)
     as_image = out.suffix.lower() in IMAGE_SUFFIXES
@@ -96,4 +100,5 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
         if written != 1:
             raise InputError(f"{out.name}: an image output needs a one-frame driver, got {written} frames")
         atomic_write(out, Image.fromarray(last).save)   # the temporary name keeps the suffix that picks the format
-    return RunSummary(out, written, reader.fps, statuses, bool(writers) and reader.has_audio)
+    return RunSummary(out, written, reader.fps, statuses, bool(writers) and reader.has_audio,
+                      reader.frame_count if reader.frame_count_exact else None)

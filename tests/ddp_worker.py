@@ -19,6 +19,7 @@ from reenact_core.training.loop import train  # noqa: E402
 def main(kind: str, out: str, overrides: str) -> None:
     import training_fixtures as fx
 
+    torch.set_num_threads(1)   # one thread per rank, as the command line sets under torchrun
     ctx = from_environment("cpu")
     try:
         method = fx.make_method(kind, json.loads(overrides), ctx)

@@ -14,6 +14,7 @@ from reenact_core.engine import DriveOptions, drive, load_reenact_models, load_s
 from reenact_core.evaluation import ARCFACE_MEASURE, DLIB_MEASURE
 from reenact_core.faces.images import to_uint8_rgb
 from reenact_core.video import VideoReader
+from reenact_core.wording import count
 from reenact_core.weights import INFERENCE, KINDS, kind_names, make_tiny_model_set
 
 PNG_FRAMES = 9   # driver frames of the --png-frames comparison: windows of 1, 3 and 8 (one partial)
@@ -67,14 +68,29 @@ def test_reenact_keeps_frame_count_fps_and_audio(tmp_path, models_dir, capsys, s
 def test_loop_policy_sets_the_length(tmp_path, models_dir, capsys, shared_dir):
     driver = short_driver()
     n = 2 * sum(1 for _ in VideoReader(driver)) + 3
-    code, _, err = run(capsys, "reenact", "--models", models_dir, "--device", "cpu", "--source", portrait(),
-                       "--driving", driver, "--out", tmp_path / "loop.mp4", "--tune-steps", 0,
-                       "--frames", n, "--length", "loop", "--no-paste-back")
+    code, out, err = run(capsys, "reenact", "--models", models_dir, "--device", "cpu", "--source", portrait(),
+                         "--driving", driver, "--out", tmp_path / "loop.mp4", "--tune-steps", 0,
+                         "--frames", n, "--length", "loop", "--no-paste-back")
     assert code == 0, err
     reader = VideoReader(tmp_path / "loop.mp4")
     frames = list(reader)
     assert len(frames) == n and frames[0].shape == (256, 256, 3)
     assert reader.fps == VideoReader(driver).fps and isinstance(reader.fps, Fraction)
+    if VideoReader(driver).has_audio:   # the audio is the driver's, once: the summary says where it stops
+        length = sum(1 for _ in VideoReader(driver))
+        assert f"first {count(length, 'frame')} only" in out and "not looped" in out, out
+
+
+def test_image_folder_driver_takes_fps(tmp_path, models_dir, capsys, shared_dir):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(next(VideoReader(short_driver()).chunks(3))):
+        Image.fromarray(frame).save(folder / f"{i}.png")
+    code, out, err = run(capsys, "reenact", "--models", models_dir, "--device", "cpu", "--source", portrait(),
+                         "--driving", folder, "--fps", "12.5", "--out", tmp_path / "o.mp4", "--tune-steps", 0,
+                         "--no-paste-back")
+    assert code == 0, err
+    assert VideoReader(tmp_path / "o.mp4").fps == Fraction(25, 2) and "12.500 fps" in out, out
 
 
 @pytest.fixture(scope="module")

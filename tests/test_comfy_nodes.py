@@ -3,6 +3,8 @@ interrupts, ComfyUI's model management, and flat memory of the streaming video n
 import io
 import json
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 
@@ -130,6 +132,18 @@ def test_models_are_managed_by_comfyui_and_released_on_free(server):
         server.free(unload_models=True)
         time.sleep(0.2)
     assert ours(server.loaded_models()) == [], "models still loaded after /free"
+
+
+def test_nodes_leave_comfyuis_threading_alone(server):
+    """Importing the pack keeps torch's default thread count (a fresh interpreter's, same environment), and a run
+    of the nodes (tuning included) keeps a count ComfyUI set: only the command line chooses threads."""
+    fresh = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                           capture_output=True, text=True, timeout=120, check=True)
+    assert server.get("/reenact_tests/threads")["threads"] == int(fresh.stdout)
+    chosen = int(fresh.stdout) + 1   # neither the default nor the command line's 1
+    assert server.post("/reenact_tests/threads", {"threads": chosen}) == (200, {"threads": chosen})
+    server.run(with_widgets(workflow("image_reenactment"), tune_steps=2))
+    assert server.get("/reenact_tests/threads")["threads"] == chosen
 
 
 def interrupt_when(server, prompt: dict, node_class: str, started) -> tuple[float, list[int]]:

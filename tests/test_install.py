@@ -72,11 +72,16 @@ OFFICIAL = {"stylegan-voxceleb.pt": "stylegan2", "e4e-voxceleb.pt": "e4e", "deca
             "A_matrix.pt": "directions"}
 DIRECTIONS_EXTRAS = {"learned_directions": 15, "shift_scale": 6.0, "w_plus": True, "num_layers_shift": 8}
 QUICK = ["--device", "cpu", "--tune-steps", "0"]
+RANGES = ["--device", "cpu", "--samples", "4"]   # a few synthetic images instead of the reference's thousands
 COMMANDS = [
     *[(f".venv/bin/latent-reenact convert {name} models/reenact/", "work", []) for name in OFFICIAL],
+    (".venv/bin/latent-reenact convert model_ir_se50.pth    models/reenact/", "work", []),
     ("latent-reenact doctor", "work", []),
     (".venv/bin/latent-reenact reenact --source portrait.jpg --driving clip.mp4 --out out.mp4", "work", QUICK),
     ("latent-reenact evaluate --source portrait.jpg --driving clip.mp4 --output out.mp4", "work", ["--device", "cpu"]),
+    ("latent-reenact dataset ranges ranges_mygan.npy --generator G.safetensors", "work", RANGES),
+    ("latent-reenact dataset ranges ranges_mygan.npy --directions A.safetensors", "work", RANGES),
+    ("latent-reenact train directions --self-check", "work", ["--device", "cpu"]),
     *[(f"latent-reenact convert {name} ComfyUI/models/reenact/", "comfy", []) for name in OFFICIAL],
 ]
 
@@ -104,6 +109,7 @@ def write_inputs(work: Path, comfy: Path) -> None:
             state = kind(kind_name).build(config).state_dict()
             extras = dict(DIRECTIONS_EXTRAS, shift_dim=config.shift_dim) if kind_name == "directions" else None
             write_official(folder / name, kind_name, state, extras=extras)
+    write_official(work / "model_ir_se50.pth", "arcface", kind("arcface").build(tiny_config("arcface")).state_dict())
     shutil.copy(sorted(MEDIA.glob("*.jpg"))[0], work / "portrait.jpg")
     video = sorted(MEDIA.glob("*.mp4"))[0]
     reader = VideoReader(video)
@@ -123,13 +129,18 @@ def test_documented_commands_run_from_outside_the_repository(tmp_path, shared_di
     write_inputs(work, comfy)
     for line, where, extra in COMMANDS:
         argv = documented(line)
+        if "G.safetensors" in argv or "A.safetensors" in argv:   # the README's names for the user's own files
+            for name, own in (("stylegan2", "G.safetensors"), ("directions", "A.safetensors")):
+                shutil.copy(work / "models" / "reenact" / kind(name).canonical_file, work / own)
         done = subprocess.run([str(exe), *argv, *extra], cwd=work if where == "work" else comfy,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{line}: {done.stderr}"
     for name in ("stylegan2", "e4e", "deca", "directions"):
         assert (work / "models" / "reenact" / kind(name).canonical_file).is_file()
         assert (comfy / "ComfyUI" / "models" / "reenact" / kind(name).canonical_file).is_file()
+    assert (work / "models" / "reenact" / kind("arcface").canonical_file).is_file()
     assert VideoReader(work / "out.mp4").frame_count == 3
+    assert (work / "ranges_mygan.npy").is_file()
 
 
 def test_missing_model_message_gives_a_command_that_works(tmp_path):

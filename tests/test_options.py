@@ -29,7 +29,9 @@ MINIMA = {key: options.AUTO_STEPS for key in DEFAULTS if key[0] != "LatentReenac
 EXTRA_CHOICES = {("LatentReenactFaceAlign", "face"): ["index"]}   # "index": take face_index
 CLI_FLAGS = {"--batch-size": options.BATCH_SIZE, "--mode": options.MODE, "--strength": options.STRENGTH,
              "--smoothing": options.SMOOTHING, "--no-face": options.NO_FACE, "--face": options.FACE,
-             "--tune-steps": options.TUNE_STEPS, "--edit-mode": options.EDIT_MODE, "--length": options.LENGTH}
+             "--tune-steps": options.TUNE_STEPS, "--edit-mode": options.EDIT_MODE, "--length": options.LENGTH,
+             "--fps": options.FPS, "--threads": options.THREADS}
+UNSET = {"--fps", "--threads"}   # None when not given (an explicit value is told apart); the help shows the default
 
 
 def reenact_actions() -> dict[str, argparse.Action]:
@@ -47,6 +49,8 @@ def test_cli_flags_follow_the_declarations(flag):
         assert action.default == options.AUTO
         assert options.tune_steps(action.default, driving=True) == option.default
         assert options.tune_steps(action.default, driving=False) == options.EDIT_TUNE_STEPS
+    elif flag in UNSET:
+        assert action.default is None and f"(default {option.default})" in action.help
     else:
         assert action.default == option.default
     for good in (getattr(option, "choices", ()) or (option.minimum, option.maximum)):

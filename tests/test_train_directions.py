@@ -15,7 +15,7 @@ from reenact_core.training.distributed import DistContext
 from reenact_core.training.loop import CHECKPOINT_DIR, train
 from reenact_core.training.networks import tiny_networks
 from training_fixtures import (assert_same_state, linear_networks, make_method, one_thread,  # noqa: F401
-                               planted_tree, run_torchrun, tiny_model_files)
+                               planted_tree, assert_ddp_equals_one_process, tiny_model_files)
 
 CPU = DistContext()
 PLANTED_LR = 1e-2          # Adam, the stated learning rate of the planted test
@@ -72,15 +72,8 @@ def test_resume_mid_epoch_with_workers_is_bit_for_bit(tmp_path):
 @pytest.mark.slow
 def test_two_ranks_of_two_equal_one_rank_of_four(tmp_path):
     settings = {"max_iter": 3, "batch_size": 4}                # reference lr 1e-4, disentanglement_50 on
-    ddp = run_torchrun("directions", settings, tmp_path / "ddp", 2)
-    single = make_method("directions", settings, CPU)
-    start = {k: v.clone() for k, v in single.trainable().state_dict().items()}
-    train(single, tmp_path / "one", CPU)
-    assert ddp["agree"]
-    for k, v in single.trainable().state_dict().items():
-        step_one, step_ddp = v - start[k], ddp["params"][k] - start[k]
-        assert float(step_one.abs().max()) > 0
-        assert float((step_ddp - step_one).norm()) <= 1e-6 * float(step_one.norm()), k
+    assert_ddp_equals_one_process("directions", settings, make_method("directions", settings, CPU), tmp_path,
+                                  rel_tol=1e-6)
 
 
 def test_64px_generator_trains_and_its_export_runs_in_the_engine(tmp_path, capsys):

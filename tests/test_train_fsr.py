@@ -9,7 +9,7 @@ from reenact_core.cli import main
 from reenact_core.training.distributed import DistContext
 from reenact_core.training.loop import CHECKPOINT_DIR, train
 from training_fixtures import (assert_same_state, fsr_config, fsr_method, fsr_networks, fsr_tree,  # noqa: F401
-                               one_thread, run_torchrun, train_fsr_with_cli)
+                               one_thread, assert_ddp_equals_one_process, train_fsr_with_cli)
 
 CPU = DistContext()
 PLANTED_LR = 1e-2          # Adam, the stated learning rate of the planted test (warm-up off)
@@ -85,19 +85,7 @@ def test_frozen_batch_norm_keeps_running_statistics(tmp_path):
 def test_two_ranks_of_two_equal_one_rank_of_four(tmp_path):
     planted(tmp_path, videos=2, frames=4)
     settings = {"max_iter": 3, "batch_size": 4, "data": str(tmp_path / "data"), "lr": 1e-3, "warmup": 2}
-    ddp = run_torchrun("fsr", settings, tmp_path / "ddp", 2)
-    single = fsr_method(settings, CPU)
-    start = {k: v.clone() for k, v in single.trainable().state_dict().items()}
-    train(single, tmp_path / "one", CPU)
-    assert ddp["agree"]
-    moved = 0
-    for k, v in single.trainable().state_dict().items():
-        if not v.is_floating_point():
-            continue
-        step_one, step_ddp = v - start[k], ddp["params"][k] - start[k]
-        moved += float(step_one.abs().max()) > 0
-        assert float((step_ddp - step_one).norm()) <= 1e-5 * max(float(step_one.norm()), 1e-12), k
-    assert moved > 0
+    assert_ddp_equals_one_process("fsr", settings, fsr_method(settings, CPU), tmp_path, rel_tol=1e-5)
 
 
 @pytest.mark.slow

@@ -149,6 +149,26 @@ def run_torchrun(kind: str, overrides: dict, folder: Path, nproc: int) -> dict:
     return torch.load(folder / "result.pt", weights_only=True)
 
 
+def assert_ddp_equals_one_process(kind: str, settings: dict, single, folder: Path, rel_tol: float) -> None:
+    """Two torchrun ranks of half the batch each take the optimiser steps that ``single`` (the same method in one
+    process, not yet trained) takes on the whole batch: the ranks' parameters agree, some tensor moves, and every
+    trained tensor's update matches within ``rel_tol`` of its norm."""
+    from reenact_core.training.loop import train
+
+    ddp = run_torchrun(kind, settings, folder / "ddp", 2)
+    start = {k: v.clone() for k, v in single.trainable().state_dict().items()}
+    train(single, folder / "one", DistContext())
+    assert ddp["agree"]
+    moved = 0
+    for k, v in single.trainable().state_dict().items():
+        if not v.is_floating_point():
+            continue
+        step_one, step_ddp = v - start[k], ddp["params"][k] - start[k]
+        moved += float(step_one.abs().max()) > 0
+        assert float((step_ddp - step_one).norm()) <= rel_tol * max(float(step_one.norm()), 1e-12), k
+    assert moved > 0
+
+
 def planted_tree(root: Path, nets, a_star: torch.Tensor, videos: int, frames: int, config,
                  seed: int = 0) -> Path:
     """A prepared tree whose frames obey a known A* (weight ``a_star`` (L·D, 15), no bias): frame f of a video is

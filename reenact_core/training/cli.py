@@ -16,12 +16,14 @@ METHODS = DirectionsTrainConfig.METHODS
 CHOICES = {"method": METHODS, "cycle": CYCLES, "batch_norm": BATCH_NORM_MODES}
 
 
-def add_train_parser(sub, folders: Callable[[argparse.Namespace], list], device: Callable[[str], str]) -> None:
+def add_train_parser(sub, folders: Callable[[argparse.Namespace], list], device: Callable[[str], str],
+                     threads: Callable[[argparse.ArgumentParser], None]) -> None:
     """Adds ``train`` (with its ``directions``, ``joint`` and ``fsr`` sub-commands) to the top-level sub-parsers.
 
     Args:
         folders: parsed arguments → the model folders to search (``--models``, $REENACT_MODELS, default).
         device: a ``--device`` value → the torch device name (``auto`` resolved).
+        threads: adds the ``--threads`` option to a parser (the command line applies it).
     """
     train = sub.add_parser("train", help="train directions A, the encoder E_w jointly with A, or the FSR encoder "
                                          "E_F for a StyleGAN2 (torchrun for several processes)",
@@ -30,6 +32,7 @@ def add_train_parser(sub, folders: Callable[[argparse.Namespace], list], device:
     p = kinds.add_parser("directions", help="train A (synthetic, real, real_synthetic or paired)",
                          description="Train the directions matrix A for any StyleGAN2 (reference hyper-parameters "
                                      "by default). Settings: --config FILE (JSON), then the options below.")
+    threads(p)
     _add_run_options(p, DirectionsTrainConfig, "directions-NAME.safetensors",
                      "20 steps of each method on tiny random networks and data it makes (no files needed)")
     p.set_defaults(run=partial(run_directions, folders=folders, device=device))
@@ -39,6 +42,7 @@ def add_train_parser(sub, folders: Callable[[argparse.Namespace], list], device:
                                      "Stage J); the exported pair needs no per-source generator tuning. Settings: "
                                      "--config FILE (JSON), then the options below.")
     p.add_argument("--encoder", help="e4e .safetensors E_w starts from (default: the canonical file)")
+    threads(p)
     _add_run_options(p, JointTrainConfig, "e4e-NAME.safetensors and directions-NAME.safetensors",
                      "20 steps of each cycle variant on tiny random networks and data it makes (no files needed)")
     p.set_defaults(run=partial(run_joint, folders=folders, device=device))
@@ -47,6 +51,7 @@ def add_train_parser(sub, folders: Callable[[argparse.Namespace], list], device:
                                      "on prepared paired frames (training-and-fsr §1.5 Stage F). Settings: --config "
                                      "FILE (JSON), then the options below.")
     p.add_argument("--directions", help="directions .safetensors of A, frozen (default: the canonical file)")
+    threads(p)
     _add_run_options(p, FSRTrainConfig, "fsr-NAME.safetensors",
                      "20 steps on tiny random networks and data it makes (no files needed)")
     p.set_defaults(run=partial(run_fsr, folders=folders, device=device))

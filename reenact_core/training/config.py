@@ -24,6 +24,20 @@ BATCH_NORM_MODES = ("frozen", "batch", "sync")   # a trained encoder's BatchNorm
 HASH_CHUNK = 1 << 20
 
 
+def check_batch_norm(mode: str, *, distributed: bool = False, device_type: str = "cpu") -> bool:
+    """Checks a trained encoder's BatchNorm mode (one of ``BATCH_NORM_MODES``); returns whether its layers become
+    SyncBatchNorm (``sync`` under DDP).
+
+    Raises:
+        InputError: an unknown mode, or ``sync`` under DDP on a device other than CUDA.
+    """
+    if mode not in BATCH_NORM_MODES:
+        raise InputError(f"batch_norm must be one of {', '.join(BATCH_NORM_MODES)}, got {mode!r}")
+    if mode == "sync" and distributed and device_type != "cuda":
+        raise InputError("batch_norm=sync needs CUDA devices: use batch_norm=batch or frozen on this device")
+    return mode == "sync" and distributed
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What every trainer shares: optimisation, cadence, randomness and data loading.

@@ -1,7 +1,7 @@
 """torchrun / DDP plumbing: process group from the environment, device per rank, reductions, agreement.
 
 Launch: ``torchrun --nproc_per_node=N -m reenact_core train ...`` sets RANK, LOCAL_RANK and WORLD_SIZE;
-without them training runs as a single process. gloo on the CPU, NCCL on CUDA, one CPU thread per rank.
+without them training runs as a single process. gloo on the CPU, NCCL on CUDA. The command line gives each rank one CPU thread (``reenact_core.threads``).
 """
 from __future__ import annotations
 
@@ -62,7 +62,6 @@ def from_environment(device: str) -> DistContext:
         dev = torch.device(device)
     if world == 1:
         return DistContext(device=dev)
-    torch.set_num_threads(1)
     dist.init_process_group("nccl" if kind == "cuda" else "gloo", rank=rank, world_size=world)
     return DistContext(rank, world, local, dev, True)
 

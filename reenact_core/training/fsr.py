@@ -30,7 +30,7 @@ from ..models.directions import DirectionMatrix, apply_shift
 from ..models.fsr import DEFAULT_LAYER, FeatureRefiner, FSRConfig, refiner_input, source_context
 from ..models.stylegan2 import Generator
 from ..params import FaceParams, delta_p
-from .config import BATCH_NORM_MODES, TrainConfig
+from .config import TrainConfig, check_batch_norm
 from .data import PreparedFrames, epoch_loader
 from .directions import ValidationPairs, identity_measure
 from .distributed import DistContext, reduce_sum
@@ -93,8 +93,7 @@ class FSRTrainConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.batch_norm not in BATCH_NORM_MODES:
-            raise InputError(f"batch_norm must be one of {', '.join(BATCH_NORM_MODES)}, got {self.batch_norm!r}")
+        check_batch_norm(self.batch_norm)
         if not (0 <= self.self_fraction <= 1 and 0 < self.truncation <= 1 and self.warmup >= 0
                 and self.lpips_scales >= 1 and self.background_weight > 0):
             raise InputError("need 0 ≤ self_fraction ≤ 1, 0 < truncation ≤ 1, warmup ≥ 0, lpips_scales ≥ 1 and "
@@ -205,14 +204,13 @@ class FSRMethod:
         if g.size >> (config.lpips_scales - 1) < LPIPS_MIN_SIDE:
             raise InputError(f"lpips_scales={config.lpips_scales} takes this {g.size}-px generator's images below "
                              f"{LPIPS_MIN_SIDE} px: lower lpips_scales")
-        if config.batch_norm == "sync" and ctx.initialised and ctx.device.type != "cuda":
-            raise InputError("batch_norm=sync needs CUDA devices: use batch_norm=batch or frozen on this device")
+        sync = check_batch_norm(config.batch_norm, distributed=ctx.initialised, device_type=ctx.device.type)
         if nets.directions.config.shift_dim != g.style_dim or nets.directions.config.num_layers > g.n_latent:
             raise InputError("the directions file does not fit this generator's W+ rows: use the A trained for it")
         self.config, self.nets, self.ctx, self.device = config, nets, ctx, ctx.device
         self.name = "fsr"
         self.refiner = refiner if refiner is not None else init_refiner(config, config.fsr_config(g))
-        if config.batch_norm == "sync" and ctx.initialised:     # in place: same keys, shared by every rank
+        if sync:     # in place: same keys, shared by every rank
             nn.SyncBatchNorm.convert_sync_batchnorm(self.refiner)
         self.module = RefinerTraining(self.refiner, config.batch_norm)
         self.layer = self.refiner.config.generator_index

@@ -14,15 +14,13 @@ from ..models.fsr import FeatureRefiner, generator_identity
 from ..weights import TINY_CONFIGS, find_lpips, find_model_file, load_model
 from ..weights.identity import GENERATOR_IDENTITY_KEY, identity_of
 from ..weights.store import save_model
-from .checkpoint import BEST_FILE, load_training_checkpoint
-from .config import DirectionsTrainConfig, file_sha256
+from .config import DirectionsTrainConfig
 from .distributed import DistContext, parameters_agree, reduce_mean
 from .fsr import FSRMethod, FSRNetworks, FSRTrainConfig, RefinerTraining
-from .loop import CHECKPOINT_DIR, TrainResult, train
+from .loop import TrainResult, train
 from .losses import IdentityLoss
 from .networks import found_lpips_files, missing_lpips_message
-
-EXPORT_DIR = "export"
+from .run import EXPORT_DIR, best_state, default_name, provenance, run_method
 SELF_CHECK_STEPS = 20
 SELF_CHECK_LR = 1e-3
 # E_F's architecture in the self-check, tests and benches: the tiny model set's (``weights.TINY_CONFIGS``).
@@ -79,31 +77,21 @@ def run_fsr_training(config: FSRTrainConfig, folders: Sequence[Path], generator:
     """Trains E_F as ``config`` says and, unless interrupted, exports it (rank 0); returns the written files."""
     nets = build_fsr_networks(config, folders, generator, directions, ctx.device)
     method = FSRMethod(config, nets, ctx)
-    result = train(method, out, ctx, resume)
-    exported: list[Path] = []
-    if ctx.is_main and not result.interrupted:
-        stem = name or nets.files["generator"].stem.replace("stylegan2-", "")
-        exported = [export_run(method, Path(out), stem, result.step)]
-    ctx.barrier()
-    return result, exported
+    return run_method(method, out, ctx, resume,
+                      lambda folder, step: [export_run(method, folder, name or default_name(nets.files), step)])
 
 
 def export_run(method: FSRMethod, out: Path, name: str, step: int) -> Path:
     """Exports the best checkpoint's E_F (by validation) or, without one, the current E_F (``step``), to
     ``out/export/fsr-<name>.safetensors``."""
     refiner = method.refiner
-    best = out / CHECKPOINT_DIR / BEST_FILE
-    if best.is_file():
-        state = load_training_checkpoint(best)
+    state = best_state(out)
+    if state is not None:
         refiner = FeatureRefiner(method.refiner.config)
         RefinerTraining(refiner, method.config.batch_norm).load_state_dict(state["model"])
         step = state["step"]
-    files = method.weight_files()
-    provenance = {"trainer": "python -m reenact_core train fsr",
-                  "weights": {role: {"file": Path(p).name, "sha256": file_sha256(p)} for role, p in files.items()},
-                  "random_weights": method.nets.random_weights}
-    return export_fsr(refiner, method.config, out / EXPORT_DIR, name, step, provenance,
-                      method.nets.generator_identity)
+    return export_fsr(refiner, method.config, out / EXPORT_DIR, name, step,
+                      provenance(method, "python -m reenact_core train fsr"), method.nets.generator_identity)
 
 
 def export_fsr(refiner: FeatureRefiner, config: FSRTrainConfig, folder: str | Path, name: str, step: int,

@@ -30,7 +30,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..errors import InputError
 from ..models.directions import DirectionMatrix, apply_shift
 from ..params import FaceParams
-from .config import BATCH_NORM_MODES, DirectionsTrainConfig
+from .config import DirectionsTrainConfig, check_batch_norm
 from .data import PreparedFrames, _frame_tensors
 from .directions import DirectionsMethod, DirectionsNetworks, Sources, ValidationPairs, _no_draws, flame_params
 from .distributed import DistContext
@@ -86,8 +86,7 @@ class JointTrainConfig(DirectionsTrainConfig):
         super().__post_init__()
         if self.cycle not in CYCLES:
             raise InputError(f"unknown cycle {self.cycle!r}; choose one of {', '.join(CYCLES)}")
-        if self.batch_norm not in BATCH_NORM_MODES:
-            raise InputError(f"batch_norm must be one of {', '.join(BATCH_NORM_MODES)}, got {self.batch_norm!r}")
+        check_batch_norm(self.batch_norm)
         if min(self.lr_encoder, self.encoder_warmup_lr) <= 0 or self.encoder_warmup_steps < 0 or min(
                 self.weight_decay_encoder, self.lambda_cycle, self.lambda_delta) < 0:
             raise InputError("encoder learning rates must be > 0, encoder_warmup_steps, weight_decay_encoder, "
@@ -185,9 +184,7 @@ class JointMethod(DirectionsMethod):
         g = nets.frozen.generator.config
         self.joint = nets
         encoder = nets.encoder
-        if config.batch_norm == "sync" and ctx.initialised:
-            if ctx.device.type != "cuda":
-                raise InputError("batch_norm=sync needs CUDA devices: use batch_norm=batch or frozen on this device")
+        if check_batch_norm(config.batch_norm, distributed=ctx.initialised, device_type=ctx.device.type):
             encoder = nn.SyncBatchNorm.convert_sync_batchnorm(encoder)
         self.model = JointModel(encoder, self.directions, config.batch_norm == "frozen")
         self.name = f"joint (cycle {config.cycle})"

@@ -14,13 +14,11 @@ import torch
 from ..errors import InputError, MissingModelError
 from ..models.e4e import Encoder4Editing, EncoderConfig
 from ..weights import find_model_file, load_model, save_model
-from .checkpoint import BEST_FILE, load_training_checkpoint
-from .config import file_sha256
 from .distributed import DistContext
 from .export import export_directions
 from .joint import CYCLES, JointMethod, JointNetworks, JointTrainConfig
-from .loop import CHECKPOINT_DIR, TrainResult, train
-from .run import EXPORT_DIR
+from .loop import TrainResult
+from .run import EXPORT_DIR, best_state, default_name, provenance, run_method
 from .selfcheck import SELF_CHECK_LR, SELF_CHECK_STEPS, _write_data, self_check_lines
 
 TINY_ENCODER = {"widths": (8, 16, 24, 32), "units": (1, 1, 1, 1), "se_reduction": 4}   # random: never a result
@@ -70,13 +68,8 @@ def run_joint_training(config: JointTrainConfig, folders: Sequence[Path], genera
     """Trains E_w and A as ``config`` says and, unless interrupted, exports the pair (rank 0)."""
     nets = build_joint_networks(config, folders, generator, encoder, ctx.device)
     method = JointMethod(config, nets, ctx)
-    result = train(method, out, ctx, resume)
-    exported: list[Path] = []
-    if ctx.is_main and not result.interrupted:
-        stem = name or nets.frozen.files["generator"].stem.replace("stylegan2-", "")
-        exported = list(export_joint(method, Path(out), stem, result.step))
-    ctx.barrier()
-    return result, exported
+    return run_method(method, out, ctx, resume,
+                      lambda folder, step: export_joint(method, folder, name or default_name(nets.frozen.files), step))
 
 
 def pair_id(model) -> str:
@@ -96,25 +89,21 @@ def export_joint(method: JointMethod, out: Path, name: str, step: int) -> tuple[
     from ..engine.pairing import JOINT_PAIR_KEY
 
     model = method.model
-    best = out / CHECKPOINT_DIR / BEST_FILE
-    if best.is_file():
-        state = load_training_checkpoint(best)
+    state = best_state(out)
+    if state is not None:
         model = copy.deepcopy(model)
         model.load_state_dict(state["model"])
         step = state["step"]
-    files = method.weight_files()
-    provenance = {"trainer": "python -m reenact_core train joint", "method": "joint", "cycle": method.config.cycle,
-                  "weights": {role: {"file": Path(p).name, "sha256": file_sha256(p)} for role, p in files.items()},
-                  "random_weights": method.nets.random_weights}
+    origin = provenance(method, "python -m reenact_core train joint", method="joint", cycle=method.config.cycle)
     pair = {JOINT_PAIR_KEY: pair_id(model)}
-    meta = {**pair, "provenance": json.dumps({**provenance, "step": step, "config": method.config.to_dict()},
+    meta = {**pair, "provenance": json.dumps({**origin, "step": step, "config": method.config.to_dict()},
                                              sort_keys=True)}
     if method.nets.random_weights:
         meta["random_weights"] = "true"
     encoder = model.encoder
     encoder_path = save_model(out / EXPORT_DIR / f"e4e-{name}.safetensors", "e4e", encoder.config,
                               {k: v.detach().cpu() for k, v in encoder.state_dict().items()}, metadata=meta)
-    a_path, official = export_directions(model.directions, method.config, out / EXPORT_DIR, name, step, provenance,
+    a_path, official = export_directions(model.directions, method.config, out / EXPORT_DIR, name, step, origin,
                                          metadata=pair)
     return encoder_path, a_path, official
 

@@ -20,6 +20,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # official target folders hold *.png
 DEFAULT_FPS = Fraction(FPS.default).limit_denominator(1001)  # the rate of drivers without one (images)
 
 
+def is_image_driver(path: str | Path) -> bool:
+    """Whether ``path`` names an image or a folder of images (read by PIL, at a given rate) and not a video."""
+    path = Path(path)
+    return path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES
+
+
 class VideoReader:
     """A driver: video file, folder of images or single image, decoded lazily into RGB frames.
 
@@ -48,7 +54,7 @@ class VideoReader:
         self._keyframes: dict[int, int] = {}  # frame index → pts of the key frames decoded so far (seek points)
         if not self.path.exists():
             raise InputError(f"driver not found: {self.path}")
-        if self.path.is_dir() or self.path.suffix.lower() in IMAGE_SUFFIXES:
+        if is_image_driver(self.path):
             self._images: list[Path] | None = _image_files(self.path)
             self.height, self.width = _read_image(self._images[0]).shape[:2]
             self.fps, self.has_audio = exact_rate(image_fps), False

@@ -9,9 +9,10 @@ from .kinds import (INFERENCE, KINDS, OPTIONAL, ROLES, TRAINING, ModelKind, find
 from .store import LoadedModel, ModelInfo, inspect_model_file, load_model, save_model
 from .convert import convert
 from .lpips import find_lpips
-from .random_checkpoint import TINY_CONFIGS, make_random_checkpoint, make_tiny_model_set, tiny_config
+from .random_checkpoint import (TINY_CONFIGS, has_random_weights, make_random_checkpoint, make_tiny_model_set,
+                                tiny_config)
 
 __all__ = ["KINDS", "ModelKind", "INFERENCE", "TRAINING", "OPTIONAL", "ROLES", "kind", "kind_names",
            "register_kind", "find_model_file", "missing_model_message", "LoadedModel", "ModelInfo",
            "inspect_model_file", "load_model", "save_model", "convert", "find_lpips", "make_random_checkpoint",
-           "make_tiny_model_set", "tiny_config", "TINY_CONFIGS"]
+           "has_random_weights", "make_tiny_model_set", "tiny_config", "TINY_CONFIGS"]

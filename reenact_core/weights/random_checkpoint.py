@@ -34,6 +34,11 @@ def tiny_config(kind_name: str):
     return get_kind(kind_name).config_from_dict(TINY_CONFIGS.get(kind_name, {}))
 
 
+def has_random_weights(metadata: dict[str, str]) -> bool:
+    """Whether a model file's metadata marks it as a random-weight test file (``random_weights: true``)."""
+    return metadata.get("random_weights") == "true"
+
+
 def make_random_checkpoint(kind_name: str, config, path: str | Path, seed: int = 0) -> Path:
     """Write a model file of ``kind_name`` with architecture ``config`` and seeded random weights.
 

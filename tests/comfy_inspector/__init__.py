@@ -2,9 +2,12 @@
 
 ComfyUI 0.3.75 has no route listing the models its model management holds, so this adds one:
 GET /reenact_tests/loaded_models → one entry per ``comfy.model_management.current_loaded_models`` item,
-``{"module": <class of the patched nn.Module, "module.QualName">, "device": <load device>}``.
+``{"module": <class of the patched nn.Module, "module.QualName">, "device": <load device>}``; and
+GET /reenact_tests/threads → ``{"threads": torch.get_num_threads()}`` (POST ``{"threads": N}`` sets it first), to
+check that the pack leaves ComfyUI's threading alone.
 """
 import comfy.model_management as mm
+import torch
 from aiohttp import web
 from server import PromptServer
 
@@ -21,3 +24,14 @@ async def loaded_models(request):
         module = type(patcher.model)
         entries.append({"module": f"{module.__module__}.{module.__qualname__}", "device": str(loaded.device)})
     return web.json_response(entries)
+
+
+@PromptServer.instance.routes.get("/reenact_tests/threads")
+async def threads(request):
+    return web.json_response({"threads": torch.get_num_threads()})
+
+
+@PromptServer.instance.routes.post("/reenact_tests/threads")
+async def set_threads(request):
+    torch.set_num_threads(int((await request.json())["threads"]))
+    return web.json_response({"threads": torch.get_num_threads()})
