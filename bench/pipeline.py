@@ -5,12 +5,16 @@
     .venv/bin/python bench/pipeline.py --record faces.npz   # then, where dlib is missing: --recorded faces.npz
 
 Prints the in-process matmul GFLOP/s baseline and the machine's load, then for G, e4e and DECA's E_flame each
-speed lever on and off (ms/frame at batch B, time relative to the lever off, the output's difference, and the
-achieved rate as a fraction of the plain 3×3 convolution rate on the network's own layer shapes, measured in this
-process); then ms/frame per stage (landmarks, DECA crop + E_flame, A, generator, paste-back) at batch 1 and B, the
-render step (A + G) without and with FSR refinement (E_F at k = 4, output layer random), the generator tuning
-s/step if asked, and the end-to-end frames/s of a DriveSession (landmarks included) on real driving frames,
-also per 1000 matmul GFLOP/s (compare two versions by this ratio: each run measures its own baseline).
+speed lever on and off (G: weight cache; e4e, DECA: channels-last, BatchNorm folding, both; all: opt-in
+``torch.compile`` with its first-call time, or why it is skipped, and bf16), as ms/frame at batch B, time relative
+to the lever off, the output's difference, and the achieved rate as a fraction of the plain 3×3 convolution rate
+on the network's own layer shapes, measured in this process; then ms/frame per stage (landmarks, DECA crop +
+E_flame, A, generator, paste-back) at batch 1 and B, the render step (A + G) without and with FSR refinement (E_F
+at k = 4, output layer random), the generator tuning s/step if asked, the end-to-end frames/s of a DriveSession
+(landmarks included) on real driving frames with the levers on (batch 1 and B), with DECA as built and with bf16
+encoders, also per 1000 matmul GFLOP/s (compare two versions by this ratio: each run measures its own
+baseline), and frames/s of a whole file run (decode, reenact, encode) with decoding and encoding overlapped and
+in line.
 On CUDA the networks run in ``--dtype`` (fp16 or fp32) and times wait for the device. A machine without dlib or
 its 68-point model (a GPU machine may have neither) replays the source, the frames and their faces recorded
 elsewhere with ``--record`` (``--recorded FILE``; the landmarks row then times the replay, not dlib). Targets (CPU, fp32,
@@ -19,9 +23,11 @@ batch 8, quiet 2 cores): G >= 0.7 of the conv rate, end to end >= 3.5 frames/s.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +47,8 @@ from reenact_core.faces.paste_back import paste_back  # noqa: E402
 from reenact_core.faces.reference_crop import crop_using_landmarks  # noqa: E402
 from reenact_core.video import VideoReader  # noqa: E402
 from reenact_core.models.fsr import FSRConfig, randomise_output  # noqa: E402
+from reenact_core.models.kind import eval_mode  # noqa: E402
+from reenact_core.pipeline import reenact_file  # noqa: E402
 from reenact_core.weights import INFERENCE, LoadedModel, kind, kind_names  # noqa: E402
 from reenact_core.weights.identity import with_identity  # noqa: E402
 
@@ -87,6 +95,52 @@ def print_tuning(models: ReenactModels, source, steps: int) -> None:
     synchronized(lambda: tune(1), models.device)
     seconds = best_seconds(lambda: synchronized(lambda: tune(steps), models.device), repeats=1, warmup=0)
     print(f"generator tuning (MSE term, no LPIPS weights): {seconds / steps:.2f} s/step over {steps} steps")
+
+
+def with_plain_deca(models: ReenactModels) -> ReenactModels:
+    """``models`` with DECA as built (BatchNorms, contiguous weights; random weights, as the bench's others): the
+    fp32 encoder levers off."""
+    module = eval_mode(kind("deca").build(models.deca.config).to(models.device, models.dtype), False)
+    return dataclasses.replace(models, deca=dataclasses.replace(models.deca, module=module))
+
+
+def with_bf16_encoders(models: ReenactModels) -> ReenactModels:
+    """``models`` with e4e and DECA in bf16 (``--dtype bfloat16`` on a CPU), G in its own dtype."""
+    return dataclasses.replace(models, **{name: dataclasses.replace(
+        getattr(models, name), module=copy.deepcopy(getattr(models, name).module).to(torch.bfloat16))
+        for name in ("e4e", "deca")})
+
+
+def print_end_to_end(models: ReenactModels, source, frames, backend, batch: int, base: float, bf16: bool) -> None:
+    """Frames/s of a DriveSession on ``frames`` (landmarks included) with the levers on, at batch 1 and
+    ``batch``, then at ``batch`` with DECA as built (fp32 levers off) and with bf16 encoders."""
+    runs = [("fp32, levers on", models, 1), ("fp32, levers on", models, batch),
+            ("fp32, DECA as built (levers off)", with_plain_deca(models), batch)]
+    if bf16:
+        runs.append(("bf16 e4e + DECA, fp32 G", with_bf16_encoders(models), batch))
+    for label, m, b in runs:
+        session = DriveSession(m, source, DriveOptions(batch_size=b, backend=backend))
+        session.process(frames[:b])        # warm-up
+        start = time.perf_counter()
+        n = len(session.process(frames)) + len(session.finish())
+        seconds = time.perf_counter() - start
+        print(f"end to end (landmarks included), {label}, batch {b}: {n / seconds:.2f} frames/s "
+              f"({seconds / n * 1e3:.0f} ms/frame over {n} frames); {n / seconds / base * 1e3:.2f} frames/s per "
+              f"1000 matmul GFLOP/s (compare runs by this ratio)")
+
+
+def print_file_runs(models: ReenactModels, source, driver: Path, backend, batch: int, frames: int) -> None:
+    """Frames/s of ``reenact_file`` (decode, reenact, encode an .mp4) with decoding and encoding in background
+    threads and in line, interleaved in this process."""
+    options = DriveOptions(batch_size=batch, backend=backend)
+    with tempfile.TemporaryDirectory() as folder:
+        for overlap in (False, True, False, True):
+            start = time.perf_counter()
+            summary = reenact_file(models, source, driver, Path(folder) / "out.mp4", options, num_frames=frames,
+                                   chunk=batch * 2, overlap=overlap)
+            seconds = time.perf_counter() - start
+            print(f"file run (decode + reenact + encode .mp4), batch {batch}, "
+                  f"{'overlapped' if overlap else 'in line':<10}: {summary.frames / seconds:.2f} frames/s")
 
 
 def load_note() -> str:
@@ -167,15 +221,9 @@ def main() -> None:
         print(f"FSR frame cost at batch {batch}: {ratio:.2f}x the plain frame (render step, same process)")
     if args.tuning_steps:
         print_tuning(models, source, args.tuning_steps)
-    for b in (1, batch):
-        session = DriveSession(models, source, DriveOptions(batch_size=b, backend=backend))
-        session.process(frames[:b])        # warm-up
-        start = time.perf_counter()
-        n = len(session.process(frames)) + len(session.finish())
-        seconds = time.perf_counter() - start
-        print(f"end to end (landmarks included), batch {b}: {n / seconds:.2f} frames/s "
-              f"({seconds / n * 1e3:.0f} ms/frame over {n} frames); {n / seconds / base * 1e3:.2f} frames/s per "
-              f"1000 matmul GFLOP/s (compare runs by this ratio)")
+    print_end_to_end(models, source, frames, backend, batch, base, bf16)
+    if not args.recorded:
+        print_file_runs(models, source, Path(args.driver), backend, batch, args.frames)
     print(load_note())
 
 

@@ -97,6 +97,7 @@ def _reenact(args: argparse.Namespace) -> int:
     from .arguments import check_reenact_arguments, parse_edits
     from .engine import DriveOptions, edit, find_fsr, load_reenact_models, load_source, prepare_source, save_source
     from .engine.pairing import resolve_tune_steps
+    from .engine.speed import compile_problem, network_dtypes
     from .faces.images import read_image
     from .memory import fix_heap_threshold
     from .pipeline import reenact_file
@@ -106,9 +107,14 @@ def _reenact(args: argparse.Namespace) -> int:
     folders = model_folders(args)
     device = _device(args.device)
     fsr, note = find_fsr(args.fsr, folders)
-    models = load_reenact_models(folders, device=device, dtype=getattr(torch, args.dtype), fsr=fsr)
-    if note:
-        print(note, file=sys.stderr)
+    generator_dtype = None if args.generator_dtype == options.AUTO else getattr(torch, args.generator_dtype)
+    g_dtype, encoder_dtype, dtype_note = network_dtypes(getattr(torch, args.dtype), device, generator_dtype)
+    compile_note = compile_problem(device) if args.compile == "on" else None
+    models = load_reenact_models(folders, device=device, dtype=g_dtype, fsr=fsr, encoder_dtype=encoder_dtype,
+                                 compile_encoders=args.compile == "on" and compile_note is None)
+    for line in (note, dtype_note, compile_note and f"{compile_note}: running without compiling"):
+        if line:
+            print(line, file=sys.stderr)
     _warn_random_weights(models)
     if args.source_in:
         source = load_source(args.source_in, device=device, dtype=models.dtype)
@@ -255,8 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--driving", help="driving video, image folder or image")
     ren.add_argument("--out", required=True, help="output video (.mp4) or image (.png/.jpg)")
     ren.add_argument("--dtype", choices=DTYPES, default="float32",
-                     help="float type of the networks: float32 (default, any device), float16 or bfloat16 (faster "
-                          "on GPUs, slightly different frames)")
+                     help="float type of the networks: float32 (default, any device), float16 or bfloat16 (faster, "
+                          "slightly different frames; on a CPU only e4e and DECA take it, bfloat16 where the CPU has "
+                          "it natively, and G stays float32 unless --generator-dtype says)")
+    ren.add_argument("--generator-dtype", choices=(options.AUTO, *DTYPES), default=options.AUTO,
+                     help="float type of G, A and FSR: auto (default) = float32 on a CPU, --dtype elsewhere")
+    add_argument(ren, options.COMPILE, "--compile")
     add_argument(ren, options.BATCH_SIZE, "--batch-size")
     add_argument(ren, options.MODE, "--mode")
     ren.add_argument("--no-pose", action="store_true", help="do not transfer head pose")

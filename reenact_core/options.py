@@ -96,6 +96,9 @@ TUNE_STEPS = Number("tune_steps", _REENACT_TUNE_STEPS, 0, 5000,
                     "steps tuning the generator's upper layers to the source (the paper reenacts with 200 and edits "
                     "with 0; 0 = off)", integer=True)
 EDIT_TUNE_STEPS = 0   # the paper edits from the e4e inversion alone
+COMPILE = Choice("compile", ("off", "on"), "off",
+                 "on: compile e4e and DECA with torch.compile (about 0.6-0.85x their time after a first call of tens "
+                 "of seconds; needs a C++ compiler on a CPU, Triton on a GPU)")
 THREADS = Number("threads", 1, 1, 1024,
                  "CPU threads of torch in this process; the default is what bench/threads.py measured best for a "
                  "machine shared with other work (README: 'Shared machines'); under torchrun it is 1 per rank",

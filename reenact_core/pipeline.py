@@ -1,12 +1,12 @@
 """End-to-end jobs used by the command line: a driver file in, a video (or frames / an image) out, streamed.
 
-Memory stays flat on long drivers: frames are decoded, reenacted and encoded a chunk at a time.
+Memory stays flat on long drivers: frames are decoded, reenacted and encoded a chunk at a time, the next chunk
+decoded and the previous one encoded in background threads while the networks run (``video.overlap``).
 """
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import islice
@@ -19,6 +19,7 @@ from .engine import DriveOptions, DriveSession, PreparedSource, ReenactModels
 from .errors import InputError
 from .faces.images import save_image
 from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, timed_driver_frames
+from .video.overlap import DEPTH, BackgroundWriter, Prefetched
 
 DEFAULT_CHUNK = 32  # driver frames decoded per step
 
@@ -48,7 +49,7 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
                  options: DriveOptions = DriveOptions(), *, num_frames: int | None = None,
                  length_policy: str = "stop", png_dir: str | Path | None = None, chunk: int = DEFAULT_CHUNK,
                  progress: Callable[[int, int | None], None] | None = None,
-                 image_fps: float | None = None) -> RunSummary:
+                 image_fps: float | None = None, overlap: bool = True) -> RunSummary:
     """Reenact ``source`` with every frame of ``driving`` (video, image folder or image) and write ``out``.
 
     ``out`` is a video (one frame per driver frame at that frame's time, so a variable frame rate is kept; the
@@ -61,7 +62,8 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
     ``progress(done, total)`` is called after every chunk. Every output appears whole when the run ends and not
     at all after an error or interrupt (earlier files at those paths are left as they were). Memory stays flat:
     frames are streamed (the command line also keeps glibc's heap from growing with freed frames,
-    ``reenact_core.memory``).
+    ``reenact_core.memory``). ``overlap`` decodes and encodes in background threads while the networks run
+    (False: in line).
     """
     reader = VideoReader(driving) if image_fps is None else VideoReader(driving, image_fps=image_fps)
     out = Path(out)
@@ -69,14 +71,22 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
     as_image = out.suffix.lower() in IMAGE_SUFFIXES
     session = DriveSession(models, source, options, fps=float(reader.fps))
     statuses: dict[str, int] = {}
-    written, last = 0, None
+    written, last, completed = 0, None, False
     pending: deque[Fraction] = deque()   # times of the frames fed but not yet settled by the session
-    with ExitStack() as stack:   # on an error every writer is aborted: no partial output remains
-        video = None if as_image else stack.enter_context(
-            VideoWriter(out, reader.fps, audio_from=reader.path if reader.has_audio else None,
-                        time_base=reader.time_base))
-        pngs = None if png_dir is None else stack.enter_context(PngFramesWriter(png_dir))
-
+    video = None if as_image else VideoWriter(out, reader.fps, audio_from=reader.path if reader.has_audio else None,
+                                              time_base=reader.time_base)
+    try:
+        pngs = None if png_dir is None else PngFramesWriter(png_dir)
+    except BaseException:
+        if video is not None:
+            video.abort()
+        raise
+    writers = [w for w in (video, pngs) if w is not None]
+    # the next chunk is decoded and the last one encoded while the networks run
+    depth = DEPTH if overlap else 0
+    chunks = Prefetched(_timed_chunks(timed_driver_frames(reader, num_frames, length_policy), chunk), depth)
+    sink = BackgroundWriter(writers, depth)
+    try:
         def emit(driven) -> None:
             nonlocal written, last
             images = driven.frames if options.paste_back and len(driven) else driven.crops   # the source's layout
@@ -84,23 +94,28 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
                 statuses[s] = statuses.get(s, 0) + 1
             times = [pending.popleft() for _ in range(len(images))]
             if len(images):
-                if video is not None:
-                    video.write(output_frames(driven, options.paste_back), times)
-                if pngs is not None:
-                    pngs.write(images)
+                parts = [] if video is None else [(output_frames(driven, options.paste_back), times)]
+                sink.write(parts + ([] if pngs is None else [(images,)]))   # one tuple per writer
                 last = images[-1]
             written += len(images)
             if progress is not None:
                 progress(written, total)
 
-        for times, frames in _timed_chunks(timed_driver_frames(reader, num_frames, length_policy), chunk):
+        for times, frames in chunks:
             pending.extend(times)
             emit(session.process(frames, times))
         emit(session.finish())
-        if as_image:
-            if written != 1:
-                raise InputError(f"{out.name}: an image output needs a one-frame driver, got {written} frames")
-            save_image(out, last)
+        completed = True
+    finally:
+        chunks.close()
+        if completed:
+            sink.close()
+        else:
+            sink.abort()
+    if as_image:
+        if written != 1:
+            raise InputError(f"{out.name}: an image output needs a one-frame driver, got {written} frames")
+        save_image(out, last)
     return RunSummary(out, written, reader.fps, statuses, video is not None and video.audio_written,
                       reader.frame_count if reader.frame_count_exact else None)
 

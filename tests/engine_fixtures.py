@@ -21,7 +21,7 @@ def calibrate_deca(path, frames: np.ndarray) -> None:
     With random statistics every face gets the same codes (to about 1e-6); with statistics of real crops the
     codes vary from face to face about as much as a trained DECA's, so different drivers give different Δp.
     """
-    deca = load_model(path, "deca")
+    deca = load_model(path, "deca", trainable=True)   # unfolded BatchNorms, statistics to set
     crops, kpt68 = [], []
     for frame in frames:
         landmarks = detect_faces(frame)[0].landmarks

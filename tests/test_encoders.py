@@ -185,7 +185,10 @@ def test_inference_setup_is_exact_and_left_off_when_trainable(module, model_cls,
     conv_weights = [p for p in fast.parameters() if p.ndim == 4]
     assert conv_weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights)
     assert all(p.is_contiguous() for p in trainable.parameters())
-    assert list(fast.state_dict()) == list(plain.state_dict())
+    assert list(trainable.state_dict()) == list(plain.state_dict())          # trainable: nothing folded
+    norms = lambda m: sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())  # noqa: E731
+    assert norms(trainable) == norms(plain) > norms(fast)                   # inference: BatchNorms folded
+    assert not any(p.requires_grad for p in fast.parameters())
     size = config.input_size if module is e4e else deca.INPUT_SIZE
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

@@ -23,7 +23,7 @@ from .pairing import warn_if_mismatched
 
 @dataclass
 class ReenactModels:
-    """G, e4e, DECA and A on one device and dtype (see :func:`load_reenact_models`).
+    """G, e4e, DECA and A on one device (see :func:`load_reenact_models`).
 
     The loaded set that a session, source preparation and editing draw on; each step takes only the networks it
     runs (:func:`~reenact_core.engine.estimate_codes` DECA, :class:`~reenact_core.engine.DriverMotion` A's
@@ -35,7 +35,8 @@ class ReenactModels:
         e4e: the W+ encoder, 256-px crops in [-1, 1] → (B, n_latent, style_dim).
         deca: DECA's E_flame, 224-px crops in [0, 1] → (B, 236) codes.
         directions: A, Δp (B, 15) → shift (B, L, style_dim) of W+ rows 0..L−1.
-        device, dtype: where and in which float type every module runs.
+        device, dtype: where the networks run, and the float type of G, A and FSR; e4e and DECA may run in
+            their own (their module's dtype; their outputs are cast to ``dtype`` and float32 codes).
         fsr: the optional refinement encoder E_F (``reenact_core.models.fsr``), made for ``generator``; None
             renders without refinement.
     """
@@ -126,14 +127,20 @@ def find_fsr(choice: str | Path, folders: Iterable[str | Path]) -> tuple[Path | 
 
 
 def load_reenact_models(folders: Iterable[str | Path], device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32, fsr: str | Path | None = None) -> ReenactModels:
+                        dtype: torch.dtype = torch.float32, fsr: str | Path | None = None, *,
+                        encoder_dtype: torch.dtype | None = None, compile_encoders: bool = False) -> ReenactModels:
     """Loads G, e4e, DECA and A from their canonical files in ``folders`` (the first folder holding a file wins).
 
     Args:
         folders: folders to search, in order.
         device: where the networks run (``"cpu"``, ``"cuda"``, ``"mps"``, ...).
-        dtype: float type of every network (float32 default; float16 / bfloat16 on accelerators).
+        dtype: float type of G, A and FSR (float32 default; float16 / bfloat16 on accelerators).
         fsr: the FSR refinement encoder's file, or None for none (see :func:`find_fsr` for the CLI's choices).
+        encoder_dtype: float type of e4e and DECA (None: ``dtype``); their outputs are cast for the next step
+            (:func:`~reenact_core.engine.speed.network_dtypes` picks both for a ``--dtype``).
+        compile_encoders: compile e4e's and DECA's forward with ``torch.compile`` (opt-in: the first call per
+            batch size takes tens of seconds; :func:`~reenact_core.engine.speed.compile_problem` says whether
+            this machine can).
 
     Raises:
         MissingModelError: naming every missing file (one message, one file per line), with where to get it.
@@ -151,6 +158,10 @@ def load_reenact_models(folders: Iterable[str | Path], device: str | torch.devic
     if missing:
         raise MissingModelError(f"{len(missing)} of {len(names)} model files missing:\n" + "\n".join(missing))
     device = torch.device(device)
-    loaded = {name: load_model(path, name, device, dtype) for name, path in paths.items()}
+    own = {"e4e": encoder_dtype or dtype, "deca": encoder_dtype or dtype}
+    loaded = {name: load_model(path, name, device, own.get(name, dtype)) for name, path in paths.items()}
+    if compile_encoders:
+        for name in own:
+            loaded[name].module.compile()
     return ReenactModels(loaded["stylegan2"], loaded["e4e"], loaded["deca"], loaded["directions"], device, dtype,
                          None if fsr is None else load_model(fsr, "fsr", device, dtype))

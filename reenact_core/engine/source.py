@@ -103,7 +103,8 @@ def prepare_source(
     crop, transform = crop_using_landmarks(rgb, landmarks)
     kpt68 = transform.frame_to_crop(landmarks)[None]
     with torch.no_grad():
-        w_plus = models.e4e.module(image_to_tensor(crop).to(models.device, models.dtype))
+        e4e = models.e4e.module
+        w_plus = e4e(image_to_tensor(crop).to(models.device, next(e4e.parameters()).dtype)).to(models.dtype)
     source = PreparedSource(image, crop, transform, landmarks, w_plus, models.mean_latent,
                             estimate_codes(models.deca.module, crop[None], kpt68))
     if tune_steps > 0:

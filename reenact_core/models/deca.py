@@ -15,7 +15,7 @@ from torch import nn
 
 from reenact_core.errors import InputError, WeightsError
 from reenact_core.models.config import ModelConfig, check, count_indexed, shape_of
-from reenact_core.models.kind import INFERENCE, ModelKind, channels_last_at_inference
+from reenact_core.models.kind import INFERENCE, ModelKind, folded_channels_last_at_inference
 
 INPUT_SIZE = 224  # side of E_flame's input crop (official `TestData(crop_size=224)`)
 
@@ -210,7 +210,7 @@ KIND = ModelKind(
     name="deca", title="DECA E_flame encoder", role=INFERENCE, model_class=DecaEncoder, config_class=DecaConfig,
     canonical_file="deca-eflame.safetensors", official_file="deca_model.tar",
     source="DECA (https://github.com/yfeng95/DECA, registration required; non-commercial licence)",
-    config_from_state_dict=config_from_state_dict, set_mode=channels_last_at_inference,
+    config_from_state_dict=config_from_state_dict, set_mode=folded_channels_last_at_inference,
     # mid-grey in DECA's [0, 1] range
     probe_input=lambda config, extras, device, dtype: (
         torch.full((1, 3, INPUT_SIZE, INPUT_SIZE), 0.5, device=device, dtype=dtype),),

@@ -16,7 +16,8 @@ from torch import nn
 
 from reenact_core.errors import InputError, WeightsError
 from reenact_core.models.config import ModelConfig, check, count_indexed, shape_of
-from reenact_core.models.kind import INFERENCE, Converted, ModelKind, OfficialParts, channels_last_at_inference
+from reenact_core.models.kind import (INFERENCE, Converted, ModelKind, OfficialParts,
+                                      folded_channels_last_at_inference)
 from reenact_core.models.stylegan2 import REFERENCE_SOURCE, EqualLinear
 
 # First W+ row fed by each pyramid level (c3, p2, p1): e4e psp_encoders.py `coarse_ind = 3`, `middle_ind = 7`.
@@ -276,5 +277,5 @@ KIND = ModelKind(
     # mid-grey in the encoder's [-1, 1] range
     probe_input=lambda config, extras, device, dtype: (
         torch.zeros(1, 3, config.input_size, config.input_size, device=device, dtype=dtype),),
-    file_name=_file_name, set_mode=channels_last_at_inference,
+    file_name=_file_name, set_mode=folded_channels_last_at_inference,
 )

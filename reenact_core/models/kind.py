@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .folding import fold_batch_norms
+
 INFERENCE = "inference"   # needed to reenact: written by make_tiny_model_set, checked by doctor
 TRAINING = "training"     # needed only by the trainers (losses, fixed networks)
 OPTIONAL = "optional"     # improves a step when present (e.g. LPIPS for generator tuning)
@@ -64,11 +66,13 @@ def eval_mode(module: nn.Module, trainable: bool) -> nn.Module:
     return module.train().requires_grad_(True) if trainable else module.eval().requires_grad_(False)
 
 
-def channels_last_at_inference(module: nn.Module, trainable: bool) -> nn.Module:
-    """``eval_mode``, and at inference the 4-D weights in channels-last layout (oneDNN's and cuDNN's fast one:
-    convolutions then run in it end to end); values and keys are unchanged, trainable modules are left as built."""
+def folded_channels_last_at_inference(module: nn.Module, trainable: bool) -> nn.Module:
+    """``eval_mode``, and at inference every BatchNorm that follows a convolution folded into it
+    (:func:`~reenact_core.models.folding.fold_batch_norms`: equal up to float rounding, the state dict loses the
+    folded BN keys) and the 4-D weights in channels-last layout (oneDNN's and cuDNN's fast one: convolutions then
+    run in it end to end). Trainable modules are left as built."""
     module = eval_mode(module, trainable)
-    return module if trainable else module.to(memory_format=torch.channels_last)
+    return module if trainable else fold_batch_norms(module).to(memory_format=torch.channels_last)
 
 
 def _same_parts(parts: OfficialParts) -> Converted:
