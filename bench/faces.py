@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reenact_core.errors import MissingModelError
+from reenact_core.errors import MissingDependencyError, MissingModelError
 from reenact_core.landmarks import backend_names, detect_faces, get_backend
 from reenact_core.faces.paste_back import paste_back
 from reenact_core.faces.smoothing import smooth_sequence
@@ -71,7 +71,7 @@ def main() -> None:
             options["device"] = args.device
         try:
             backend = get_backend(name, **options)
-        except MissingModelError as error:
+        except (MissingModelError, MissingDependencyError) as error:
             print(f"{name:<16}not installed / weights missing: {error}")
             continue
         for video, frames in videos.items():

@@ -39,6 +39,7 @@ from recorded import RecordedBackend, record  # noqa: E402
 from reenact_core.landmarks import DEFAULT_BACKEND, detect_faces  # noqa: E402
 from reenact_core.faces.paste_back import paste_back  # noqa: E402
 from reenact_core.faces.reference_crop import crop_using_landmarks  # noqa: E402
+from reenact_core.faces.tracking import choose_face  # noqa: E402
 from reenact_core.video import VideoReader  # noqa: E402
 from reenact_core.models.fsr import FSRConfig, randomise_output  # noqa: E402
 from reenact_core.weights import INFERENCE, LoadedModel, kind, kind_names  # noqa: E402
@@ -135,7 +136,7 @@ def main() -> None:
     source = prepare_source(image, models, backend=backend)
     with torch.inference_mode():
         print_network_levers(models, source, batch, args.compile, bf16)
-    faces = [max(detect_faces(f, backend), key=lambda x: x.area) for f in frames[:batch]]
+    faces = [choose_face(detect_faces(f, backend), "largest") for f in frames[:batch]]
     crops, kpts = zip(*[(c, t.frame_to_crop(fc.landmarks)) for fc, (c, t) in
                         ((fc, crop_using_landmarks(f, fc.landmarks)) for fc, f in zip(faces, frames))])
     crops, kpts = np.stack(crops), np.stack(kpts)
