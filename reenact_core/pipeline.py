@@ -1,6 +1,8 @@
 """End-to-end jobs used by the command line: a driver file in, a video (or frames / an image) out, streamed.
 
-Memory stays flat on long drivers: frames are decoded, reenacted and encoded a chunk at a time.
+Memory stays flat on long drivers: frames are decoded and reenacted a chunk at a time, and each output frame is
+pasted into the source image and written before the next is made, so a big portrait costs a few full frames,
+not a chunk of them.
 """
 from __future__ import annotations
 
@@ -9,11 +11,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 from PIL import Image
 
 from .engine import DriveOptions, DriveSession, PreparedSource, ReenactModels
 from .errors import InputError
+from .faces.images import to_uint8_rgb
 from .files import atomic_write
 from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, driver_chunks
 
@@ -31,15 +33,6 @@ class RunSummary:
     audio: bool
 
 
-def output_frames(chunk, paste_back: bool) -> np.ndarray:
-    """The frames to write: pasted frames as 8-bit RGB, or the 256-px crops without paste-back."""
-    from .faces.images import to_uint8_rgb
-
-    if not paste_back:
-        return chunk.crops
-    return np.stack([to_uint8_rgb(f) for f in chunk.frames]) if len(chunk) else chunk.crops
-
-
 def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | Path, out: str | Path,
                  options: DriveOptions = DriveOptions(), *, num_frames: int | None = None,
                  length_policy: str = "stop", png_dir: str | Path | None = None, chunk: int = DEFAULT_CHUNK,
@@ -49,13 +42,14 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
     ``out`` is a video (the driver's frame rate, its audio muxed in) or, for a one-frame driver, may be an image
     file. ``png_dir`` also writes every frame as PNG. ``num_frames``/``length_policy`` (stop, loop, pingpong) set
     the output length. ``progress(done, total)`` is called after every chunk. Memory stays flat: frames are
-    streamed (the command line also keeps glibc's heap from growing with freed frames, ``reenact_core.memory``).
+    streamed, one full-size output frame at a time (the command line also keeps glibc's heap from growing with
+    freed frames, ``reenact_core.memory``).
     """
     reader = VideoReader(driving)
     out = Path(out)
     total = num_frames if num_frames is not None else (reader.frame_count if reader.frame_count_exact else None)
     as_image = out.suffix.lower() in IMAGE_SUFFIXES
-    session = DriveSession(models, source, options, fps=float(reader.fps))
+    session = DriveSession(models, source, options, fps=float(reader.fps), composite=False)
     writers = [] if as_image else [VideoWriter(out, reader.fps, audio_from=reader.path if reader.has_audio else None)]
     if png_dir is not None:
         writers.append(PngFramesWriter(png_dir))
@@ -64,15 +58,13 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
     try:
         def emit(driven) -> None:
             nonlocal written, last
-            frames = output_frames(driven, options.paste_back)
             for s in driven.status:
                 statuses[s] = statuses.get(s, 0) + 1
-            if len(frames):
+            for frame in session.output_frames(driven):   # pasted and written one at a time
+                last = to_uint8_rgb(frame)
                 for w in writers:
-                    w.write(frames)
-            written += len(frames)
-            if len(frames):
-                last = frames[-1]
+                    w.write(last[None])
+                written += 1
             if progress is not None:
                 progress(written, total)
 

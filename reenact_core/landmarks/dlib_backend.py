@@ -10,8 +10,9 @@ on a copy scaled so that a 40-px face fills the window (×2), its long side capp
 of 40 px and more are found in frames up to 2048 px (1080p and 1440p video), and of ``40 · long side / 2048`` px
 in larger ones. Frames with a face pay nothing more. Upsampled passes also give weak false positives:
 ``detect_faces`` drops detections far weaker than the frame's best and the face choice prefers the surer of
-equal-sized boxes. Landmarks are predicted on the full-resolution image with the box mapped back: on the test videos this gave 6 % lower landmark jitter than predicting at half resolution
-and scaling the points up (dlib rounds points to whole pixels of the image it sees).
+equal-sized boxes. Landmarks are predicted on the full-resolution image with the box mapped back: on the test
+videos this gave 6 % lower landmark jitter than predicting at half resolution and scaling the points up (dlib
+rounds points to whole pixels of the image it sees).
 """
 from __future__ import annotations
 
