@@ -3,6 +3,7 @@
     .venv/bin/python bench/pipeline.py [--frames N] [--threads N] [--batch B] [--compile] [--no-bf16]
     .venv/bin/python bench/pipeline.py --device cuda --dtype float16 [--batch 16] [--tuning-steps 5]
     .venv/bin/python bench/pipeline.py --record faces.npz   # then, where dlib is missing: --recorded faces.npz
+    .venv/bin/python bench/pipeline.py --memory [--megapixels 24 64] [--frames 16 64] [--paths cli node]
 
 Prints the in-process matmul GFLOP/s baseline and the machine's load, then for G, e4e and DECA's E_flame each
 speed lever on and off (ms/frame at batch B, time relative to the lever off, the output's difference, and the
@@ -14,7 +15,9 @@ also per 1000 matmul GFLOP/s (compare two versions by this ratio: each run measu
 On CUDA the networks run in ``--dtype`` (fp16 or fp32) and times wait for the device. A machine without dlib or
 its 68-point model (a GPU machine may have neither) replays the source, the frames and their faces recorded
 elsewhere with ``--record`` (``--recorded FILE``; the landmarks row then times the replay, not dlib). Targets (CPU, fp32,
-batch 8, quiet 2 cores): G >= 0.7 of the conv rate, end to end >= 3.5 frames/s.
+batch 8, quiet 2 cores): G >= 0.7 of the conv rate, end to end >= 3.5 frames/s. ``--memory`` prints only the peak
+RSS of big-portrait runs through the command line and the Reenact Video node (``portrait_memory.py``; targets at
+24 MP: growth from 16 to 64 frames ≤ 0.2 GB, peak ≤ 3 GB).
 """
 from __future__ import annotations
 
@@ -111,7 +114,12 @@ def main() -> None:
     parser.add_argument("--source", default=str(MEDIA / "s1.jpg"))
     parser.add_argument("--record", metavar="FILE", help="only write the source, the frames and their faces (.npz)")
     parser.add_argument("--recorded", metavar="FILE", help="replay a --record file instead of reading and detecting")
+    parser.add_argument("--memory", nargs=argparse.REMAINDER, metavar="OPTION",
+                        help="only the peak-memory table of big portraits (options of portrait_memory.py follow)")
     args = parser.parse_args()
+    if args.memory is not None:
+        from portrait_memory import main as memory_table
+        return memory_table(args.memory)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -14,12 +14,24 @@ from .audio import DriverAudio
 from .rate import exact_rate
 
 X264_CRF = 18  # libx264 constant rate factor: visually near-lossless (x264/FFmpeg H.264 encoding guide)
+X264_LOOKAHEAD = 40  # libx264's default rc-lookahead (preset medium): frames it holds before encoding one
+LOOKAHEAD_BYTES = 256 * 2**20  # yuv420p bytes of the frames held for lookahead, at most (big frames: fewer of them)
 MPEG4_QSCALE = 2  # MPEG-4 Part 2 constant quantiser, 2 (best) .. 31, for builds without libx264
 
 
 def pick_video_codec() -> str:
     """``"libx264"`` (H.264) when PyAV's FFmpeg build has that encoder, else ``"mpeg4"`` (MPEG-4 Part 2)."""
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+
+
+def x264_lookahead(height: int, width: int) -> int:
+    """libx264's rc-lookahead for frames of ``height`` × ``width``: its default, 40, for frames up to 4.4 MP, fewer
+    for bigger ones so that the frames held stay within :data:`LOOKAHEAD_BYTES` (at least 1).
+
+    The encoder holds every lookahead frame in yuv420p plus about as much in analysis buffers: at the default a
+    24-MP frame size would hold 2-3 GB, and a short video would take less memory than a long one.
+    """
+    return max(1, min(X264_LOOKAHEAD, LOOKAHEAD_BYTES // (height * width * 3 // 2)))
 
 
 class _FrameSink:
@@ -129,7 +141,8 @@ class VideoWriter(_FrameSink):
         self._closed = False
 
     def _start(self, height: int, width: int) -> None:
-        options = {"crf": str(X264_CRF)} if self.codec == "libx264" else {
+        options = {"crf": str(X264_CRF), "rc-lookahead": str(x264_lookahead(height, width))} \
+            if self.codec == "libx264" else {
             "flags": "+qscale", "qmin": str(MPEG4_QSCALE), "qmax": str(MPEG4_QSCALE)}
         self._video = self._container.add_stream(self.codec, rate=self.fps, options=options)
         self._video.width, self._video.height = width + width % 2, height + height % 2
