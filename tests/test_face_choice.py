@@ -17,6 +17,7 @@ from skimage import data
 from conftest import require
 from reenact_core.faces.alignment import FaceAligner
 from reenact_core.faces.geometry import Face, box_iou
+from reenact_core.faces.reference_crop import CROP_SIZE
 from reenact_core.faces.tracking import SIZE_TIE, FaceTracker, choose_face
 from reenact_core.landmarks import LandmarkBackend, detect_faces, get_backend
 from reenact_core.landmarks.backend import WEAK_SCORE
@@ -177,3 +178,52 @@ def test_two_small_faces_in_a_two_person_shot_are_found(backend, astronaut_face)
     expected = [astronaut_face * small.shape[1] / data.astronaut().shape[1] + [x, y, x, y] for x, y in spots]
     found = detect_faces(canvas, backend)
     assert all(any(box_iou(f.box, e) >= MIN_IOU for f in found) for e in expected), (found, expected)
+
+
+# --- the command line --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    from reenact_core.weights import make_tiny_model_set
+
+    folder = tmp_path_factory.mktemp("models")
+    make_tiny_model_set(folder)
+    return folder
+
+
+def outside_the_crop_blanked(image: np.ndarray, aligned) -> np.ndarray:
+    """``image`` grey everywhere but the bounding box of the aligned face's crop (what the face's path reads)."""
+    corners = np.array([[0, 0, 1], [CROP_SIZE, 0, 1], [0, CROP_SIZE, 1], [CROP_SIZE, CROP_SIZE, 1]], np.float64)
+    frame = corners @ aligned.transform.crop_to_frame_matrix().T
+    (x0, y0), (x1, y1) = np.floor(frame.min(0)).astype(int) - 2, np.ceil(frame.max(0)).astype(int) + 2
+    clean = np.full_like(image, 110)
+    clean[max(y0, 0):y1, max(x0, 0):x1] = image[max(y0, 0):y1, max(x0, 0):x1]
+    return clean
+
+
+@pytest.mark.parametrize("side, resample", RESIZED[:3])
+def test_command_line_takes_the_face_as_source_and_driver(tmp_path, models_dir, backend, astronaut_face, side,
+                                                          resample):
+    from reenact_core.cli import main
+    from reenact_core.engine import load_source
+
+    image, factor = resized_astronaut(side, resample)
+    expected = astronaut_face * factor
+    clean = outside_the_crop_blanked(image, FaceAligner(smoothing=0.0, backend=backend)(image))
+    paths = {name: tmp_path / f"{name}.png" for name in ("image", "clean")}
+    Image.fromarray(image).save(paths["image"])
+    Image.fromarray(clean).save(paths["clean"])
+    outputs = {}
+    for driver in paths:
+        out = tmp_path / f"out_{driver}.png"
+        code = main(["reenact", "--models", str(models_dir), "--device", "cpu", "--source", str(paths["image"]),
+                     "--driving", str(paths[driver]), "--out", str(out), "--tune-steps", "0",
+                     "--source-out", str(tmp_path / "source.safetensors")])
+        assert code == 0
+        outputs[driver] = np.asarray(Image.open(out))
+    landmarks = load_source(tmp_path / "source.safetensors").landmarks
+    margin = 0.35 * (expected[2] - expected[0])
+    assert ((landmarks >= expected[:2] - margin) & (landmarks <= expected[2:] + margin)).all(), \
+        "the prepared source is not the astronaut's face"
+    assert np.array_equal(outputs["image"], outputs["clean"]), \
+        "the driver's face in the full frame is not the face alone in the cleaned frame"
