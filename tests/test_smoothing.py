@@ -122,15 +122,17 @@ def test_metrics_on_known_signals():
         landmark_jitter(np.zeros((2, 68, 2)))
 
 
-def read_video(name: str) -> list[np.ndarray]:
-    require((MEDIA / name).is_file(), f"test media {name}")
-    return list(VideoReader(MEDIA / name))
+def longest_video() -> list[np.ndarray]:
+    """The frames of the longest test video (the most motion to smooth, whatever the media set holds)."""
+    videos = sorted(MEDIA.glob("*.mp4"))
+    require(bool(videos), f"test videos in {MEDIA}")
+    return list(VideoReader(max(videos, key=lambda v: VideoReader(v).frame_count or 0)))
 
 
 @pytest.mark.slow
 def test_default_strength_on_a_talking_head_video():
-    """All frames of d9 (glasses, head motion, small mouth motion) through dlib landmarks and tracking."""
-    frames = read_video("d9.mp4")
+    """All frames of the longest talking-head video through dlib landmarks and tracking."""
+    frames = longest_video()
     tracked = track_faces(frames, on_missing="raise")   # every frame of the test videos has the face
     raw = np.stack([t.face.landmarks for t in tracked]).astype(np.float64)
     smoothed = smooth_sequence(raw, "landmarks", strength=DEFAULT_STRENGTH, fps=FPS)
