@@ -26,6 +26,9 @@ INTERRUPT_AFTER_FRAMES = 64   # video frames done before the interrupt
 VIDEO_LENGTHS = (100, 1000)   # frames of the streamed driver videos compared for peak memory
 PEAK_GROWTH = 50 * 2**20      # allowed peak-RSS growth from the short to the long video
 FACE_EVERY = 16               # one real face frame in this many; the rest hold the last output (no face)
+PORTRAIT_MEGAPIXELS = 24      # the big portrait pasted back by the video node (a 6000 × 4000 photo)
+PORTRAIT_FRAMES = 16          # N of the N against 4N comparison: more than the encoder holds at this size
+PORTRAIT_GROWTH_FRAMES = 2    # allowed peak growth from N to 4N frames, in full 8-bit frames of the portrait
 
 
 def workflow(name: str) -> dict:
@@ -209,3 +212,37 @@ def test_video_node_streams_with_flat_peak_memory_and_stops_on_interrupt(server)
                                       lambda frames: frames >= INTERRUPT_AFTER_FRAMES)
     assert elapsed < INTERRUPT_SECONDS, f"the video run ended {elapsed:.2f} s after the interrupt"
     assert max(done) < long, "the video ran to its end"
+
+
+@pytest.mark.slow
+def test_video_node_memory_with_a_big_portrait_does_not_grow_with_the_frames(server):
+    """A big portrait pasted back by Reenact Video: each output frame is made and written alone, so the run's peak
+    above its start is the same for N and 4N driver frames (within PORTRAIT_GROWTH_FRAMES full frames)."""
+    from skimage import data
+
+    height = int(round((PORTRAIT_MEGAPIXELS * 1e6 / 1.5) ** 0.5))
+    width = int(round(height * 1.5))
+    canvas = np.full((height, width, 3), 110, np.uint8)
+    canvas[:, (width - height) // 2:(width + height) // 2] = np.asarray(
+        Image.fromarray(data.astronaut()).resize((height, height)))
+    Image.fromarray(canvas).save(server.input_dir / "big_portrait.jpg", quality=92)
+    del canvas
+
+    def prompt(frames: int) -> dict:
+        p = video_prompt(DRIVER_VIDEO, frames=frames, length="loop")
+        (image,) = nodes_of(p, "LoadImage")
+        p[image]["inputs"]["image"] = "big_portrait.jpg"
+        return p
+
+    server.run(prompt(2), timeout=600)   # warm-up: models, codecs, the loaded portrait (cached by ComfyUI)
+    growth = {}
+    for frames in (PORTRAIT_FRAMES, 4 * PORTRAIT_FRAMES):
+        server.reset_peak_memory()
+        base = server.memory()["rss"]
+        server.run(prompt(frames), timeout=1800)
+        growth[frames] = server.memory()["peak"] - base
+    allowed = PORTRAIT_GROWTH_FRAMES * height * width * 3
+    assert growth[4 * PORTRAIT_FRAMES] - growth[PORTRAIT_FRAMES] <= allowed, (
+        f"the run's peak grew by {(growth[4 * PORTRAIT_FRAMES] - growth[PORTRAIT_FRAMES]) / 2**20:.0f} MiB from "
+        f"{PORTRAIT_FRAMES} to {4 * PORTRAIT_FRAMES} frames of a {width}×{height} portrait (allowed "
+        f"{allowed / 2**20:.0f} MiB)")

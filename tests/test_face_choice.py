@@ -15,16 +15,14 @@ from PIL import Image
 from skimage import data
 
 from conftest import require
+from face_inputs import (RESIZED, astronaut_face_box, canvas_with, outside_the_crop_blanked, points_in_box,
+                         resized_astronaut, scaled)
 from reenact_core.faces.alignment import FaceAligner
 from reenact_core.faces.geometry import Face, box_iou
-from reenact_core.faces.reference_crop import CROP_SIZE
 from reenact_core.faces.tracking import SIZE_TIE, FaceTracker, choose_face
 from reenact_core.landmarks import LandmarkBackend, detect_faces, get_backend
 from reenact_core.landmarks.backend import WEAK_SCORE
 
-# Resized astronauts (side, PIL filter): sizes and filters around the reported 400-px case.
-RESIZED = [(400, Image.BICUBIC), (400, Image.LANCZOS), (380, Image.BICUBIC), (420, Image.BILINEAR),
-           (450, Image.LANCZOS)]
 # Small faces: (face box side in px, canvas (height, width)); the first detection pass sees them below 80 px.
 SMALL = [(40, (768, 1024)), (48, (1080, 1920)), (56, (1000, 1000))]
 MIN_IOU = 0.5  # a found box overlaps the expected one at least this much
@@ -41,28 +39,7 @@ def backend():
 
 @pytest.fixture(scope="module")
 def astronaut_face(backend) -> np.ndarray:
-    """The face box of the astronaut at its native size (the surest detection)."""
-    faces = detect_faces(data.astronaut(), backend)
-    assert faces, "no face found in the astronaut"
-    return max(faces, key=lambda face: face.score).box
-
-
-def resized_astronaut(side: int, resample) -> tuple[np.ndarray, float]:
-    image = Image.fromarray(data.astronaut())
-    return np.asarray(image.resize((side, side), resample)), side / image.width
-
-
-def canvas_with(faces: list[tuple[np.ndarray, tuple[int, int]]], hw: tuple[int, int]) -> np.ndarray:
-    """A grey canvas with each image pasted at its (x, y)."""
-    canvas = np.full((*hw, 3), 110, np.uint8)
-    for image, (x, y) in faces:
-        canvas[y:y + image.shape[0], x:x + image.shape[1]] = image
-    return canvas
-
-
-def scaled(image: np.ndarray, factor: float) -> np.ndarray:
-    size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
-    return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
+    return astronaut_face_box(backend)
 
 
 def face(x: float, size: float, score: float) -> Face:
@@ -134,9 +111,7 @@ def test_resized_astronaut_source_and_driver_take_the_face(backend, astronaut_fa
     for found in detect_faces(image, backend):        # whatever else is found is not a far weaker false one
         assert found.score >= WEAK_SCORE * chosen.score
     aligned = FaceAligner(select="largest", smoothing=0.0, backend=backend)(image)   # the driver's path
-    margin = 0.35 * (expected[2] - expected[0])   # landmarks may leave a detector box by this much (plausibility)
-    inside = (aligned.landmarks >= expected[:2] - margin) & (aligned.landmarks <= expected[2:] + margin)
-    assert inside.all(), "the driver's aligned face is not the astronaut's"
+    assert points_in_box(aligned.landmarks, expected), "the driver's aligned face is not the astronaut's"
 
 
 @pytest.mark.parametrize("left, right", [(1.0, 1.3), (1.25, 0.95)])
@@ -191,17 +166,7 @@ def models_dir(tmp_path_factory):
     return folder
 
 
-def outside_the_crop_blanked(image: np.ndarray, aligned) -> np.ndarray:
-    """``image`` grey everywhere but the bounding box of the aligned face's crop (what the face's path reads)."""
-    corners = np.array([[0, 0, 1], [CROP_SIZE, 0, 1], [0, CROP_SIZE, 1], [CROP_SIZE, CROP_SIZE, 1]], np.float64)
-    frame = corners @ aligned.transform.crop_to_frame_matrix().T
-    (x0, y0), (x1, y1) = np.floor(frame.min(0)).astype(int) - 2, np.ceil(frame.max(0)).astype(int) + 2
-    clean = np.full_like(image, 110)
-    clean[max(y0, 0):y1, max(x0, 0):x1] = image[max(y0, 0):y1, max(x0, 0):x1]
-    return clean
-
-
-@pytest.mark.parametrize("side, resample", RESIZED[:3])
+@pytest.mark.parametrize("side, resample", RESIZED[:2])
 def test_command_line_takes_the_face_as_source_and_driver(tmp_path, models_dir, backend, astronaut_face, side,
                                                           resample):
     from reenact_core.cli import main
@@ -221,9 +186,7 @@ def test_command_line_takes_the_face_as_source_and_driver(tmp_path, models_dir, 
                      "--source-out", str(tmp_path / "source.safetensors")])
         assert code == 0
         outputs[driver] = np.asarray(Image.open(out))
-    landmarks = load_source(tmp_path / "source.safetensors").landmarks
-    margin = 0.35 * (expected[2] - expected[0])
-    assert ((landmarks >= expected[:2] - margin) & (landmarks <= expected[2:] + margin)).all(), \
+    assert points_in_box(load_source(tmp_path / "source.safetensors").landmarks, expected), \
         "the prepared source is not the astronaut's face"
     assert np.array_equal(outputs["image"], outputs["clean"]), \
         "the driver's face in the full frame is not the face alone in the cleaned frame"
