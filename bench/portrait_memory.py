@@ -26,7 +26,6 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 MEDIA = Path(os.environ.get("REENACT_SHARED", REPO.parent / "shared")) / "media"
-ASPECT = 1.5  # width / height of the portrait canvas (a 6000 × 4000 photo is 24 MP)
 
 
 def peak_gib(pid: int | str = "self") -> float:
@@ -38,21 +37,15 @@ def peak_gib(pid: int | str = "self") -> float:
 
 
 def write_portrait(path: Path, megapixels: float) -> tuple[int, int]:
-    """The astronaut, scaled to the canvas height, on a grey ``ASPECT`` canvas of ``megapixels``; JPEG."""
-    import cv2
-    import numpy as np
+    """The tests' big portrait (the astronaut on a grey 3:2 canvas of ``megapixels``) as a JPEG; its width, height."""
     from PIL import Image
-    from skimage import data
 
-    height = int(round((megapixels * 1e6 / ASPECT) ** 0.5))
-    width = int(round(height * ASPECT))
-    canvas = np.full((height, width, 3), 120, np.uint8)
-    face = cv2.resize(data.astronaut(), (height, height), interpolation=cv2.INTER_CUBIC)
-    left = (width - height) // 2
-    canvas[:, left:left + height] = face
-    del face
+    sys.path.insert(0, str(REPO / "tests"))
+    from face_inputs import big_portrait
+
+    canvas = big_portrait(megapixels)
     Image.fromarray(canvas).save(path, quality=92)
-    return width, height
+    return canvas.shape[1], canvas.shape[0]
 
 
 def longest_video() -> Path:

@@ -57,3 +57,12 @@ def outside_the_crop_blanked(image: np.ndarray, aligned) -> np.ndarray:
     clean = np.full_like(image, 110)
     clean[y0:y1, x0:x1] = image[y0:y1, x0:x1]
     return clean
+
+
+def big_portrait(megapixels: float, aspect: float = 1.5) -> np.ndarray:
+    """The astronaut scaled to the height of a grey canvas of ``megapixels`` and ``aspect`` (width / height):
+    (H, W, 3) uint8, e.g. 6000 × 4000 for 24 MP."""
+    height = int(round((megapixels * 1e6 / aspect) ** 0.5))
+    width = int(round(height * aspect))
+    head = np.asarray(Image.fromarray(data.astronaut()).resize((height, height), Image.BICUBIC))
+    return canvas_with([(head, ((width - height) // 2, 0))], (height, width))

@@ -218,13 +218,10 @@ def test_video_node_streams_with_flat_peak_memory_and_stops_on_interrupt(server)
 def test_video_node_memory_with_a_big_portrait_does_not_grow_with_the_frames(server):
     """A big portrait pasted back by Reenact Video: each output frame is made and written alone, so the run's peak
     above its start is the same for N and 4N driver frames (within PORTRAIT_GROWTH_FRAMES full frames)."""
-    from skimage import data
+    from face_inputs import big_portrait
 
-    height = int(round((PORTRAIT_MEGAPIXELS * 1e6 / 1.5) ** 0.5))
-    width = int(round(height * 1.5))
-    canvas = np.full((height, width, 3), 110, np.uint8)
-    canvas[:, (width - height) // 2:(width + height) // 2] = np.asarray(
-        Image.fromarray(data.astronaut()).resize((height, height)))
+    canvas = big_portrait(PORTRAIT_MEGAPIXELS)
+    height, width = canvas.shape[:2]
     Image.fromarray(canvas).save(server.input_dir / "big_portrait.jpg", quality=92)
     del canvas
 

@@ -86,21 +86,15 @@ def measure(frames: int, chunk: int, batch_size: int, paste_back: bool) -> dict:
 def measure_portrait(frames: int, megapixels: float) -> dict:
     """Drives a ``megapixels`` portrait (pasted back, the command line's chunk) for ``frames`` frames; reports the
     RSS before the job, the job's peak and the size of one full frame (MiB)."""
-    import numpy as np
-    from PIL import Image
-    from skimage import data
-
+    from face_inputs import big_portrait
     from golden_fixtures import MEDIA
     from reenact_core.engine import DriveOptions, load_reenact_models, prepare_source
     from reenact_core.pipeline import reenact_file
     from reenact_core.video import VideoReader
     from reenact_core.weights import make_tiny_model_set
 
-    height = int(round((megapixels * 1e6 / 1.5) ** 0.5))
-    width = int(round(height * 1.5))
-    canvas = np.full((height, width, 3), 110, np.uint8)
-    left = (width - height) // 2
-    canvas[:, left:left + height] = np.asarray(Image.fromarray(data.astronaut()).resize((height, height)))
+    canvas = big_portrait(megapixels)
+    height, width = canvas.shape[:2]
     with tempfile.TemporaryDirectory() as tmp:
         make_tiny_model_set(tmp)
         models = load_reenact_models([tmp])
@@ -110,11 +104,10 @@ def measure_portrait(frames: int, megapixels: float) -> dict:
         gc.collect()
         before = status_mib("VmRSS")
         exact = reset_peak()
-        state = {"sampled_peak": before}
-        sample = lambda done, total: state.update(sampled_peak=max(state["sampled_peak"], status_mib("VmRSS")))  # noqa: E731
+        sampled = [before]
         summary = reenact_file(models, source, driver, Path(tmp) / "out.mp4", DriveOptions(), num_frames=frames,
-                               length_policy="loop", progress=sample)
-        peak = status_mib("VmHWM") if exact else state["sampled_peak"]
+                               length_policy="loop", progress=lambda done, total: sampled.append(status_mib("VmRSS")))
+        peak = status_mib("VmHWM") if exact else max(sampled)
     return {"frames": summary.frames, "rss_before_mib": round(before, 1), "peak_mib": round(peak, 1),
             "growth_mib": round(peak - before, 1), "frame_mib": round(height * width * 3 / 2**20, 1)}
 
