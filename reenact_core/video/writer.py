@@ -1,6 +1,7 @@
 """Frame sinks with one ``write(frames)`` interface: an encoded video file, or a folder of PNG frames."""
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from .rate import exact_rate
 
 X264_CRF = 18  # libx264 constant rate factor: visually near-lossless (x264/FFmpeg H.264 encoding guide)
 X264_LOOKAHEAD = 40  # libx264's default rc-lookahead (preset medium): frames it holds before encoding one
-LOOKAHEAD_BYTES = 256 * 2**20  # yuv420p bytes of the frames held for lookahead, at most (big frames: fewer of them)
+LOOKAHEAD_BYTES = 256 * 2**20  # yuv420p bytes of the frames libx264 holds for lookahead or threads, at most
 MPEG4_QSCALE = 2  # MPEG-4 Part 2 constant quantiser, 2 (best) .. 31, for builds without libx264
 
 
@@ -24,14 +25,23 @@ def pick_video_codec() -> str:
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
-def x264_lookahead(height: int, width: int) -> int:
-    """libx264's rc-lookahead for frames of ``height`` × ``width``: its default, 40, for frames up to 4.4 MP, fewer
-    for bigger ones so that the frames held stay within :data:`LOOKAHEAD_BYTES` (at least 1).
+def x264_frame_options(height: int, width: int) -> dict[str, str]:
+    """libx264 options that bound the frames the encoder holds for frames of ``height`` × ``width``.
 
-    The encoder holds every lookahead frame in yuv420p plus about as much in analysis buffers: at the default a
-    24-MP frame size would hold 2-3 GB, and a short video would take less memory than a long one.
+    The encoder holds its rc-lookahead frames and one frame per thread (by default 40 and 1.5 per CPU), each in
+    yuv420p plus about as much in analysis buffers: a 24-MP video would hold 2-3 GB, and a short video less than a
+    long one. Both are cut so that the frames held stay within :data:`LOOKAHEAD_BYTES` (at least 1 each): frames
+    up to 4.4 MP keep x264's defaults.
     """
-    return max(1, min(X264_LOOKAHEAD, LOOKAHEAD_BYTES // (height * width * 3 // 2)))
+    held = max(1, LOOKAHEAD_BYTES // (height * width * 3 // 2))
+    options = {"rc-lookahead": str(min(X264_LOOKAHEAD, held))}
+    if held < _cpu_count() * 3 // 2:   # x264's automatic thread count
+        options["threads"] = str(held)
+    return options
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class _FrameSink:
@@ -141,8 +151,7 @@ class VideoWriter(_FrameSink):
         self._closed = False
 
     def _start(self, height: int, width: int) -> None:
-        options = {"crf": str(X264_CRF), "rc-lookahead": str(x264_lookahead(height, width))} \
-            if self.codec == "libx264" else {
+        options = {"crf": str(X264_CRF), **x264_frame_options(height, width)} if self.codec == "libx264" else {
             "flags": "+qscale", "qmin": str(MPEG4_QSCALE), "qmax": str(MPEG4_QSCALE)}
         self._video = self._container.add_stream(self.codec, rate=self.fps, options=options)
         self._video.width, self._video.height = width + width % 2, height + height % 2
