@@ -2,11 +2,11 @@
 
 The face is chosen on the first frame that has one (:func:`choose_face`): by its index in left-to-right order,
 as the ``"largest"`` box (of boxes of about the same size, the best detector score), or as the best detector
-``"score"``. On each later frame the tracked face is the one whose
-box overlaps the last tracked box most (IoU ≥ ``min_iou``); other people are never switched to, even while the
-tracked face is missing. A frame without the tracked face raises NoFaceError naming the frame index
-(``on_missing="raise"``) or is reported with ``face=None`` (``"pass"``); what such frames become in the output
-(the no-face policy) is decided once, by ``reenact_core.engine.plan.frame_rows``.
+``"score"``. On each later frame the tracked face is the one whose box overlaps the last tracked box most
+(IoU ≥ ``min_iou``); other people are never switched to, even while the tracked face is missing. A frame
+without the tracked face raises NoFaceError naming the frame index (``on_missing="raise"``) or is reported with
+``face=None`` (``"pass"``); what such frames become in the output (the no-face policy) is decided once, by
+``reenact_core.engine.plan.frame_rows``.
 
 :class:`FaceTracker` is streaming: :meth:`~FaceTracker.update` takes the detections of the next frames and
 returns the frames whose result is settled, in order. Fed in chunks of any sizes, it reports exactly what a
