@@ -93,7 +93,7 @@ class DriveOptions:
 @dataclass
 class DrivenChunk(Rendered):
     """Consecutive output frames of a session (see :class:`~reenact_core.engine.render.Rendered` for the
-    crops, frames and masks).
+    crops, frames and masks; frames and masks are None too from a session with ``composite=False``).
 
     Attributes:
         indices: (n,) int64 driver frame indices, consecutive from the first frame not returned before.
