@@ -3,6 +3,7 @@
     .venv/bin/python bench/pipeline.py [--frames N] [--threads N] [--batch B] [--compile] [--no-bf16]
     .venv/bin/python bench/pipeline.py --device cuda --dtype float16 [--batch 16] [--tuning-steps 5]
     .venv/bin/python bench/pipeline.py --record faces.npz   # then, where dlib is missing: --recorded faces.npz
+    .venv/bin/python bench/pipeline.py --memory [--megapixels 24 64] [--frames 16 64] [--paths cli node]
 
 Prints the in-process matmul GFLOP/s baseline and the machine's load, then for G, e4e and DECA's E_flame each
 speed lever on and off (G: weight cache; e4e, DECA: channels-last, BatchNorm folding, both; all: opt-in
@@ -18,7 +19,9 @@ in line.
 On CUDA the networks run in ``--dtype`` (fp16 or fp32) and times wait for the device. A machine without dlib or
 its 68-point model (a GPU machine may have neither) replays the source, the frames and their faces recorded
 elsewhere with ``--record`` (``--recorded FILE``; the landmarks row then times the replay, not dlib). Targets (CPU, fp32,
-batch 8, quiet 2 cores): G >= 0.7 of the conv rate, end to end >= 3.5 frames/s.
+batch 8, quiet 2 cores): G >= 0.7 of the conv rate, end to end >= 3.5 frames/s. ``--memory`` prints only the peak
+RSS of big-portrait runs through the command line and the Reenact Video node (``portrait_memory.py``; targets at
+24 MP: growth from 16 to 64 frames ≤ 0.2 GB, peak ≤ 3 GB).
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ from recorded import RecordedBackend, record  # noqa: E402
 from reenact_core.landmarks import DEFAULT_BACKEND, detect_faces  # noqa: E402
 from reenact_core.faces.paste_back import paste_back  # noqa: E402
 from reenact_core.faces.reference_crop import crop_using_landmarks  # noqa: E402
+from reenact_core.faces.tracking import choose_face  # noqa: E402
 from reenact_core.video import VideoReader  # noqa: E402
 from reenact_core.models.fsr import FSRConfig, randomise_output  # noqa: E402
 from reenact_core.models.kind import eval_mode  # noqa: E402
@@ -164,7 +168,12 @@ def main() -> None:
     parser.add_argument("--source", default=str(MEDIA / "s1.jpg"))
     parser.add_argument("--record", metavar="FILE", help="only write the source, the frames and their faces (.npz)")
     parser.add_argument("--recorded", metavar="FILE", help="replay a --record file instead of reading and detecting")
+    parser.add_argument("--memory", nargs=argparse.REMAINDER, metavar="OPTION",
+                        help="only the peak-memory table of big portraits (options of portrait_memory.py follow)")
     args = parser.parse_args()
+    if args.memory is not None:
+        from portrait_memory import main as memory_table
+        return memory_table(args.memory)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -189,7 +198,7 @@ def main() -> None:
     source = prepare_source(image, models, backend=backend)
     with torch.inference_mode():
         print_network_levers(models, source, batch, args.compile, bf16)
-    faces = [max(detect_faces(f, backend), key=lambda x: x.area) for f in frames[:batch]]
+    faces = [choose_face(detect_faces(f, backend), "largest") for f in frames[:batch]]
     crops, kpts = zip(*[(c, t.frame_to_crop(fc.landmarks)) for fc, (c, t) in
                         ((fc, crop_using_landmarks(f, fc.landmarks)) for fc, f in zip(faces, frames))])
     crops, kpts = np.stack(crops), np.stack(kpts)

@@ -51,12 +51,12 @@ def dlib_descriptor(frame: np.ndarray, backend: str = "dlib") -> np.ndarray | No
     """The 128-D dlib identity descriptor of the largest plausible face of an RGB uint8 frame, or None."""
     import dlib
 
+    from .faces.tracking import choose_face
     from .landmarks import detect_faces
 
-    faces = detect_faces(frame, backend)
-    if not faces:
+    face = choose_face(detect_faces(frame, backend), "largest")
+    if face is None:
         return None
-    face = max(faces, key=lambda f: f.area)
     x1, y1, x2, y2 = (int(round(v)) for v in face.box)
     shape = dlib.full_object_detection(dlib.rectangle(x1, y1, x2, y2),
                                        [dlib.point(int(round(x)), int(round(y))) for x, y in face.landmarks])
@@ -157,11 +157,12 @@ class DecaMeasurer:
 
     def landmarks(self, frame: np.ndarray) -> np.ndarray | None:
         """(68, 2) points of the largest plausible face, or None."""
+        from .faces.tracking import choose_face
         from .landmarks import detect_faces
 
         if self._last is None or self._last[0] != id(frame):
-            faces = detect_faces(frame, self.backend)
-            self._last = (id(frame), max(faces, key=lambda f: f.area).landmarks if faces else None)
+            face = choose_face(detect_faces(frame, self.backend), "largest")
+            self._last = (id(frame), None if face is None else face.landmarks)
         return self._last[1]
 
     def params(self, frame: np.ndarray) -> FaceParams | None:

@@ -1,7 +1,9 @@
 """End-to-end jobs used by the command line: a driver file in, a video (or frames / an image) out, streamed.
 
-Memory stays flat on long drivers: frames are decoded, reenacted and encoded a chunk at a time, the next chunk
-decoded and the previous one encoded in background threads while the networks run (``video.overlap``).
+Memory stays flat on long drivers: frames are decoded, reenacted and encoded a chunk at a time (the next chunk
+decoded and the previous one encoded in background threads while the networks run, ``video.overlap``), and each
+output frame is pasted into the source image and handed to the writers before the next is made, so a big
+portrait costs a few full frames, not a chunk of them.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numpy as np
 
 from .engine import DriveOptions, DriveSession, PreparedSource, ReenactModels
 from .errors import InputError
-from .faces.images import save_image
+from .faces.images import save_image, to_uint8_rgb
 from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, timed_driver_frames
 from .video.overlap import DEPTH, BackgroundWriter, Prefetched
 
@@ -34,15 +36,6 @@ class RunSummary:
     statuses: dict[str, int]   # frames per status: driven / held / passed
     audio: bool                # driver audio went into the video (over the driver's length, never looped)
     driver_frames: int | None = None   # the driver's length when known (an output past it was looped)
-
-
-def output_frames(chunk, paste_back: bool) -> np.ndarray:
-    """The frames to write: pasted frames as 8-bit RGB, or the 256-px crops without paste-back."""
-    from .faces.images import to_uint8_rgb
-
-    if not paste_back:
-        return chunk.crops
-    return np.stack([to_uint8_rgb(f) for f in chunk.frames]) if len(chunk) else chunk.crops
 
 
 def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | Path, out: str | Path,
@@ -62,14 +55,14 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
     ``progress(done, total)`` is called after every chunk. Every output appears whole when the run ends and not
     at all after an error or interrupt (earlier files at those paths are left as they were). Memory stays flat:
     frames are streamed (the command line also keeps glibc's heap from growing with freed frames,
-    ``reenact_core.memory``). ``overlap`` decodes and encodes in background threads while the networks run
-    (False: in line).
+    ``reenact_core.memory``), and each full-size output frame is pasted and handed to the writers before the
+    next is made. ``overlap`` decodes and encodes in background threads while the networks run (False: in line).
     """
     reader = VideoReader(driving) if image_fps is None else VideoReader(driving, image_fps=image_fps)
     out = Path(out)
     total = num_frames if num_frames is not None else (reader.frame_count if reader.frame_count_exact else None)
     as_image = out.suffix.lower() in IMAGE_SUFFIXES
-    session = DriveSession(models, source, options, fps=float(reader.fps))
+    session = DriveSession(models, source, options, fps=float(reader.fps), composite=False)
     statuses: dict[str, int] = {}
     written, last, completed = 0, None, False
     pending: deque[Fraction] = deque()   # times of the frames fed but not yet settled by the session
@@ -89,15 +82,14 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
     try:
         def emit(driven) -> None:
             nonlocal written, last
-            images = driven.frames if options.paste_back and len(driven) else driven.crops   # the source's layout
             for s in driven.status:
                 statuses[s] = statuses.get(s, 0) + 1
-            times = [pending.popleft() for _ in range(len(images))]
-            if len(images):
-                parts = [] if video is None else [(output_frames(driven, options.paste_back), times)]
-                sink.write(parts + ([] if pngs is None else [(images,)]))   # one tuple per writer
-                last = images[-1]
-            written += len(images)
+            times = [pending.popleft() for _ in range(len(driven))]
+            for frame, time in zip(session.output_frames(driven), times):   # pasted and written one at a time
+                parts = [] if video is None else [(to_uint8_rgb(frame)[None], [time])]
+                sink.write(parts + ([] if pngs is None else [(frame[None],)]))   # one tuple per writer: its layout
+                last = frame
+                written += 1
             if progress is not None:
                 progress(written, total)
 

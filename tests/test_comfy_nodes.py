@@ -34,6 +34,9 @@ VIDEO_LENGTHS = (100, 1000)   # frames of the streamed driver videos compared fo
 PEAK_GROWTH = 50 * 2**20      # allowed peak-RSS growth from the short to the long video
 FACE_EVERY = 16               # one real face frame in this many; the rest hold the last output (no face)
 FAILING_AFTER = 4             # driver frames with a face before the black frame of the failing video run
+PORTRAIT_MEGAPIXELS = 24      # the big portrait pasted back by the video node (a 6000 × 4000 photo)
+PORTRAIT_FRAMES = 16          # N of the N against 4N comparison: more than the encoder holds at this size
+PORTRAIT_GROWTH_FRAMES = 2    # allowed peak growth from N to 4N frames, in full 8-bit frames of the portrait
 
 
 def workflow(name: str) -> dict:
@@ -196,7 +199,7 @@ def test_interrupt_during_tuning_ends_the_run_and_leaves_the_generator(server):
 # --- streaming video ---------------------------------------------------------------------------------------------
 
 def write_driver(path, frames: int, faces: np.ndarray) -> None:
-    """A 512-px driver of ``frames`` frames: a real face every FACE_EVERY frames, blank frames between."""
+    """A driver of ``frames`` frames of the faces' size: a real face every FACE_EVERY frames, blank frames between."""
     blank = np.zeros_like(faces[0])
     with VideoWriter(path, 30) as writer:
         for start in range(0, frames, FACE_EVERY):
@@ -214,7 +217,6 @@ def video_prompt(file: str, **widgets) -> dict:
 @pytest.mark.slow
 def test_video_node_streams_with_flat_peak_memory(server):
     faces = np.stack(list(VideoReader(server.input_dir / DRIVER_VIDEO)))
-    assert faces.shape[1:3] == (512, 512), "the driver video must be 512 px"
     names = {n: f"long_{n}.mp4" for n in VIDEO_LENGTHS}
     for n, name in names.items():
         write_driver(server.input_dir / name, n, faces)
@@ -258,3 +260,34 @@ def test_video_node_failing_mid_run_leaves_no_video(server):
             for p in (server.base_dir / folder).rglob("*")
             if p.is_file() and (p.name.startswith("latent_reenact_") or ".partial" in p.name)]
     assert left == []
+
+
+@pytest.mark.slow
+def test_video_node_memory_with_a_big_portrait_does_not_grow_with_the_frames(server):
+    """A big portrait pasted back by Reenact Video: each output frame is made and written alone, so the run's peak
+    above its start is the same for N and 4N driver frames (within PORTRAIT_GROWTH_FRAMES full frames)."""
+    from face_inputs import big_portrait
+
+    canvas = big_portrait(PORTRAIT_MEGAPIXELS)
+    height, width = canvas.shape[:2]
+    Image.fromarray(canvas).save(server.input_dir / "big_portrait.jpg", quality=92)
+    del canvas
+
+    def prompt(frames: int) -> dict:
+        p = video_prompt(DRIVER_VIDEO, frames=frames, length="loop")
+        (image,) = nodes_of(p, "LoadImage")
+        p[image]["inputs"]["image"] = "big_portrait.jpg"
+        return p
+
+    server.run(prompt(2), timeout=600)   # warm-up: models, codecs, the loaded portrait (cached by ComfyUI)
+    growth = {}
+    for frames in (PORTRAIT_FRAMES, 4 * PORTRAIT_FRAMES):
+        server.reset_peak_memory()
+        base = server.memory()["rss"]
+        server.run(prompt(frames), timeout=1800)
+        growth[frames] = server.memory()["peak"] - base
+    allowed = PORTRAIT_GROWTH_FRAMES * height * width * 3
+    assert growth[4 * PORTRAIT_FRAMES] - growth[PORTRAIT_FRAMES] <= allowed, (
+        f"the run's peak grew by {(growth[4 * PORTRAIT_FRAMES] - growth[PORTRAIT_FRAMES]) / 2**20:.0f} MiB from "
+        f"{PORTRAIT_FRAMES} to {4 * PORTRAIT_FRAMES} frames of a {width}×{height} portrait (allowed "
+        f"{allowed / 2**20:.0f} MiB)")

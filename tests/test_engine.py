@@ -168,6 +168,28 @@ def test_chunked_run_equals_one_shot_and_keeps_every_frame(models, source, with_
     assert_same(chunked(session, frames, [1, 1, BATCH + 2, 1]), one_shot)
 
 
+def test_frames_pasted_one_at_a_time_equal_the_chunks_frames(models, source, with_gaps):
+    """composite=False: chunks hold crops only, and output_frames pastes each frame, bit for bit the same."""
+    policy, frames, one_shot = with_gaps
+    session = DriveSession(models, source, DriveOptions(no_face=policy, batch_size=BATCH), composite=False)
+    parts = [session.process(frames[:BATCH + 1]), session.process(frames[BATCH + 1:]), session.finish()]
+    assert all(part.frames is None and part.masks is None for part in parts)
+    lazy = [frame for part in parts for frame in session.output_frames(part)]
+    assert len(lazy) == len(one_shot)
+    for ours, theirs in zip(lazy, one_shot.frames):
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("options", [DriveOptions(color_match=True), DriveOptions(paste_back=False)])
+def test_frames_pasted_one_at_a_time_follow_the_paste_options(models, source, driver, options):
+    one_shot = drive(models, source, driver[:BATCH + 1], options)
+    session = DriveSession(models, source, options, composite=False)
+    parts = [session.process(driver[:BATCH + 1]), session.finish()]
+    lazy = [frame for part in parts for frame in session.output_frames(part)]
+    expected = one_shot.frames if options.paste_back else one_shot.crops
+    assert len(lazy) == len(expected) and all(np.array_equal(a, b) for a, b in zip(lazy, expected))
+
+
 def test_no_face_policies_fill_the_gaps(source, with_gaps):
     policy, _, out = with_gaps
     assert [s != "driven" for s in out.status] == [i in BLANKS for i in range(len(out))]

@@ -21,6 +21,7 @@ from comfy_reference import (DRIVER_VIDEO, MODEL_FOLDER, SOURCE_IMAGE, assert_sa
 from comfy_server import REPO, ComfyServer, ProgressWatcher, comfyui_dir, failure_messages
 from conftest import require
 from input_fixtures import write_clip
+from face_inputs import RESIZED, astronaut_face_box, outside_the_crop_blanked, points_in_box, resized_astronaut
 from reenact_core.cli import main as cli
 from reenact_core.engine import DIRECTION_NAMES, drive, edit, load_reenact_models, prepare_source
 from reenact_core.engine.pairing import JOINT_PAIR_KEY, resolve_tune_steps
@@ -530,3 +531,31 @@ def test_step_nodes_reenact_node_and_command_line_agree_at_every_batch_size(serv
         for x, y in zip(steps, frames):
             assert np.abs(x.astype(int) - y).max() <= 1, f"batch {b}: the command line differs"
     assert len({frame.tobytes() for frame in steps}) > 1, "the driver does not move the face: this proves little"
+
+
+@pytest.mark.parametrize("side, resample", RESIZED[:2])
+def test_reenact_node_takes_the_face_as_source_and_driver(server, side, resample):
+    """A source and driver whose suit gives a weak detection as large as the face: the face is pasted where the
+    astronaut's face is, and the driver's face is the one found alone in a frame cleaned around it."""
+    from reenact_core.faces.alignment import FaceAligner
+    from reenact_core.landmarks import get_backend
+
+    backend = get_backend("dlib")
+    image, factor = resized_astronaut(side, resample)
+    expected = astronaut_face_box(backend) * factor
+    clean = outside_the_crop_blanked(image, FaceAligner(smoothing=0.0, backend=backend)(image))
+    names = {"image": f"tie_{side}_{resample}.png", "clean": f"tie_{side}_{resample}_clean.png"}
+    Image.fromarray(image).save(server.input_dir / names["image"])
+    Image.fromarray(clean).save(server.input_dir / names["clean"])
+    prompt = with_widgets(api_prompt("image_reenactment"), tune_steps=0)
+    inputs = node_inputs(prompt, "LatentReenactReenact")
+    (save,) = nodes_of(prompt, "SaveImage")
+    saved = {}
+    for driver, name in names.items():
+        prompt[inputs["source"][0]]["inputs"]["image"] = names["image"]
+        prompt[inputs["driving"][0]]["inputs"]["image"] = name
+        (saved[driver],) = saved_images(server, server.run(prompt), save)
+    changed = np.argwhere(np.abs(saved["image"].astype(int) - image).max(-1) > 2)   # Save Image truncates
+    assert len(changed), "nothing was pasted"
+    assert points_in_box(changed[:, ::-1].mean(0)[None], expected), "the face was pasted away from the face"
+    assert np.array_equal(saved["image"], saved["clean"]), "the driver's face is not the astronaut's"

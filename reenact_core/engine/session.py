@@ -13,6 +13,10 @@ returns the frames settled so far, in order, and the state carried from one call
 tracker's last face, the smoothers' last values, the relative mode's reference, the last output (for "hold")
 and at most ``batch_size − 1`` cropped frames.
 
+With ``composite=False`` the chunks hold the crops only and :meth:`DriveSession.output_frames` pastes each
+frame when it is asked for: a file-to-file job then holds one full frame at a time, whatever the portrait's
+size and the chunk's length (a chunk of pasted frames with their float32 masks is 7 bytes a pixel a frame).
+
 No-face policies (:func:`.plan.frame_rows`), for frames without the tracked face: ``"raise"`` (NoFaceError
 naming the frame), ``"pass"`` (the source image itself, status ``"passed"``) and ``"hold"`` (the previous output repeated bit for bit, status
 ``"held"``; frames before the first face get the first output, and a video without any face raises
@@ -20,7 +24,7 @@ NoFaceError at :meth:`DriveSession.finish`).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +34,7 @@ from ..faces.alignment import AlignedFace, FaceAligner
 from ..landmarks import DEFAULT_BACKEND, LandmarkBackend
 from ..method import CROP_SIZE
 from ..options import (BATCH_SIZE, FACE, FPS, MODE, NO_FACE, SMOOTHING, STRENGTH, TRUNCATION, face_select)
+from .composite import composite_frame
 from .measure import estimate_codes
 from .models import ReenactModels
 from .motion import DriverMotion
@@ -88,7 +93,7 @@ class DriveOptions:
 @dataclass
 class DrivenChunk(Rendered):
     """Consecutive output frames of a session (see :class:`~reenact_core.engine.render.Rendered` for the
-    crops, frames and masks).
+    crops, frames and masks; frames and masks are None too from a session with ``composite=False``).
 
     Attributes:
         indices: (n,) int64 driver frame indices, consecutive from the first frame not returned before.
@@ -132,10 +137,12 @@ class DriveSession:
         options: driving options.
         fps: driver frame rate, for the smoothers' time constants (frames given without times are ``1 / fps``
             apart).
+        composite: paste the frames into the chunks (``frames`` and ``masks``); False leaves those None, for
+            :meth:`output_frames` to paste one frame at a time.
     """
 
     def __init__(self, models: ReenactModels, source: PreparedSource, options: DriveOptions = DriveOptions(), *,
-                 fps: float = FPS.default):
+                 fps: float = FPS.default, composite: bool = True):
         self.models = models
         self.options = options
         self.source = source.to(models.device, models.dtype)
@@ -144,7 +151,7 @@ class DriveSession:
         self._window: list[AlignedFace | None] = []   # the current window's frames: aligned face or None
         self._last: tuple | None = None                # the last face's output (for "hold")
         self._waiting = 0  # leading frames without a face, under "hold": frames 0 .. _waiting − 1
-        paste = options.paste_back
+        self._paste = paste = options.paste_back and composite
         self._passed = (self.source.crop, self.source.image if paste else None,
                         np.zeros(self.source.image.shape[:2], np.float32) if paste else None)
         self._context = None if models.fsr is None else fsr_context(models.generator.module, models.refiner,
@@ -166,7 +173,7 @@ class DriveSession:
         Raises:
             NoFaceError: a frame without the tracked face under the ``"raise"`` policy.
         """
-        out = _Outputs(self.source, self.options.paste_back)
+        out = _Outputs(self.source, self._paste)
         frames = list(frames) if times is not None else frames
         if times is not None and len(times) != len(frames):
             raise InputError(f"{len(times)} frame times for {len(frames)} frames")
@@ -182,11 +189,29 @@ class DriveSession:
         Raises:
             NoFaceError: under ``"hold"``, when no frame had a face.
         """
-        out = _Outputs(self.source, self.options.paste_back)
+        out = _Outputs(self.source, self._paste)
         self._flush(out)
         if self._waiting:
             raise NoFaceError(f"no face found in any of the {self.frames_seen} driver frames")
         return out.chunk()
+
+    def output_frames(self, chunk: DrivenChunk) -> Iterator[np.ndarray]:
+        """The frames ``chunk`` shows, one at a time and in order, pasted when asked for if the chunk holds none.
+
+        Yields:
+            With paste-back, the source image in its layout and dtype with the frame's crop pasted in (the source
+            image itself for a ``"passed"`` frame; bit for bit the chunk's ``frames`` under ``composite=True``);
+            without it, the (256, 256, 3) uint8 crops.
+        """
+        for row, (crop, status) in enumerate(zip(chunk.crops, chunk.status)):
+            if not self.options.paste_back:
+                yield crop
+            elif chunk.frames is not None:
+                yield chunk.frames[row]
+            elif status == "passed":
+                yield self.source.image
+            else:
+                yield composite_frame(self.source, crop, color_match=self.options.color_match)[0]
 
     @property
     def frames_seen(self) -> int:
@@ -224,7 +249,7 @@ class DriveSession:
                                np.stack([f.kpt68 for f in faces]))
         times = None if faces[0].time is None else [f.time for f in faces]
         return render(models.directions.module, models.generator.module, self.source, self._motion(codes, times),
-                      fsr=models.refiner, truncation=o.truncation, paste=o.paste_back, color_match=o.color_match,
+                      fsr=models.refiner, truncation=o.truncation, paste=self._paste, color_match=o.color_match,
                       context=self._context)
 
 

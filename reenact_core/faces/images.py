@@ -118,20 +118,26 @@ def from_float_rgb(rgb: np.ndarray, like: np.ndarray) -> np.ndarray:
     return colour
 
 
-def downscaled(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
-    """A copy whose long side is at most ``max_side`` pixels (cv2 INTER_AREA), and the scales applied.
+def rescaled(rgb: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """A copy scaled by ``factor`` (cv2 INTER_AREA down, INTER_LINEAR up), and the scales applied.
 
     Returns:
-        ``(small, scale)``: ``scale`` is the (2,) float64 ``(sx, sy)`` = small size / original size per axis,
-        all 1.0 (and the image itself, not a copy) when it is small enough. A point ``p = (x, y)`` of the copy
-        lies at ``(p + 0.5) / scale - 0.5`` in the original (pixel centres on integers).
+        ``(copy, scale)``: ``scale`` is the (2,) float64 ``(sx, sy)`` = copy size / original size per axis, all
+        1.0 (and the image itself, not a copy) for ``factor == 1``. A point ``p = (x, y)`` of the copy lies at
+        ``(p + 0.5) / scale - 0.5`` in the original (pixel centres on integers).
     """
-    h, w = rgb.shape[:2]
-    if max(h, w) <= max_side:
+    if factor == 1:
         return rgb, np.ones(2)
-    factor = max_side / max(h, w)
+    h, w = rgb.shape[:2]
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.array([size[0] / w, size[1] / h])
+    interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+    return cv2.resize(rgb, size, interpolation=interpolation), np.array([size[0] / w, size[1] / h])
+
+
+def downscaled(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """A copy whose long side is at most ``max_side`` pixels (cv2 INTER_AREA), and the scales applied
+    (:func:`rescaled`; the image itself when it is small enough)."""
+    return rescaled(rgb, min(1.0, max_side / max(rgb.shape[:2])))
 
 
 def save_image(path: str | Path, image: np.ndarray) -> Path:

@@ -1,11 +1,12 @@
 """Following one person's face through a video, frame by frame or chunk by chunk.
 
-The face is chosen on the first frame that has one: by its index in left-to-right order, as the
-``"largest"`` box, or as the best detector ``"score"``. On each later frame the tracked face is the one whose
-box overlaps the last tracked box most (IoU ≥ ``min_iou``); other people are never switched to, even while the
-tracked face is missing. A frame without the tracked face raises NoFaceError naming the frame index
-(``on_missing="raise"``) or is reported with ``face=None`` (``"pass"``); what such frames become in the output
-(the no-face policy) is decided once, by ``reenact_core.engine.plan.frame_rows``.
+The face is chosen on the first frame that has one (:func:`choose_face`): by its index in left-to-right order,
+as the ``"largest"`` box (of boxes of about the same size, the best detector score), or as the best detector
+``"score"``. On each later frame the tracked face is the one whose box overlaps the last tracked box most
+(IoU ≥ ``min_iou``); other people are never switched to, even while the tracked face is missing. A frame
+without the tracked face raises NoFaceError naming the frame index (``on_missing="raise"``) or is reported with
+``face=None`` (``"pass"``); what such frames become in the output (the no-face policy) is decided once, by
+``reenact_core.engine.plan.frame_rows``.
 
 :class:`FaceTracker` is streaming: :meth:`~FaceTracker.update` takes the detections of the next frames and
 returns the frames whose result is settled, in order. Fed in chunks of any sizes, it reports exactly what a
@@ -26,6 +27,22 @@ from ..landmarks import DEFAULT_BACKEND, LandmarkBackend, detect_faces, get_back
 SELECT_RULES = FACE.choices  # or an int: the face's index in left-to-right order
 ON_MISSING = ("raise", "pass")
 DEFAULT_MIN_IOU = 0.2  # below this overlap with the last tracked box, a face is someone else
+SIZE_TIE = 0.1  # boxes whose side is within this fraction of the largest's count as the same size ("largest")
+
+
+def choose_face(faces: Sequence[Face], rule: str) -> Face | None:
+    """The face a rule of :data:`SELECT_RULES` picks, or None for no faces.
+
+    ``"score"``: the best detector score. ``"largest"``: of the boxes whose side (square root of the area) is at
+    least ``1 − SIZE_TIE`` times the largest's, the best score: a detector's boxes come in a few sizes (dlib's
+    pyramid steps by 1/6), so equal sizes are common and the surer detection is the face, not the leftmost box.
+    """
+    if not faces:
+        return None
+    if rule == "largest":
+        biggest = max(face.area for face in faces)
+        faces = [face for face in faces if face.area >= (1 - SIZE_TIE) ** 2 * biggest]
+    return max(faces, key=lambda face: face.score)
 
 
 @dataclass(frozen=True)
@@ -46,7 +63,7 @@ class FaceTracker:
 
     Args:
         select: face to track on the first frame with faces: an index in left-to-right order (0 = leftmost),
-            ``"largest"`` (box area) or ``"score"`` (detector score).
+            ``"largest"`` or ``"score"`` (:func:`choose_face`).
         on_missing: ``"raise"`` (NoFaceError on a frame without the tracked face) or ``"pass"`` (``face=None``).
         min_iou: smallest box IoU with the last tracked box for a face to count as the same person.
     """
@@ -91,10 +108,7 @@ class FaceTracker:
             if ordered and self.on_missing == "raise":
                 raise NoFaceError(f"face {self.select} requested but frame {index} has {len(ordered)} face(s)")
             return None
-        if not faces:
-            return None
-        key = (lambda face: face.area) if self.select == "largest" else (lambda face: face.score)
-        return max(faces, key=key)
+        return choose_face(faces, self.select)
 
 
 def track_faces(frames: Iterable[np.ndarray], backend: str | LandmarkBackend = DEFAULT_BACKEND,

@@ -13,6 +13,7 @@ from ..faces.images import check_image, to_uint8_rgb
 from ..faces.plausibility import is_plausible
 
 DEFAULT_BACKEND = "dlib"
+WEAK_SCORE = 0.1  # a face scoring below this fraction of the frame's best score is taken for a false detection
 
 
 class LandmarkBackend(ABC):
@@ -71,11 +72,16 @@ def detect_faces(image: np.ndarray, backend: str | LandmarkBackend = DEFAULT_BAC
         backend: a backend name (built by :func:`get_backend` with ``options``) or a backend instance.
 
     Returns:
-        Faces whose landmarks pass :func:`~reenact_core.faces.plausibility.is_plausible`, sorted by box centre
-        x; coordinates in pixels of ``image``. An empty list when none is found.
+        Faces whose landmarks pass :func:`~reenact_core.faces.plausibility.is_plausible` and whose score is at
+        least :data:`WEAK_SCORE` times the best such face's (when that is positive: far weaker detections are
+        false ones, e.g. a 0.01 box on a patterned suit beside a 1.5 face), sorted by box centre x; coordinates in
+        pixels of ``image``. An empty list when none is found.
     """
     rgb = to_uint8_rgb(check_image(image))
     if isinstance(backend, str):
         backend = get_backend(backend, **options)
     faces = [face for face in backend.detect(rgb) if is_plausible(face)]
+    best = max((face.score for face in faces), default=0.0)
+    if best > 0:
+        faces = [face for face in faces if face.score >= WEAK_SCORE * best]
     return sorted(faces, key=lambda face: face.box[0] + face.box[2])

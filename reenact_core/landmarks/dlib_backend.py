@@ -4,10 +4,15 @@ No download: ``dlib-bin`` provides dlib and ``face-recognition-models`` the pred
 ``shape_predictor_68_face_landmarks.dat`` (trained on iBUG 300-W, whose licence excludes commercial use).
 
 Detection runs with ``upsample = 0`` on a copy whose long side is at most 640 px (one HOG pass costs 20 ms at
-512 px and 1.1 s at 2048 px; upsampling produced weak false positives). The HOG window is 80 px, so faces
-smaller than 80 px in that copy are not found. Landmarks are predicted on the full-resolution image with the
-box mapped back: on the test videos this gave 6 % lower landmark jitter than predicting at half resolution
-and scaling the points up (dlib rounds points to whole pixels of the image it sees).
+512 px, 0.4-1.1 s at 2048 px). The HOG window is 80 px, so faces smaller than 80 px in that copy are not found
+(a 54-px face in a 1000-px two-person shot is 35 px there). When that pass finds nothing, a second pass runs
+on a copy scaled so that a 40-px face fills the window (×2), its long side capped at 4096 px (about 1.5 s): faces
+of 40 px and more are found in frames up to 2048 px (1080p and 1440p video), and of ``40 · long side / 2048`` px
+in larger ones. Frames with a face pay nothing more. Upsampled passes also give weak false positives:
+``detect_faces`` drops detections far weaker than the frame's best and the face choice prefers the surer of
+equal-sized boxes. Landmarks are predicted on the full-resolution image with the box mapped back: on the test
+videos this gave 6 % lower landmark jitter than predicting at half resolution and scaling the points up (dlib
+rounds points to whole pixels of the image it sees).
 """
 from __future__ import annotations
 
@@ -19,12 +24,15 @@ import numpy as np
 
 from ..caches import cached
 from ..errors import MissingDependencyError, MissingModelError
-from ..faces.images import downscaled
+from ..faces.images import rescaled
 from ..files import find_file
 from .backend import LandmarkBackend
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"  # shipped by the face-recognition-models package
-DETECT_MAX_SIDE = 640  # long side (px) of the copy the HOG detector sees
+DETECT_MAX_SIDE = 640  # long side (px) of the copy the HOG detector sees first
+HOG_WINDOW = 80  # px: the smallest face dlib's frontal HOG detector finds at upsample 0
+SMALLEST_FACE = 40  # px of the frame: the face size the second pass scales to the HOG window
+SECOND_PASS_MAX_SIDE = 4096  # long side (px) of the second pass's copy at most (its cost grows with the area)
 
 
 def dlib_model_file(name: str, models_dir: str | os.PathLike | None = None) -> Path:
@@ -60,25 +68,39 @@ def load_models(path: Path):
 
 
 class DlibBackend(LandmarkBackend):
-    """dlib HOG detection on a ≤ ``max_detect_side`` px copy, 68-point prediction at full resolution.
+    """dlib HOG detection on a ≤ ``max_detect_side`` px copy, then, when that finds nothing, on a copy where a
+    ``smallest_face`` face fills the HOG window (long side ≤ ``SECOND_PASS_MAX_SIDE``); 68-point prediction at
+    full resolution.
 
     Args:
         models_dir: a folder that may hold ``shape_predictor_68_face_landmarks.dat`` (checked first).
-        max_detect_side: long side in pixels of the copy the detector sees.
+        max_detect_side: long side in pixels of the copy the detector sees first.
         min_score: boxes whose HOG score is below this are dropped (dlib's own threshold is 0).
+        smallest_face: frame pixels of the smallest face the second pass looks for; 0 switches it off.
     """
 
     name = "dlib"
 
     def __init__(self, models_dir: str | os.PathLike | None = None, max_detect_side: int = DETECT_MAX_SIDE,
-                 min_score: float = 0.0):
+                 min_score: float = 0.0, smallest_face: int = SMALLEST_FACE):
         self.predictor_file = predictor_path(models_dir)
         self.max_detect_side = max_detect_side
         self.min_score = min_score
+        self.smallest_face = smallest_face
 
     def detect_boxes(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        long_side = max(rgb.shape[:2])
+        first = min(1.0, self.max_detect_side / long_side)
+        boxes = self._detect_at(rgb, first)
+        if boxes or self.smallest_face <= 0:
+            return boxes
+        second = min(HOG_WINDOW / self.smallest_face, SECOND_PASS_MAX_SIDE / long_side)
+        return self._detect_at(rgb, second) if second > first else boxes
+
+    def _detect_at(self, rgb: np.ndarray, factor: float) -> list[tuple[np.ndarray, float]]:
+        """HOG boxes of ``rgb`` scaled by ``factor``, in pixels of ``rgb``."""
         detector, _ = load_models(self.predictor_file)
-        small, scale = downscaled(rgb, self.max_detect_side)
+        small, scale = rescaled(rgb, factor)
         rects, scores, _ = detector.run(np.ascontiguousarray(small), 0, self.min_score)
         boxes = []
         for rect, score in zip(rects, scores):

@@ -61,13 +61,13 @@ class DecaMeasure(nn.Module):
 def landmarks_or_none(images: torch.Tensor) -> list[torch.Tensor | None]:
     """68 landmarks (68, 2) of the largest face of each image, in its pixels, or None (dlib, no gradients)."""
     from ..engine.render import image_to_uint8
+    from ..faces.tracking import choose_face
     from ..landmarks import detect_faces
 
     scale = images.shape[-1] / CROP_SIZE
     found = []
     for frame in image_to_uint8(images.detach()):
-        faces = detect_faces(frame)
-        face = max(faces, key=lambda f: f.area) if faces else None
+        face = choose_face(detect_faces(frame), "largest")
         found.append(None if face is None else torch.as_tensor(face.landmarks, dtype=torch.float32) * scale)
     return found
 

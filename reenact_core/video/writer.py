@@ -5,6 +5,7 @@ when closed (``reenact_core.files``); after an error or an interrupt the target 
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from .audio import DriverAudio
 from .rate import MAX_RATE_DENOMINATOR, exact_rate
 
 X264_CRF = 18  # libx264 constant rate factor: visually near-lossless (x264/FFmpeg H.264 encoding guide)
+X264_LOOKAHEAD = 40  # libx264's default rc-lookahead (preset medium): frames it holds before encoding one
+LOOKAHEAD_BYTES = 256 * 2**20  # yuv420p bytes of the frames libx264 holds for lookahead or threads, at most
 MPEG4_QSCALE = 2  # MPEG-4 Part 2 constant quantiser, 2 (best) .. 31, for builds without libx264
 VP9_CRF = 31  # libvpx-vp9 constant quality (0..63; FFmpeg's VP9 guide suggests 31 for 1080p, lower is better)
 VP9_SPEED = 4  # libvpx cpu-used: 0 (slowest, best) .. 8; 4 keeps CPU encoding a few times faster than 1
@@ -116,6 +119,25 @@ def _time_base(unit: Fraction, codec: str) -> Fraction:
     if codec == "mpeg4" and unit.denominator > MAX_RATE_DENOMINATOR:
         return Fraction(1, MAX_RATE_DENOMINATOR)
     return unit
+
+
+def x264_frame_options(height: int, width: int) -> dict[str, str]:
+    """libx264 options that bound the frames the encoder holds for frames of ``height`` × ``width``.
+
+    The encoder holds its rc-lookahead frames and one frame per thread (by default 40 and 1.5 per CPU), each in
+    yuv420p plus about as much in analysis buffers: a 24-MP video would hold 2-3 GB, and a short video less than a
+    long one. Both are cut so that the frames held stay within :data:`LOOKAHEAD_BYTES` (at least 1 each): frames
+    up to 4.4 MP keep x264's defaults.
+    """
+    held = max(1, LOOKAHEAD_BYTES // (height * width * 3 // 2))
+    options = {"rc-lookahead": str(min(X264_LOOKAHEAD, held))}
+    if held < _cpu_count() * 3 // 2:   # x264's automatic thread count
+        options["threads"] = str(held)
+    return options
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class _FrameSink:
@@ -289,8 +311,9 @@ class VideoWriter(_FrameSink):
         return self._audio is not None and self._audio.packets_muxed > 0
 
     def _start(self, height: int, width: int) -> None:
-        self._video = self._container.add_stream(self.codec, rate=self.fps,
-                                                 options=_ENCODER_OPTIONS.get(self.codec, {}))
+        options = {**_ENCODER_OPTIONS.get(self.codec, {}),
+                   **(x264_frame_options(height, width) if self.codec == "libx264" else {})}
+        self._video = self._container.add_stream(self.codec, rate=self.fps, options=options)
         even = self._format.pix_fmt == "yuv420p"
         self._video.width, self._video.height = width + even * (width % 2), height + even * (height % 2)
         self._video.pix_fmt = self._format.pix_fmt
