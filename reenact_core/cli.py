@@ -335,9 +335,9 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from .threads import prefer_passive_waiting
+    from .threads import limit_openmp_spinning
 
-    prefer_passive_waiting()   # before torch is imported
+    limit_openmp_spinning()   # before torch is imported
     args = build_parser().parse_args(argv)
     restore = _set_threads(args)
     try:

@@ -99,10 +99,10 @@ EDIT_TUNE_STEPS = 0   # the paper edits from the e4e inversion alone
 COMPILE = Choice("compile", ("off", "on"), "off",
                  "on: compile e4e and DECA with torch.compile (about 0.6-0.85x their time after a first call of tens "
                  "of seconds; needs a C++ compiler on a CPU, Triton on a GPU)")
-THREADS = Number("threads", 1, 1, 1024,
-                 "CPU threads of torch in this process; the default is what bench/threads.py measured best for a "
-                 "machine shared with other work (README: 'Shared machines'); under torchrun it is 1 per rank",
-                 integer=True)
+THREADS = Number("threads", 0, 0, 1024,
+                 "CPU threads of torch in this process; 0 = torch's own count, one per core, which bench/threads.py "
+                 "measured best both alone and beside other work with the command line's short OpenMP spin "
+                 "(README: 'Shared machines'); under torchrun the default is 1 per rank", integer=True)
 FACE_INDEX = Number("face_index", 0, 0, 63, "position of the face from the left (0 = leftmost)", integer=True)
 
 

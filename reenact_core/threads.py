@@ -1,12 +1,16 @@
 """How many CPU threads torch uses: chosen by the command line only (the library and the nodes leave a host's
 setting alone, tests/test_host_effects.py).
 
-With torch's default (one thread per core) and OpenMP's default of spinning while it waits, a process beside one
-busy process slows down by up to two orders of magnitude: every parallel region waits for its slowest thread, and
-the spinning threads take the core from the one that shares it with the busy process. The command line therefore
-runs OpenMP with passive waiting (:func:`prefer_passive_waiting`, unless ``OMP_WAIT_POLICY`` is set).
-``bench/threads.py`` measures the trade-off; :data:`~reenact_core.options.THREADS` holds its pick. Under torchrun
-each rank takes one thread, so N ranks use N cores.
+With OpenMP's default, a thread that waits for work spins for a long while before it sleeps (libgomp, torch's
+OpenMP on Linux: 300 000 iterations). On a machine where other processes also compute, the spinning threads
+take the cores from the thread that has work, and every parallel region waits for it: one busy process beside a
+tuning run slowed each step by two orders of magnitude. Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) cures
+that but costs ~13 % alone, waking threads for every small operation. The command line therefore sets a short
+spin (:data:`SPIN_COUNT`, :func:`limit_openmp_spinning`, unless the user set ``GOMP_SPINCOUNT`` or
+``OMP_WAIT_POLICY``): ``bench/threads.py`` measured one thread per core with it within 10 % of the fastest
+setting alone and at most 3x slower beside one busy process per core, on the full-size generator.
+:data:`~reenact_core.options.THREADS` holds the pick (0: torch's own count, one per core). Under torchrun each
+rank takes one thread, so N ranks use N cores.
 """
 from __future__ import annotations
 
@@ -15,16 +19,16 @@ import sys
 
 from .options import THREADS
 
-WAIT_POLICY = "PASSIVE"   # OpenMP's idle threads sleep instead of spinning (bench/threads.py)
+SPIN_COUNT = "10000"   # libgomp's GOMP_SPINCOUNT: iterations a waiting thread spins before it sleeps (bench/threads.py)
 
 
-def prefer_passive_waiting() -> bool:
-    """Sets ``OMP_WAIT_POLICY`` to :data:`WAIT_POLICY` for this process unless the user set it; OpenMP reads it
-    once, when torch is first imported, so this must run before that. Returns whether it took effect (False when
-    torch was already imported). For the command line only."""
-    if "torch" in sys.modules:
+def limit_openmp_spinning() -> bool:
+    """Sets ``GOMP_SPINCOUNT`` to :data:`SPIN_COUNT` for this process unless ``GOMP_SPINCOUNT`` or
+    ``OMP_WAIT_POLICY`` is set; OpenMP reads it once, when torch is first imported, so this must run before that.
+    Returns whether it took effect. For the command line only (the library leaves its host's settings alone)."""
+    if "torch" in sys.modules or "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
         return False
-    os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+    os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
     return True
 
 
@@ -35,17 +39,20 @@ def torchrun_world_size() -> int:
 
 def thread_count(requested: int | None, world_size: int = 1) -> int:
     """Threads for one process: ``requested`` (``--threads``) when given, else 1 per rank under torchrun
-    (``world_size`` > 1), else the declared default :data:`~reenact_core.options.THREADS`."""
+    (``world_size`` > 1), else the declared default :data:`~reenact_core.options.THREADS`; 0 means torch's own
+    count (one per core)."""
     if requested is not None:
         return THREADS.check(requested)
     return 1 if world_size > 1 else THREADS.default
 
 
 def use_threads(requested: int | None) -> int:
-    """Sets torch's intra-op thread count for this process (:func:`thread_count` under this environment) and
-    returns it. For the command line: a library call must not change its host's threading."""
+    """Sets torch's intra-op thread count for this process (:func:`thread_count` under this environment; 0 leaves
+    torch's own) and returns the count in use. For the command line: a library call must not change its host's
+    threading."""
     import torch
 
     count = thread_count(requested, torchrun_world_size())
-    torch.set_num_threads(count)
-    return count
+    if count:
+        torch.set_num_threads(count)
+    return torch.get_num_threads()

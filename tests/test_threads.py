@@ -10,7 +10,7 @@ import torch
 
 from reenact_core import cli, options
 from reenact_core.errors import InputError
-from reenact_core.threads import thread_count
+from reenact_core.threads import SPIN_COUNT, thread_count
 
 COMPUTING = ["reenact", "doctor", "evaluate", "dataset prepare", "dataset ranges", "train directions",
              "train joint", "train fsr"]
@@ -21,7 +21,7 @@ def test_thread_count_rule():
     assert thread_count(None, world_size=4) == 1           # torchrun: one thread per rank
     assert thread_count(3, world_size=4) == 3              # an explicit count wins
     with pytest.raises(InputError, match="threads"):
-        thread_count(0)
+        thread_count(-1)
 
 
 def subparser(path: str) -> argparse.ArgumentParser:
@@ -36,12 +36,13 @@ def test_computing_commands_take_threads(command):
     (action,) = [a for a in subparser(command)._actions if "--threads" in a.option_strings]
     assert action.default is None and action.type("2") == 2 and str(options.THREADS.default) in action.help
     with pytest.raises(argparse.ArgumentTypeError):
-        action.type("0")
+        action.type("-1")
 
 
 @pytest.mark.parametrize("argv, world, expected", [
     (["--threads", "3"], None, 3),
-    ([], None, options.THREADS.default),
+    ([], None, options.THREADS.default or None),   # None: torch's own count, left as it was
+    (["--threads", "0"], None, None),
     ([], "2", 1),
 ])
 def test_the_command_line_sets_threads_for_its_run_only(argv, world, expected, monkeypatch):
@@ -54,7 +55,7 @@ def test_the_command_line_sets_threads_for_its_run_only(argv, world, expected, m
     torch.set_num_threads(other)
     try:
         assert cli.main(["doctor", *argv]) == 0
-        assert seen == [expected] and torch.get_num_threads() == other
+        assert seen == [expected or other] and torch.get_num_threads() == other
     finally:
         torch.set_num_threads(before)
 
@@ -65,27 +66,29 @@ seen = []
 class Spy:
     def find_spec(self, name, path=None, target=None):
         if name == "torch" and not seen:
-            seen.append(os.environ.get("OMP_WAIT_POLICY"))
+            seen.append((os.environ.get("GOMP_SPINCOUNT"), os.environ.get("OMP_WAIT_POLICY")))
 sys.meta_path.insert(0, Spy())
 from reenact_core import cli
 cli.main(["doctor", "--models", sys.argv[1]])
-print("policy at torch import:", seen[0])
+print("at torch import:", seen[0])
 """
 
 
-@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_the_command_line_waits_passively_unless_told(given, expected, tmp_path):
-    """OpenMP reads OMP_WAIT_POLICY when torch loads it: the command line sets passive waiting before that, and
-    keeps a policy the user chose."""
+@pytest.mark.parametrize("given, expected", [
+    ({}, (SPIN_COUNT, None)),
+    ({"GOMP_SPINCOUNT": "5"}, ("5", None)),
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, (None, "ACTIVE")),
+])
+def test_the_command_line_limits_openmp_spinning_unless_told(given, expected, tmp_path):
+    """OpenMP reads its settings when torch loads it: the command line sets a short spin before that, and keeps
+    the user's own setting."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
-    if given:
-        env["OMP_WAIT_POLICY"] = given
-    proc = subprocess.run([sys.executable, "-c", SPY_ON_TORCH_IMPORT, str(tmp_path)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert f"policy at torch import: {expected}" in proc.stdout, proc.stderr[-2000:]
+    proc = subprocess.run([sys.executable, "-c", SPY_ON_TORCH_IMPORT, str(tmp_path)], env={**env, **given},
+                          capture_output=True, text=True, timeout=300)
+    assert f"at torch import: {expected!r}" in proc.stdout, proc.stderr[-2000:]
