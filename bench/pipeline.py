@@ -41,6 +41,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 from common import best_seconds, matmul_gflops, synchronized  # noqa: E402
 from levers import LEVER_HEADER, encoder_variants, generator_variants, print_levers  # noqa: E402
 
+from reenact_core.engine.speed import has_native_bfloat16  # noqa: E402
 from reenact_core.engine.tuning import tune_generator  # noqa: E402
 from reenact_core.engine import (DriveOptions, DriveSession, ReenactModels, estimate_codes, fsr_context,  # noqa: E402
                                  prepare_source, render)
@@ -179,7 +180,7 @@ def main() -> None:
     torch.manual_seed(0)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     batch = args.batch or (16 if device.type == "cuda" else 8)
-    bf16 = not args.no_bf16 and (device.type != "cpu" or torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    bf16 = not args.no_bf16 and has_native_bfloat16(device)
     base = matmul_gflops()
     print(f"threads {torch.get_num_threads()}; {load_note()}; matmul baseline {base:.1f} GFLOP/s "
           f"(fp32 2048x2048, this process); networks on {device} in {dtype}")

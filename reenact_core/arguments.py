@@ -1,15 +1,15 @@
-"""Checks of the `reenact` and `evaluate` commands' arguments that need no model: run before anything is loaded or tuned, so a
-mistyped path or an impossible output is refused at once (ReenactError: one line, exit status 2).
+"""Checks of the `reenact` and `evaluate` commands' arguments that need no model: run before anything is loaded
+or tuned, so a mistyped path or an impossible output is refused at once (ReenactError: one line, exit status 2).
 """
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 from .errors import InputError, ReenactError
-from .video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReader, check_frames_folder, is_image_driver, video_encoder
+from .files import probe_writable
+from .video import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReader, check_frames_folder, is_image_driver,
+                    video_encoder)
 from .wording import count
 
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
@@ -36,24 +36,22 @@ def check_device(name: str) -> None:
 
 
 def check_writable(option: str, path: str, *, folder: bool = False) -> None:
-    """ReenactError unless a file can be created at ``path`` (``folder``: inside the folder ``path``).
+    """ReenactError unless a file (``folder``: a folder, created or replaced whole) can be made at ``path``.
 
-    The nearest existing folder is probed by creating and removing a temporary file in it: permission bits
-    alone (``os.access``) say yes to root on a read-only folder and know nothing of read-only file systems."""
+    Outputs are written under a temporary name beside ``path`` and renamed to it, so the nearest existing folder
+    above ``path`` is probed (:func:`~reenact_core.files.probe_writable`)."""
     target = Path(path).absolute()
     if not folder and target.is_dir():
         raise ReenactError(f"{option} {path}: is a folder; give a file name")
-    existing = target if folder else target.parent
+    existing = target.parent
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
         raise ReenactError(f"{option} {path}: {existing} is a file, not a folder")
     try:
-        handle, probe = tempfile.mkstemp(prefix=".write-check-", dir=existing)
+        probe_writable(existing)
     except OSError as exc:
         raise ReenactError(f"{option} {path}: cannot write in {existing} ({exc.strerror or exc})") from None
-    os.close(handle)
-    os.unlink(probe)
 
 
 def parse_edits(items: list[str]) -> dict[str, float]:
@@ -117,8 +115,8 @@ def check_reenact_arguments(args: argparse.Namespace) -> None:
 
 def check_unused_options(args: argparse.Namespace) -> None:
     """Options that would be ignored are refused rather than silently dropped: ``--edit`` with ``--driving``,
-    ``--source`` or a ``--tune-steps`` count with ``--source-in`` (a prepared source is already inverted and tuned), ``--fps`` with a video driver
-    (it has its own rate)."""
+    ``--source`` or a ``--tune-steps`` count with ``--source-in`` (a prepared source is already inverted and
+    tuned), ``--fps`` with a video driver (it has its own rate)."""
     from .options import AUTO
 
     if args.driving and args.edit:

@@ -1,14 +1,17 @@
 """The library's file layer: finding a file in folders, reading `.safetensors` with our errors, atomic writes.
 
 Every file the library writes goes through :func:`atomic_write` (or, for streamed files such as videos,
-:func:`temporary_beside` then :func:`publish`; a folder of frames through :func:`publish_folder`): the content is written to a temporary name beside the target, flushed to disk, given the mode a plain ``open()`` would give (``0666`` minus the umask,
-e.g. ``0644`` under umask 022; safetensors alone leaves ``0600``) and renamed over the target, so a reader
-never sees a half-written file and an interrupted write leaves the old file intact.
+:func:`temporary_beside` then :func:`publish`; a folder of frames through :func:`publish_folder`): the content
+is written to a temporary name beside the target, flushed to disk, given the mode a plain ``open()`` would give
+(``0666`` minus the umask, e.g. ``0644`` under umask 022; safetensors alone leaves ``0600``) and renamed over
+the target, so a reader never sees a half-written file and an interrupted write leaves the old file intact.
+:func:`probe_writable` checks beforehand that a folder takes new files.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -165,3 +168,11 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def probe_writable(folder: str | Path) -> None:
+    """Creates and removes a temporary file in ``folder``: OSError when new files cannot be made there (permission
+    bits alone, ``os.access``, say yes to root on a read-only folder and know nothing of read-only file systems)."""
+    handle, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+    os.close(handle)
+    os.unlink(probe)

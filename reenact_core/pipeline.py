@@ -8,22 +8,20 @@ portrait costs a few full frames, not a chunk of them.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from itertools import islice
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from .engine import DriveOptions, DriveSession, PreparedSource, ReenactModels
 from .errors import InputError
+from .method import CROP_SIZE
 from .faces.images import save_image, to_uint8_rgb
-from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, timed_driver_frames
+from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, timed_driver_chunks
 from .video.overlap import DEPTH, BackgroundWriter, Prefetched
 
 DEFAULT_CHUNK = 32  # driver frames decoded per step
+WRITE_QUEUE_BYTES = 128 * 2**20  # output frames waiting for the writers (overlap): a chunk of 1-MP frames, 2 of 24 MP
 
 
 @dataclass(frozen=True)
@@ -75,10 +73,11 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
             video.abort()
         raise
     writers = [w for w in (video, pngs) if w is not None]
-    # the next chunk is decoded and the last one encoded while the networks run
-    depth = DEPTH if overlap else 0
-    chunks = Prefetched(_timed_chunks(timed_driver_frames(reader, num_frames, length_policy), chunk), depth)
-    sink = BackgroundWriter(writers, depth)
+    # the next chunk is decoded, and the frames made so far encoded, while the networks run
+    height, width = source.image.shape[:2] if options.paste_back else (CROP_SIZE, CROP_SIZE)
+    frame_bytes = 3 * height * width + (0 if pngs is None else source.image.nbytes)   # video + PNG layouts
+    chunks = Prefetched(timed_driver_chunks(reader, chunk, num_frames, length_policy), DEPTH if overlap else 0)
+    sink = BackgroundWriter(writers, max(DEPTH, min(chunk, WRITE_QUEUE_BYTES // frame_bytes)) if overlap else 0)
     try:
         def emit(driven) -> None:
             nonlocal written, last
@@ -111,8 +110,3 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
     return RunSummary(out, written, reader.fps, statuses, video is not None and video.audio_written,
                       reader.frame_count if reader.frame_count_exact else None)
 
-
-def _timed_chunks(timed: Iterator[tuple[Fraction, np.ndarray]], size: int) -> Iterator[tuple[list, np.ndarray]]:
-    """``(times, frames)`` of consecutive ``(time, frame)`` pairs, ``size`` at a time (the last may be shorter)."""
-    while batch := list(islice(timed, size)):
-        yield [time for time, _ in batch], np.stack([frame for _, frame in batch])

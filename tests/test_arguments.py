@@ -41,6 +41,8 @@ def bad_cases(tmp: str, source: str, video: str, image: str, readonly: str = "R"
                                            f"{readonly}/s.safetensors"], "--source-out"),
         ("read-only --png-frames folder", [*drive, "--out", f"{tmp}/o.mp4", "--png-frames", f"{readonly}/png"],
          "--png-frames"),
+        ("existing --png-frames folder in a read-only one", [*drive, "--out", f"{tmp}/o.mp4", "--png-frames",
+                                                             f"{readonly}/frames"], "--png-frames"),
         ("--out is a folder", [*drive, "--out", tmp], "is a folder"),
         ("--source with --source-in", ["--source-in", image, *drive, "--out", f"{tmp}/o.mp4"], "--source-in"),
         ("--tune-steps with --source-in", ["--source-in", image, "--driving", video, "--out", f"{tmp}/o.mp4",
@@ -68,7 +70,7 @@ def readonly(tmp_path, monkeypatch):
     """A folder without write permission. Root ignores permission bits, so where a file can still be created
     in it, creating one there (the check's probe) is refused as the kernel refuses other users."""
     folder = tmp_path / "read-only"
-    folder.mkdir()
+    (folder / "frames").mkdir(parents=True)   # an earlier run's frames folder: replaced whole, so its parent is probed
     folder.chmod(0o555)
     try:
         (folder / "probe").write_bytes(b"")

@@ -103,15 +103,22 @@ def test_background_writer_writes_every_chunk_in_order_then_closes():
 
 
 def test_background_writer_holds_at_most_depth_chunks():
-    writer = Recorder(delay=0.2)
+    """With the writer stuck on one chunk, ``DEPTH`` more are taken and the next ``write`` waits for room."""
+    release = threading.Event()
+    writer = Recorder()
+    real_write = writer.write
+    writer.write = lambda frames: (release.wait(), real_write(frames))
     sink = BackgroundWriter([writer])
-    start = time.monotonic()
-    for i in range(DEPTH + 3):
+    for i in range(DEPTH + 1):                          # one being written, DEPTH waiting
         sink.write(_chunk(i))
-    # with DEPTH waiting and one being written, the last writes had to wait for the slow writer
-    assert time.monotonic() - start >= 0.2
+    extra = threading.Thread(target=sink.write, args=(_chunk(DEPTH + 1),))
+    extra.start()
+    extra.join(0.5)
+    assert extra.is_alive(), "a write went through while DEPTH chunks were waiting"
+    release.set()
+    extra.join()
     sink.close()
-    assert len(writer.chunks) == DEPTH + 3
+    assert [int(c[0, 0, 0, 0]) for c in writer.chunks] == list(range(DEPTH + 2))
 
 
 def test_a_write_error_is_raised_in_the_caller_and_the_writers_are_aborted():

@@ -14,7 +14,7 @@ from PIL import Image
 from golden_fixtures import MEDIA
 from reenact_core.errors import InputError
 from reenact_core.video import (DEFAULT_FPS, LENGTH_POLICIES, PngFramesWriter, VideoReader, VideoWriter,
-                                driver_chunks, driver_frames, pick_video_codec)
+                                driver_frames, pick_video_codec, timed_driver_chunks)
 
 SIZE = (48, 64)  # (H, W) of the synthetic videos
 RATES = [Fraction(25), Fraction(30000, 1001)]
@@ -141,7 +141,7 @@ def test_length_policies_on_short_image_drivers(tmp_path, policy, length):
 
 def test_driver_chunks_and_bad_policy(tmp_path):
     reader = VideoReader(make_video(tmp_path / "in.mp4", 10))
-    chunks = list(driver_chunks(reader, 4, 13, "pingpong"))
+    chunks = [frames for _, frames in timed_driver_chunks(reader, 4, 13, "pingpong")]
     assert [len(c) for c in chunks] == [4, 4, 4, 1]
     assert decoded(np.concatenate(chunks)) == expected_indices(10, 13, "pingpong")
     with pytest.raises(InputError, match="bounce"):
@@ -354,7 +354,7 @@ def test_real_videos_decode_like_opencv(path):
 @pytest.mark.parametrize("path", REAL_VIDEOS, ids=lambda p: p.name)
 def test_real_video_head_is_rewritten_with_its_audio(tmp_path, path):
     reader = VideoReader(path)
-    head = np.concatenate(list(driver_chunks(reader, 8, 16)))
+    head = np.concatenate([frames for _, frames in timed_driver_chunks(reader, 8, 16)])
     with VideoWriter(tmp_path / "out.mp4", reader.fps, audio_from=path) as writer:
         writer.write(head)
     out = VideoReader(tmp_path / "out.mp4")

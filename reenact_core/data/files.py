@@ -1,17 +1,11 @@
-"""Dataset files (PNG crops, ``.npy`` arrays), written whole or not at all through the library's atomic writer."""
+"""Dataset ``.npy`` arrays, written whole or not at all through the library's atomic writer (PNG crops go through
+``faces.images.save_image``)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from ..files import atomic_write
-
-
-def write_png(path: Path, rgb: np.ndarray) -> Path:
-    """An (H, W, 3) uint8 RGB image as PNG."""
-    return atomic_write(path, lambda temporary: Image.fromarray(np.ascontiguousarray(rgb)).save(temporary, "PNG"))
 
 
 def write_npy(path: Path, array: np.ndarray) -> Path:

@@ -23,13 +23,14 @@ from ..engine.models import ReenactModels
 from ..engine.measure import estimate_codes
 from ..errors import InputError
 from ..faces.geometry import Face
+from ..faces.images import save_image
 from ..faces.reference_crop import CROP_SIZE, crop_using_landmarks
 from ..faces.tracking import FaceTracker
 from ..files import write_text
 from ..imaging import image_to_tensor
 from ..landmarks import DEFAULT_BACKEND, detect_faces
 from ..video import VideoReader
-from .files import write_npy, write_png
+from .files import write_npy
 from .layout import (CROP_SUFFIX, FORMAT_VERSION, FRAMES_DIR, MANIFEST, SKIP_REASONS, VIDEO_FORMAT, PreparedFrame,
                      frame_stem, load_crop, load_w_plus, read_manifest, sample_paths)
 from .sources import VideoSource
@@ -105,7 +106,7 @@ class _Batch:
                 w_plus = dict(zip(invert, models.e4e.module(x).float().cpu().numpy()))
         for i, (paths, crop, _) in enumerate(items):
             if not paths.crop.is_file():
-                write_png(paths.crop, crop)
+                save_image(paths.crop, crop)
             if i in w_plus:
                 write_npy(paths.w_plus, w_plus[i])
             if i in codes:

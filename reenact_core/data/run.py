@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -24,7 +23,7 @@ from ..engine.models import ReenactModels
 from ..errors import InputError
 from ..memory import fix_heap_threshold
 from ..weights import find_model_file, load_model
-from ..files import write_text
+from ..files import probe_writable, write_text
 from .layout import (COUNT_FIELDS, FORMAT_VERSION, MANIFEST, SKIP_REASONS, SUMMARY_FIELDS, SUMMARY_FORMAT,
                      iter_video_folders, read_manifest)
 from .prepare import PrepareOptions, complete_video, prepare_video
@@ -65,8 +64,7 @@ def check_writable(out: Path) -> None:
     """Creates ``out`` and writes a probe file in it; InputError (one line) when that fails."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
+        probe_writable(out)
     except OSError as exc:
         raise InputError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
 

@@ -16,7 +16,8 @@ from ..faces.reference_crop import CROP_SIZE
 from ..models.deca import N_CODES
 from ..models.fsr import FeatureRefiner
 from ..params import NUM_DIRECTIONS, Normaliser
-from ..weights import INFERENCE, LoadedModel, find_model_file, inspect_model_file, kind_names, load_model
+from ..weights import (INFERENCE, LoadedModel, find_model_file, has_random_weights, inspect_model_file, kind_names,
+                       load_model)
 from ..weights.identity import check_made_for
 from .pairing import warn_if_mismatched
 
@@ -121,7 +122,7 @@ def find_fsr(choice: str | Path, folders: Iterable[str | Path]) -> tuple[Path | 
         path = find_model_file("fsr", list(folders))
     except MissingModelError:
         return None, None
-    if inspect_model_file(path, "fsr").metadata.get("random_weights") == "true":
+    if has_random_weights(inspect_model_file(path, "fsr").metadata):
         return None, f"FSR off: {path} holds random weights (a test file); name it with --fsr to use it"
     return path, f"FSR: {path}"
 

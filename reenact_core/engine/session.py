@@ -8,18 +8,19 @@ its source half computed once per session) → composite (:mod:`.composite`: pas
 
 DECA, A and G run on windows of ``batch_size`` consecutive frames that start at multiples of ``batch_size`` in
 the video (:func:`.plan.windows`, as the step nodes batch them), whatever the chunks fed to
-:meth:`DriveSession.process` are, so a chunked run computes exactly what a one-shot run computes. A window is rendered once it is full (or at :meth:`DriveSession.finish`), so a call
-returns the frames settled so far, in order, and the state carried from one call to the next is bounded: the
-tracker's last face, the smoothers' last values, the relative mode's reference, the last output (for "hold")
-and at most ``batch_size − 1`` cropped frames.
+:meth:`DriveSession.process` are, so a chunked run computes exactly what a one-shot run computes. A window is
+rendered once it is full (or at :meth:`DriveSession.finish`), so a call returns the frames settled so far, in
+order, and the state carried from one call to the next is bounded: the tracker's last face, the smoothers' last
+values, the relative mode's reference, the last output (for "hold") and at most ``batch_size − 1`` cropped
+frames.
 
 With ``composite=False`` the chunks hold the crops only and :meth:`DriveSession.output_frames` pastes each
 frame when it is asked for: a file-to-file job then holds one full frame at a time, whatever the portrait's
 size and the chunk's length (a chunk of pasted frames with their float32 masks is 7 bytes a pixel a frame).
 
 No-face policies (:func:`.plan.frame_rows`), for frames without the tracked face: ``"raise"`` (NoFaceError
-naming the frame), ``"pass"`` (the source image itself, status ``"passed"``) and ``"hold"`` (the previous output repeated bit for bit, status
-``"held"``; frames before the first face get the first output, and a video without any face raises
+naming the frame), ``"pass"`` (the source image itself, status ``"passed"``) and ``"hold"`` (the previous output
+repeated bit for bit, status ``"held"``; frames before the first face get the first output, and a video without any face raises
 NoFaceError at :meth:`DriveSession.finish`).
 """
 from __future__ import annotations

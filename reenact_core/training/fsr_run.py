@@ -11,7 +11,7 @@ import torch
 
 from ..errors import MissingModelError
 from ..models.fsr import FeatureRefiner, generator_identity
-from ..weights import TINY_CONFIGS, find_lpips, find_model_file, load_model
+from ..weights import TINY_CONFIGS, find_lpips, find_model_file, has_random_weights, load_model
 from ..weights.identity import GENERATOR_IDENTITY_KEY, identity_of
 from ..weights.store import save_model
 from .config import DirectionsTrainConfig
@@ -51,7 +51,7 @@ def build_fsr_networks(config: FSRTrainConfig, folders: Sequence[Path], generato
     g = loaded["generator"]
     identity = IdentityLoss(loaded["arcface"].module).to(device) if "arcface" in loaded else None
     files = {**paths, **{f"lpips_{i}": p for i, p in enumerate(found_lpips_files(folders))}}
-    random = any(m.metadata.get("random_weights") == "true" for m in loaded.values())
+    random = any(has_random_weights(m.metadata) for m in loaded.values())
     return FSRNetworks(g.module, g.mean_latent, loaded["directions"].module, lpips.eval(), identity, identity_of(g),
                        files, random)
 

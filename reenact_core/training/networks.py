@@ -17,7 +17,7 @@ from ..models.arcface import ArcFace, ArcFaceConfig
 from ..models.deca import DecaConfig, DecaEncoder
 from ..models.lpips import ALEXNET_CONVS, ALEXNET_FILE, ALEXNET_URL, LINEAR_FILE, LINEAR_URL, LPIPS
 from ..models.stylegan2 import Generator, GeneratorConfig
-from ..weights import find_lpips, find_model_file, kind, load_model
+from ..weights import find_lpips, find_model_file, has_random_weights, kind, load_model
 from .config import DirectionsTrainConfig
 from .directions import DirectionsNetworks, loss_options
 from .losses import TrainingLosses
@@ -118,7 +118,7 @@ def build_networks(config: DirectionsTrainConfig, folders: Sequence[Path], gener
     criteria = TrainingLosses(loaded["flame"].module, arcface, lpips, loss_options(config)).to(device)
     g = loaded["generator"]
     files = {**paths, **{f"lpips_{i}": p for i, p in enumerate(lpips_files)}}
-    random = any(m.metadata.get("random_weights") == "true" for m in loaded.values())
+    random = any(has_random_weights(m.metadata) for m in loaded.values())
     return DirectionsNetworks(g.module, g.mean_latent, DecaMeasure(loaded["deca"].module, config.measure_crop),
                               criteria, files, random)
 

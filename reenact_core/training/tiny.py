@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 
 from ..data import frame_stem, sample_paths, video_folder
-from ..data.files import write_npy, write_png
+from ..data.files import write_npy
 from ..engine.render import image_to_uint8
+from ..faces.images import save_image
 from ..models.flame import Flame, FlameConfig
 from ..models.stylegan2 import Generator
 
@@ -24,7 +25,7 @@ def write_rendered_video(root: Path, id_: str, video: str, generator: Generator,
     crops = image_to_uint8(generator.synthesize(w_plus, truncation=truncation, truncation_latent=mean_latent).image)
     for f, crop in enumerate(crops):
         paths = sample_paths(folder, frame_stem(f))
-        write_png(paths.crop, crop)
+        save_image(paths.crop, crop)
         write_npy(paths.w_plus, w_plus[f].float().cpu().numpy())
         write_npy(paths.deca_codes, codes[f].float().cpu().numpy())
     return folder

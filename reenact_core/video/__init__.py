@@ -4,12 +4,13 @@ Frames are ``(H, W, 3)`` uint8 RGB arrays; chunks are ``(n, H, W, 3)`` uint8 RGB
 (anything FFmpeg reads, through PyAV), a folder of ``*.png``/``*.jpg`` images or a single image. Memory stays
 flat on long videos: a reader holds one chunk, a writer one chunk plus the encoder's own look-ahead.
 """
-from .policies import LENGTH_POLICIES, driver_chunks, driver_frames, timed_driver_frames
+from .policies import LENGTH_POLICIES, driver_frames, timed_driver_chunks, timed_driver_frames
 from .rate import exact_rate
 from .reader import DEFAULT_FPS, IMAGE_SUFFIXES, VideoReader, batched, is_image_driver
 from .writer import (OUTPUT_FORMATS, VIDEO_SUFFIXES, PngFramesWriter, VideoWriter, check_frames_folder,
                      output_format, pick_video_codec, video_encoder)
 
 __all__ = ["DEFAULT_FPS", "IMAGE_SUFFIXES", "LENGTH_POLICIES", "OUTPUT_FORMATS", "PngFramesWriter", "VIDEO_SUFFIXES",
-           "VideoReader", "VideoWriter", "batched", "check_frames_folder", "driver_chunks", "driver_frames",
-           "exact_rate", "is_image_driver", "output_format", "pick_video_codec", "timed_driver_frames", "video_encoder"]
+           "VideoReader", "VideoWriter", "batched", "check_frames_folder", "driver_frames",
+           "exact_rate", "is_image_driver", "output_format", "pick_video_codec", "timed_driver_chunks",
+           "timed_driver_frames", "video_encoder"]

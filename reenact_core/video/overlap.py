@@ -1,9 +1,10 @@
 """Decoding and encoding beside the networks: a background thread runs a reader's iterator a bounded number of
-items ahead (:class:`Prefetched`), another writes chunks through writers (:class:`BackgroundWriter`).
+items ahead (:class:`Prefetched`), another writes items (chunks or single frames) through writers
+(:class:`BackgroundWriter`).
 
 Both wrap the reader and writers as they are; ``depth=0`` runs them in line, without a thread (the same
 calls, for comparison). Memory stays flat: at most ``depth`` items wait in each queue. An
-error in a thread is raised in the caller at its next call (with the thread's traceback chained); Ctrl-C in
+error in a thread is raised in the caller at its next call (with the thread's traceback); Ctrl-C in
 the caller stops both threads at their next item (they are daemons, so they never keep the process alive).
 """
 from __future__ import annotations

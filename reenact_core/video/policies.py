@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..options import LENGTH
-from .reader import VideoReader, batched
+from .reader import VideoReader
 
 LENGTH_POLICIES = LENGTH.choices
 
@@ -72,10 +72,15 @@ def timed_driver_frames(reader: VideoReader, num_frames: int | None = None, poli
             yield seconds, frame
 
 
-def driver_chunks(reader: VideoReader, size: int, num_frames: int | None = None, policy: str = "stop",
-                  *, block: int = 32) -> Iterator[np.ndarray]:
-    """``driver_frames`` grouped into chunks ``(n, H, W, 3)`` uint8 RGB of ``n = size`` (the last may be shorter)."""
-    return batched(driver_frames(reader, num_frames, policy, block=block), size)
+def timed_driver_chunks(reader: VideoReader, size: int, num_frames: int | None = None, policy: str = "stop",
+                        *, block: int = 32) -> Iterator[tuple[list[Fraction], np.ndarray]]:
+    """``timed_driver_frames`` grouped into ``(times, frames)`` chunks: ``frames`` ``(n, H, W, 3)`` uint8 RGB of
+    ``n = size`` (the last may be shorter) and their ``n`` times in seconds."""
+    if size < 1:
+        raise ValueError(f"chunk size must be ≥ 1, got {size}")
+    with closing(timed_driver_frames(reader, num_frames, policy, block=block)) as timed:
+        while batch := list(islice(timed, size)):
+            yield [time for time, _ in batch], np.stack([frame for _, frame in batch])
 
 
 def _forward(reader: VideoReader, start: int = 0) -> Iterator[tuple[int, Fraction, np.ndarray]]:

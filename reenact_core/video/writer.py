@@ -1,4 +1,4 @@
-"""Frame sinks with one ``write(frames)`` interface: an encoded video file, or a folder of PNG frames.
+"""Frame sinks with one ``write(frames, times=None)`` interface: an encoded video file, or a folder of PNG frames.
 
 Both appear whole or not at all: they are written under a temporary name beside the target and renamed to it
 when closed (``reenact_core.files``); after an error or an interrupt the target is left as it was.
