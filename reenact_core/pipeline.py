@@ -21,7 +21,8 @@ from .video import IMAGE_SUFFIXES, PngFramesWriter, VideoReader, VideoWriter, ti
 from .video.overlap import DEPTH, BackgroundWriter, Prefetched
 
 DEFAULT_CHUNK = 32  # driver frames decoded per step
-WRITE_QUEUE_BYTES = 128 * 2**20  # output frames waiting for the writers (overlap): a chunk of 1-MP frames, 2 of 24 MP
+WRITE_QUEUE_BYTES = 128 * 2**20  # output frames waiting for the writers (overlap): a chunk of 1-MP frames; frames
+                                 # too big for DEPTH of them in it (over ~21 MP) are written in line
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ def reenact_file(models: ReenactModels, source: PreparedSource, driving: str | P
     height, width = source.image.shape[:2] if options.paste_back else (CROP_SIZE, CROP_SIZE)
     frame_bytes = 3 * height * width + (0 if pngs is None else source.image.nbytes)   # video + PNG layouts
     chunks = Prefetched(timed_driver_chunks(reader, chunk, num_frames, length_policy), DEPTH if overlap else 0)
-    sink = BackgroundWriter(writers, max(DEPTH, min(chunk, WRITE_QUEUE_BYTES // frame_bytes)) if overlap else 0)
+    queued = min(chunk, WRITE_QUEUE_BYTES // frame_bytes) if overlap else 0
+    sink = BackgroundWriter(writers, queued if queued >= DEPTH else 0)   # frames too big to queue: written in line
     try:
         def emit(driven) -> None:
             nonlocal written, last
