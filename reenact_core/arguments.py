@@ -8,11 +8,10 @@ from pathlib import Path
 
 from .errors import InputError, ReenactError
 from .files import probe_writable
+from .options import DEVICES
 from .video import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReader, check_frames_folder, is_image_driver,
                     video_encoder)
 from .wording import count
-
-DEVICES = "auto, cpu, cuda, cuda:N or mps"
 
 
 def check_device(name: str) -> None:

@@ -98,7 +98,7 @@ def _reenact(args: argparse.Namespace) -> int:
     from .engine import DriveOptions, edit, find_fsr, load_reenact_models, load_source, prepare_source, save_source
     from .engine.pairing import resolve_tune_steps
     from .engine.speed import compile_problem, network_dtypes
-    from .faces.images import read_image
+    from .faces.images import read_image, save_image
     from .memory import fix_heap_threshold
     from .pipeline import reenact_file
     from .weights import find_lpips
@@ -130,7 +130,6 @@ def _reenact(args: argparse.Namespace) -> int:
         print(f"saved the prepared source to {save_source(source, args.source_out)}")
     if not args.driving:
         rendered = edit(source, models, parse_edits(args.edit), args.edit_mode, paste_back=not args.no_paste_back)
-        from .faces.images import save_image
         print(f"wrote {save_image(args.out, rendered.frames[0] if rendered.frames is not None else rendered.crops[0])}")
         return 0
     drive_options = DriveOptions(mode=args.mode, pose=not args.no_pose, expression=not args.no_expression,
@@ -250,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--models", action="append", metavar="DIR",
                        help="folder holding the converted model files (repeatable; searched before the folders of "
                             "$REENACT_MODELS, os.pathsep-separated, and models/reenact)")
-        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+        p.add_argument("--device", default="auto", help=f"{options.DEVICES} (default auto)")
         add_threads_argument(p)
 
     ren = sub.add_parser("reenact", help="animate a source portrait with a driving video (or edit it)",

@@ -65,6 +65,7 @@ class Number:
         return value
 
 
+DEVICES = "auto, cpu, cuda, cuda:N or mps"   # what --device takes (checked by reenact_core.arguments.check_device)
 MODE = Choice("mode", ("absolute", "relative"), "absolute",
               "absolute: the source takes the driver's pose and expression (the paper); relative: the source keeps "
               "its own and moves as the driver moves from its first face")

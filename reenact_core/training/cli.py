@@ -32,8 +32,7 @@ def add_train_parser(sub, folders: Callable[[argparse.Namespace], list], device:
     p = kinds.add_parser("directions", help="train A (synthetic, real, real_synthetic or paired)",
                          description="Train the directions matrix A for any StyleGAN2 (reference hyper-parameters "
                                      "by default). Settings: --config FILE (JSON), then the options below.")
-    threads(p)
-    _add_run_options(p, DirectionsTrainConfig, "directions-NAME.safetensors",
+    _add_run_options(p, threads, DirectionsTrainConfig, "directions-NAME.safetensors",
                      "20 steps of each method on tiny random networks and data it makes (no files needed)")
     p.set_defaults(run=partial(run_directions, folders=folders, device=device))
     p = kinds.add_parser("joint", help="train the encoder E_w jointly with A (cycle loss): no per-source tuning",
@@ -42,8 +41,7 @@ def add_train_parser(sub, folders: Callable[[argparse.Namespace], list], device:
                                      "Stage J); the exported pair needs no per-source generator tuning. Settings: "
                                      "--config FILE (JSON), then the options below.")
     p.add_argument("--encoder", help="e4e .safetensors E_w starts from (default: the canonical file)")
-    threads(p)
-    _add_run_options(p, JointTrainConfig, "e4e-NAME.safetensors and directions-NAME.safetensors",
+    _add_run_options(p, threads, JointTrainConfig, "e4e-NAME.safetensors and directions-NAME.safetensors",
                      "20 steps of each cycle variant on tiny random networks and data it makes (no files needed)")
     p.set_defaults(run=partial(run_joint, folders=folders, device=device))
     p = kinds.add_parser("fsr", help="train the feature-space refinement encoder E_F (G, E_w, A frozen)",
@@ -51,14 +49,14 @@ def add_train_parser(sub, folders: Callable[[argparse.Namespace], list], device:
                                      "on prepared paired frames (training-and-fsr §1.5 Stage F). Settings: --config "
                                      "FILE (JSON), then the options below.")
     p.add_argument("--directions", help="directions .safetensors of A, frozen (default: the canonical file)")
-    threads(p)
-    _add_run_options(p, FSRTrainConfig, "fsr-NAME.safetensors",
+    _add_run_options(p, threads, FSRTrainConfig, "fsr-NAME.safetensors",
                      "20 steps on tiny random networks and data it makes (no files needed)")
     p.set_defaults(run=partial(run_fsr, folders=folders, device=device))
 
 
-def _add_run_options(p: argparse.ArgumentParser, config_class: type[TrainConfig], export: str,
-                     self_check: str) -> None:
+def _add_run_options(p: argparse.ArgumentParser, threads: Callable[[argparse.ArgumentParser], None],
+                     config_class: type[TrainConfig], export: str, self_check: str) -> None:
+    threads(p)
     p.add_argument("--out", help="run folder: train-config.json, checkpoints/, logs/, export/")
     p.add_argument("--config", help="JSON file of settings (a saved train-config.json works)")
     p.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
