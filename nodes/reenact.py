@@ -89,13 +89,13 @@ def _tune_steps(value: int, models) -> int:
     return resolve_tune_steps(value, models.e4e, models.directions)
 
 
-def _prepare(models, source, source_face: str, backend: str, tune_steps: int, progress: Progress):
-    """The prepared source of the first image of IMAGE ``source``; tuning moves ``progress`` and stops on Cancel."""
+def _prepare(models, image: np.ndarray, source_face: str, backend: str, tune_steps: int, progress: Progress):
+    """The prepared source of ``image`` (one frame of an IMAGE); tuning moves ``progress`` and stops on Cancel."""
     from reenact_core.engine import prepare_source
     from reenact_core.weights import find_lpips
 
     lpips = find_lpips(folder_paths.get_folder_paths(MODEL_FOLDER_KEY), device=models.device) if tune_steps else None
-    return prepare_source(comfy_to_frames(source[:1])[0], models, select=source_face, backend=backend,
+    return prepare_source(image, models, select=source_face, backend=backend,
                           tune_steps=tune_steps, lpips=lpips,
                           progress=lambda step, total, eta, loss: progress.update_absolute(step),
                           should_stop=progress.should_stop)
@@ -147,7 +147,7 @@ class LatentReenactReenact(io.ComfyNode):
         frames = comfy_to_frames(driving)
         progress = Progress(tune_steps + len(frames))
         with interruptible():
-            prepared = _prepare(models, source, source_face, backend, tune_steps, progress)
+            prepared = _prepare(models, comfy_to_frames(source[:1])[0], source_face, backend, tune_steps, progress)
             session = DriveSession(models, prepared, drive_options, fps=fps)
             chunks = []
             for start in range(0, len(frames), batch_size):   # Cancel is checked once per network batch
@@ -201,6 +201,7 @@ class LatentReenactReenactVideo(io.ComfyNode):
                 smoothing, no_face, tune_steps, paste_back, color_match, truncation, batch_size, frames, length,
                 source_face, backend, fsr=None) -> io.NodeOutput:
         from comfy_api.v0_0_2 import InputImpl
+        from reenact_core.faces.images import to_uint8_rgb
         from reenact_core.pipeline import reenact_file
 
         drive_options = _options(mode, pose, expression, strength, smoothing, no_face, paste_back, color_match,
@@ -210,7 +211,9 @@ class LatentReenactReenactVideo(io.ComfyNode):
         out = os.path.join(folder_paths.get_temp_directory(), f"latent_reenact_{uuid.uuid4().hex}.mp4")
         os.makedirs(os.path.dirname(out), exist_ok=True)
         with interruptible(), _driver_file(video) as driving:
-            prepared = _prepare(models, source, source_face, backend, tune_steps, Progress(tune_steps))
+            # the video is 8-bit: an 8-bit source makes each pasted full-size frame a quarter of a float one
+            image = to_uint8_rgb(comfy_to_frames(source[:1])[0])
+            prepared = _prepare(models, image, source_face, backend, tune_steps, Progress(tune_steps))
             progress = Progress(frames or 1)
 
             def advance(done: int, total: int | None) -> None:

@@ -42,3 +42,14 @@ def shared_dir() -> Path:
 
     require((SHARED / "golden" / "manifest.json").is_file(), f"the shared fixtures folder ({SHARED})")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """A folder of the tiny random inference model files (``make_tiny_model_set``), shared by the whole run:
+    read it, never write into it."""
+    from reenact_core.weights import make_tiny_model_set
+
+    folder = tmp_path_factory.mktemp("models")
+    make_tiny_model_set(folder)
+    return folder

@@ -7,7 +7,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from reenact_core.video import pick_video_codec
+from reenact_core.video import video_encoder
+
+H264 = video_encoder(Path("clip.mp4"))   # this PyAV build's .mp4 encoder: libx264, else MPEG-4 Part 2
 
 
 def write_clip(path: Path, frames: np.ndarray, pts: list[int], time_base: Fraction, *,
@@ -16,7 +18,7 @@ def write_clip(path: Path, frames: np.ndarray, pts: list[int], time_base: Fracti
     stored turned by −rotation and the stream's display matrix turns them back by ``rotation`` (counter-clockwise),
     as phones store portrait clips."""
     with av.open(str(path), "w") as container:
-        stream = container.add_stream(pick_video_codec(), rate=rate or 1 / time_base)
+        stream = container.add_stream(H264, rate=rate or 1 / time_base)
         stored = [np.ascontiguousarray(np.rot90(f, -rotation // 90)) for f in frames]
         stream.height, stream.width = stored[0].shape[:2]
         stream.pix_fmt = "yuv420p"

@@ -20,13 +20,6 @@ from reenact_core.weights import INFERENCE, KINDS, kind_names, make_tiny_model_s
 PNG_FRAMES = 9   # driver frames of the --png-frames comparison: windows of 1, 3 and 8 (one partial)
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    make_tiny_model_set(folder)
-    return folder
-
-
 def short_driver() -> str:
     """The shortest test video (fewest frames), so the run stays quick whatever the media set holds."""
     videos = sorted(MEDIA.glob("*.mp4"))

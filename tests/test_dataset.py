@@ -23,17 +23,10 @@ from reenact_core.files import current_umask
 from reenact_core.imaging import image_to_tensor
 from reenact_core.models.deca import N_CODES
 from reenact_core.video import VideoReader
-from reenact_core.weights import load_model, make_tiny_model_set
+from reenact_core.weights import load_model
 
 SAMPLES_PER_VIDEO = 4  # the stride is chosen so that the shorter test video gives about this many samples
 ID = "speaker"
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    make_tiny_model_set(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

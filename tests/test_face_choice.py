@@ -157,15 +157,6 @@ def test_two_small_faces_in_a_two_person_shot_are_found(backend, astronaut_face)
 
 # --- the command line --------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    from reenact_core.weights import make_tiny_model_set
-
-    folder = tmp_path_factory.mktemp("models")
-    make_tiny_model_set(folder)
-    return folder
-
-
 @pytest.mark.parametrize("side, resample", RESIZED[:2])
 def test_command_line_takes_the_face_as_source_and_driver(tmp_path, models_dir, backend, astronaut_face, side,
                                                           resample):

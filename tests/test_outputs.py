@@ -3,6 +3,7 @@ interrupts), and PNG outputs that keep the source's alpha and bit depth. Inputs 
 media and ``skimage.data.astronaut()``; expectations come from those inputs, never from one particular file."""
 from __future__ import annotations
 
+import io
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,9 +20,9 @@ from reenact_core.cli import main
 from reenact_core.errors import InputError
 from reenact_core.pipeline import DEFAULT_CHUNK
 from reenact_core.faces.images import save_image, to_uint8_rgb
+from reenact_core.video import writer as writer_module
 from reenact_core.video import (IMAGE_SUFFIXES, OUTPUT_FORMATS, VIDEO_SUFFIXES, PngFramesWriter, VideoReader,
                                 VideoWriter, output_format, video_encoder)
-from reenact_core.weights import make_tiny_model_set
 from test_video_io import frame_index, indexed_frame
 
 SIZE = (48, 64)                 # (H, W) of the synthetic frames
@@ -36,10 +37,8 @@ def media_driver(path: Path, frames: np.ndarray, rate=Fraction(25), audio: str |
                  audio_seconds: float = 0.0, video_start: float = 0.0) -> Path:
     """A video of ``frames`` (H.264/MPEG-4 in ``path``'s container) whose first frame starts at ``video_start``
     seconds, with ``audio_seconds`` of a stereo 440 Hz sine from 0 s in the ``audio`` codec."""
-    from reenact_core.video import pick_video_codec
-
     with av.open(str(path), "w") as container:
-        video = container.add_stream(pick_video_codec(), rate=rate)
+        video = container.add_stream(video_encoder(path), rate=rate)
         video.height, video.width = frames.shape[1:3]
         video.pix_fmt, video.codec_context.time_base = "yuv420p", 1 / rate
         sound = None if audio is None else container.add_stream(audio, rate=AUDIO_RATE, layout="stereo")
@@ -135,6 +134,42 @@ def test_webm_is_vp9_with_opus_when_the_build_has_them(tmp_path):
     assert same_codec(info["video"], expected) and info["pix_fmt"] == "yuv420p"
     if "libopus" in av.codecs_available:
         assert info["audio"] == "opus"
+
+
+def budget_holding(frames: int) -> int:
+    """A ``LOOKAHEAD_BYTES`` under which the encoders may hold ``frames`` yuv420p frames of SIZE."""
+    return frames * SIZE[0] * SIZE[1] * 3 // 2
+
+
+@pytest.mark.parametrize("held", [1, writer_module.X264_MIN_LOOKAHEAD - 1, writer_module.X264_MIN_LOOKAHEAD, 30, 400])
+def test_h264_of_frames_too_big_for_the_budget_holds_fewer(tmp_path, monkeypatch, held):
+    """What libx264 wrote in its settings (the stream's SEI): x264's lookahead below the frame budget, and its
+    low-memory setting when too few frames fit."""
+    monkeypatch.setattr(writer_module, "LOOKAHEAD_BYTES", budget_holding(held))
+    out = tmp_path / "x.mp4"
+    with VideoWriter(out, 25) as writer:
+        writer.write(synthetic_frames(5))
+    settings = out.read_bytes().split(b"options: ", 1)[1].split(b"\0", 1)[0].decode().split()
+    if held < writer_module.X264_MIN_LOOKAHEAD:
+        assert {"ref=2", "bframes=1", "rc_lookahead=1"} <= set(settings), settings
+    else:
+        assert f"rc_lookahead={min(writer_module.X264_LOOKAHEAD, held)}" in settings, settings
+
+
+@pytest.mark.parametrize("held", [0, 3])
+def test_vp9_of_frames_too_big_for_the_budget_lags_fewer_frames(monkeypatch, held):
+    """libvpx gives its first packet after its lag in frames (25 by default): after ``held`` + 1 under the budget."""
+    codec = "libvpx-vp9" if "libvpx-vp9" in av.codecs_available else "libvpx"
+    monkeypatch.setattr(writer_module, "LOOKAHEAD_BYTES", budget_holding(held))
+    stream = av.open(io.BytesIO(), "w", format="webm").add_stream(
+        codec, rate=25, options=writer_module.frame_size_options(codec, *SIZE))
+    stream.width, stream.height, stream.pix_fmt = SIZE[1], SIZE[0], "yuv420p"
+    fed = 0
+    for frame in synthetic_frames(writer_module.VPX_LAG):
+        fed += 1
+        if stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            break
+    assert fed <= held + 1
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm"])
@@ -292,13 +327,6 @@ def test_videos_are_8_bit_rgb_and_refuse_deeper_frames(tmp_path):
 
 
 # --- through the command line ------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    make_tiny_model_set(folder)
-    return folder
-
 
 def real_frames(count: int) -> np.ndarray:
     """The first ``count`` frames of the shortest test video (a real face in each)."""

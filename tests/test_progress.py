@@ -11,16 +11,8 @@ from golden_fixtures import MEDIA
 from reenact_core.cli import main
 from reenact_core.engine import tuning
 from reenact_core.video import VideoReader
-from reenact_core.weights import make_tiny_model_set
 
 TUNE_STEPS = 2
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    make_tiny_model_set(folder)   # no LPIPS file: tuning warns that it uses the MSE term alone
-    return folder
 
 
 def shortest_video():

@@ -17,7 +17,7 @@ from PIL import Image
 
 from conftest import require
 from golden_fixtures import MEDIA
-from input_fixtures import write_clip
+from input_fixtures import H264, write_clip
 from reenact_core.cli import main
 from reenact_core.engine import DriveOptions, load_reenact_models, prepare_source
 from reenact_core.errors import InputError
@@ -25,9 +25,8 @@ from reenact_core.faces.alignment import FaceAligner
 from reenact_core.faces.images import from_pil, read_image, to_uint8_rgb
 from reenact_core.faces.smoothing import smooth_sequence
 from reenact_core.pipeline import reenact_file
-from reenact_core.video import VideoReader, VideoWriter, pick_video_codec, timed_driver_frames
+from reenact_core.video import VideoReader, VideoWriter, timed_driver_frames
 from reenact_core.video.orientation import matrix_orientation
-from reenact_core.weights import make_tiny_model_set
 
 CLIP_FRAMES = 6          # driver frames taken from a test video
 CLIP_HEIGHT = 256        # the clips are downscaled to this height (faces stay well above the detector's window)
@@ -70,13 +69,6 @@ def astronaut() -> np.ndarray:
     return skimage_data.astronaut()
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    make_tiny_model_set(folder)
-    return folder
-
-
 def run(capsys, *argv) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     out = capsys.readouterr()
@@ -112,7 +104,7 @@ def test_mirrored_display_matrices_read_upright(tmp_path, degrees, hflip, vflip)
     stored = upright[::-1] if vflip else upright
     stored = np.ascontiguousarray(np.rot90(stored[:, ::-1] if hflip else stored, -degrees // 90))
     with av.open(str(tmp_path / "m.mp4"), "w") as container:
-        stream = container.add_stream(pick_video_codec(), rate=10)
+        stream = container.add_stream(H264, rate=10)
         stream.height, stream.width, stream.pix_fmt = *stored.shape[:2], "yuv420p"
         stream.set_display_rotation(degrees, hflip, vflip)
         frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
@@ -337,7 +329,7 @@ def test_writer_places_frames_at_given_times(tmp_path, pattern):
         writer.write(frames[:2], times[:1])
 
 
-@pytest.mark.parametrize("codec", ("mpeg4", pick_video_codec()))
+@pytest.mark.parametrize("codec", ("mpeg4", H264))
 def test_fine_time_units_are_kept_within_half_a_frame(tmp_path, codec):
     """A 1/90000 s unit (MPEG-TS, phones): kept by H.264; MPEG-4 Part 2 needs a 16-bit unit and rounds."""
     fps, unit = Fraction(30000, 1001), Fraction(1, 90000)

@@ -14,7 +14,7 @@ from PIL import Image
 from golden_fixtures import MEDIA
 from reenact_core.errors import InputError
 from reenact_core.video import (DEFAULT_FPS, LENGTH_POLICIES, PngFramesWriter, VideoReader, VideoWriter,
-                                driver_frames, pick_video_codec, timed_driver_chunks)
+                                driver_frames, timed_driver_chunks, video_encoder)
 
 SIZE = (48, 64)  # (H, W) of the synthetic videos
 RATES = [Fraction(25), Fraction(30000, 1001)]
@@ -40,7 +40,7 @@ def make_video(path: Path, num_frames: int, rate=Fraction(25), size=SIZE, audio:
                audio_seconds: float | None = None, gop: int = 10) -> Path:
     """Write a synthetic video of indexed frames (H.264 with B-frames, key frames every ``gop`` frames at most),
     optionally with a 440 Hz sine in the ``audio`` codec."""
-    codec = pick_video_codec()
+    codec = video_encoder(path)
     quality = {"preset": "ultrafast"} if codec == "libx264" else {"flags": "+qscale", "qmin": "2", "qmax": "2"}
     options = {"bf": "2", **quality}
     with av.open(str(path), "w") as container:
@@ -183,7 +183,7 @@ def test_odd_sizes_are_padded_to_even(tmp_path):
 
 
 def test_mpeg4_codec_and_codec_choice(tmp_path):
-    assert pick_video_codec() == ("libx264" if "libx264" in av.codecs_available else "mpeg4")
+    assert video_encoder(tmp_path / "x.mp4") == ("libx264" if "libx264" in av.codecs_available else "mpeg4")
     with VideoWriter(tmp_path / "m.mp4", Fraction(30000, 1001), codec="mpeg4") as writer:
         writer.write(np.stack([indexed_frame(i) for i in range(12)]))
     assert streams_of(tmp_path / "m.mp4")["video"][0] == "mpeg4"
@@ -283,7 +283,7 @@ def test_video_without_decodable_frames_raises_when_iterated(tmp_path):
 
 
 def test_undecodable_video_raises_input_error(tmp_path):
-    path = write_packets(tmp_path / "junk.mp4", pick_video_codec(), [bytes(16)] * 3)
+    path = write_packets(tmp_path / "junk.mp4", video_encoder(tmp_path / "junk.mp4"), [bytes(16)] * 3)
     with pytest.raises(InputError, match="junk.mp4"):
         list(VideoReader(path))
 

@@ -12,12 +12,12 @@ from .models import ReenactModels, find_fsr, load_reenact_models
 from .motion import DriverMotion
 from .plan import frame_rows, windows
 from .render import Rendered, fsr_context, image_to_uint8, render
-from .session import FRAME_STATUSES, DriveOptions, DrivenChunk, DriveSession, drive
+from .session import DriveOptions, DrivenChunk, DriveSession, drive
 from .source import PreparedSource, prepare_source
 from .source_file import load_source, save_source
 from .tuning import TunedLayers, tune_generator
 
-__all__ = ["DIRECTION_NAMES", "FRAME_STATUSES", "DriveOptions", "DriveSession", "DrivenChunk", "DriverMotion",
+__all__ = ["DIRECTION_NAMES", "DriveOptions", "DriveSession", "DrivenChunk", "DriverMotion",
            "PreparedSource", "ReenactModels", "Rendered", "TunedLayers", "composite", "drive", "edit",
            "edit_delta_p", "edit_limit", "estimate_codes", "find_fsr", "frame_rows", "fsr_context", "image_to_uint8",
            "load_reenact_models", "load_source", "prepare_source", "render", "save_source", "sweep", "sweep_range",

@@ -43,9 +43,6 @@ from .plan import frame_rows
 from .render import Rendered, fsr_context, render
 from .source import PreparedSource
 
-FRAME_STATUSES = ("driven", "held", "passed")
-
-
 @dataclass(frozen=True)
 class DriveOptions:
     """How a driver moves the source (choices, ranges and defaults: :mod:`reenact_core.options`).

@@ -8,9 +8,9 @@ from .policies import LENGTH_POLICIES, driver_frames, timed_driver_chunks, timed
 from .rate import exact_rate
 from .reader import DEFAULT_FPS, IMAGE_SUFFIXES, VideoReader, batched, is_image_driver
 from .writer import (OUTPUT_FORMATS, VIDEO_SUFFIXES, PngFramesWriter, VideoWriter, check_frames_folder,
-                     output_format, pick_video_codec, video_encoder)
+                     output_format, video_encoder)
 
 __all__ = ["DEFAULT_FPS", "IMAGE_SUFFIXES", "LENGTH_POLICIES", "OUTPUT_FORMATS", "PngFramesWriter", "VIDEO_SUFFIXES",
            "VideoReader", "VideoWriter", "batched", "check_frames_folder", "driver_frames",
-           "exact_rate", "is_image_driver", "output_format", "pick_video_codec", "timed_driver_chunks",
+           "exact_rate", "is_image_driver", "output_format", "timed_driver_chunks",
            "timed_driver_frames", "video_encoder"]

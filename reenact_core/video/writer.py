@@ -24,7 +24,10 @@ from .rate import MAX_RATE_DENOMINATOR, exact_rate
 
 X264_CRF = 18  # libx264 constant rate factor: visually near-lossless (x264/FFmpeg H.264 encoding guide)
 X264_LOOKAHEAD = 40  # libx264's default rc-lookahead (preset medium): frames it holds before encoding one
-LOOKAHEAD_BYTES = 256 * 2**20  # yuv420p bytes of the frames libx264 holds for lookahead or threads, at most
+LOOKAHEAD_BYTES = 256 * 2**20  # yuv420p bytes of the frames an encoder holds for lookahead or threads, at most
+X264_MIN_LOOKAHEAD = 12  # frames of lookahead below which frame_size_options switches libx264 to X264_LOW_MEMORY
+X264_LOW_MEMORY = "ref=2:bframes=1:rc-lookahead=1"  # x264-params of huge frames: ~20 yuv420p frames held, not ~40
+VPX_LAG = 25  # libvpx's default lag-in-frames: frames it holds before encoding one
 MPEG4_QSCALE = 2  # MPEG-4 Part 2 constant quantiser, 2 (best) .. 31, for builds without libx264
 VP9_CRF = 31  # libvpx-vp9 constant quality (0..63; FFmpeg's VP9 guide suggests 31 for 1080p, lower is better)
 VP9_SPEED = 4  # libvpx cpu-used: 0 (slowest, best) .. 8; 4 keeps CPU encoding a few times faster than 1
@@ -91,11 +94,6 @@ def video_encoder(path: str | Path) -> str:
     return encoder
 
 
-def pick_video_codec() -> str:
-    """``"libx264"`` (H.264) when PyAV's FFmpeg build has that encoder, else ``"mpeg4"`` (MPEG-4 Part 2)."""
-    return _available(_H264)
-
-
 def _available(encoders: tuple[str, ...]) -> str | None:
     return next((name for name in encoders if name in av.codecs_available), None)
 
@@ -121,15 +119,25 @@ def _time_base(unit: Fraction, codec: str) -> Fraction:
     return unit
 
 
-def x264_frame_options(height: int, width: int) -> dict[str, str]:
-    """libx264 options that bound the frames the encoder holds for frames of ``height`` × ``width``.
+def frame_size_options(codec: str, height: int, width: int) -> dict[str, str]:
+    """Encoder options that bound the frames ``codec`` holds for frames of ``height`` × ``width``.
 
-    The encoder holds its rc-lookahead frames and one frame per thread (by default 40 and 1.5 per CPU), each in
-    yuv420p plus about as much in analysis buffers: a 24-MP video would hold 2-3 GB, and a short video less than a
-    long one. Both are cut so that the frames held stay within :data:`LOOKAHEAD_BYTES` (at least 1 each): frames
-    up to 4.4 MP keep x264's defaults.
+    libx264 holds its rc-lookahead frames, one frame per thread (by default 40 and 1.5 per CPU), its reference and
+    B-frames, each in yuv420p plus about twice as much in half-pel planes and analysis buffers: with its defaults a
+    24-MP video would hold 2-3 GB. Lookahead and threads are cut so that the frames held for them stay within
+    :data:`LOOKAHEAD_BYTES` (frames up to 4.4 MP keep x264's defaults); frames so big that fewer than
+    :data:`X264_MIN_LOOKAHEAD` fit (above ~15 MP) are encoded with :data:`X264_LOW_MEMORY` (2 references, 1
+    B-frame, 1 frame of lookahead: at 24 MP the encoder holds ~0.75 GiB instead of ~1.4 GiB). libvpx (VP9, VP8)
+    holds ``lag-in-frames`` frames (25) beyond its fixed ~1.7 GiB at 24 MP: cut to fit :data:`LOOKAHEAD_BYTES`.
+    Other encoders hold one frame or two: no options.
     """
-    held = max(1, LOOKAHEAD_BYTES // (height * width * 3 // 2))
+    held = LOOKAHEAD_BYTES // (height * width * 3 // 2)
+    if codec in ("libvpx-vp9", "libvpx"):
+        return {"lag-in-frames": str(held)} if held < VPX_LAG else {}
+    if codec != "libx264":
+        return {}
+    if held < X264_MIN_LOOKAHEAD:
+        return {"x264-params": X264_LOW_MEMORY}
     options = {"rc-lookahead": str(min(X264_LOOKAHEAD, held))}
     if held < _cpu_count() * 3 // 2:   # x264's automatic thread count
         options["threads"] = str(held)
@@ -311,8 +319,7 @@ class VideoWriter(_FrameSink):
         return self._audio is not None and self._audio.packets_muxed > 0
 
     def _start(self, height: int, width: int) -> None:
-        options = {**_ENCODER_OPTIONS.get(self.codec, {}),
-                   **(x264_frame_options(height, width) if self.codec == "libx264" else {})}
+        options = {**_ENCODER_OPTIONS.get(self.codec, {}), **frame_size_options(self.codec, height, width)}
         self._video = self._container.add_stream(self.codec, rate=self.fps, options=options)
         even = self._format.pix_fmt == "yuv420p"
         self._video.width, self._video.height = width + even * (width % 2), height + even * (height % 2)
