@@ -90,7 +90,8 @@ def _tune_steps(value: int, models) -> int:
 
 
 def _prepare(models, image: np.ndarray, source_face: str, backend: str, tune_steps: int, progress: Progress):
-    """The prepared source of ``image`` (one frame of an IMAGE); tuning moves ``progress`` and stops on Cancel."""
+    """The prepared source of ``image`` ((H, W, 3) float32 in [0, 1] or uint8); tuning moves ``progress`` and stops
+    on Cancel."""
     from reenact_core.engine import prepare_source
     from reenact_core.weights import find_lpips
 

@@ -47,7 +47,7 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
     """A folder of the tiny random inference model files (``make_tiny_model_set``), shared by the whole run:
-    read it, never write into it."""
+    read it, never write into it. The inference kinds only: no LPIPS or FSR file (tests rely on their absence)."""
     from reenact_core.weights import make_tiny_model_set
 
     folder = tmp_path_factory.mktemp("models")

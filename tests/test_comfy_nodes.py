@@ -268,8 +268,8 @@ def test_video_node_failing_mid_run_leaves_no_video(server):
 @pytest.mark.slow
 def test_video_node_memory_with_a_big_portrait_does_not_grow_with_the_frames(server):
     """A big portrait pasted back by Reenact Video: each output frame is made and written alone, so the run's peak
-    above its start is the same for N and 4N driver frames (within PORTRAIT_GROWTH_FRAMES full frames) and a few
-    full 8-bit frames (a float32 copy of the portrait per frame is four)."""
+    above its start is the same for N and 4N driver frames (within PORTRAIT_GROWTH_FRAMES full frames) and at most
+    PORTRAIT_PEAK_FRAMES full 8-bit frames (the encoder holds ~11; pasting into a float32 portrait adds four)."""
     from face_inputs import big_portrait
 
     canvas = big_portrait(PORTRAIT_MEGAPIXELS)

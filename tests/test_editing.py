@@ -11,14 +11,11 @@ from reenact_core.engine import (DIRECTION_NAMES, edit, edit_delta_p, load_reena
                                  sweep_range)
 from reenact_core.errors import InputError
 from reenact_core.params import ANGLE_SCALES_DEG, NUM_DIRECTIONS, normalise
-from reenact_core.weights import make_tiny_model_set
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_models")
-    make_tiny_model_set(folder)
-    return load_reenact_models([folder])
+def models(models_dir):
+    return load_reenact_models([models_dir])
 
 
 @pytest.fixture(scope="module")

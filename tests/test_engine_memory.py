@@ -142,8 +142,9 @@ def test_memory_does_not_grow_with_the_video_length():
 @pytest.mark.slow
 def test_memory_with_a_big_portrait_does_not_grow_with_the_frames():
     """Pasted back into a big portrait, each output frame is made and written alone: the job's peak is the same for
-    N and 4N frames (a chunk of full-size frames and masks would add 7 bytes a pixel a frame), and a few full frames
-    above its start (libx264 with its default lookahead, threads and references would hold ~25)."""
+    N and 4N frames (a chunk of full-size frames and masks would add 7 bytes a pixel a frame), and at most
+    PORTRAIT_PEAK_FRAMES full frames above its start (the encoder holds ~11 of them; ~25 with x264's lookahead,
+    threads and references as for small frames)."""
     if not Path("/proc/self/status").exists() or not sys.platform.startswith("linux"):
         pytest.skip("reads the process's RSS from /proc and sets glibc's mmap threshold (Linux)")
     reports = {n: run_measurement(str(n), "--portrait-megapixels", str(PORTRAIT_MEGAPIXELS))

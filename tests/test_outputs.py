@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import require
 from engine_fixtures import with_blanks
 from golden_fixtures import MEDIA
 from reenact_core import files
@@ -136,39 +137,49 @@ def test_webm_is_vp9_with_opus_when_the_build_has_them(tmp_path):
         assert info["audio"] == "opus"
 
 
-def budget_holding(frames: int) -> int:
-    """A ``LOOKAHEAD_BYTES`` under which the encoders may hold ``frames`` yuv420p frames of SIZE."""
-    return frames * SIZE[0] * SIZE[1] * 3 // 2
+def budget_holding(frames: int, size: tuple[int, int] = SIZE) -> int:
+    """A ``LOOKAHEAD_BYTES`` under which the encoders may hold ``frames`` yuv420p frames of ``size``."""
+    return frames * size[0] * size[1] * 3 // 2
 
 
-@pytest.mark.parametrize("held", [1, writer_module.X264_MIN_LOOKAHEAD - 1, writer_module.X264_MIN_LOOKAHEAD, 30, 400])
+@pytest.mark.parametrize("held", [1, 3, writer_module.X264_MIN_LOOKAHEAD - 1, writer_module.X264_MIN_LOOKAHEAD, 30,
+                                  400])
 def test_h264_of_frames_too_big_for_the_budget_holds_fewer(tmp_path, monkeypatch, held):
-    """What libx264 wrote in its settings (the stream's SEI): x264's lookahead below the frame budget, and its
-    low-memory setting when too few frames fit."""
-    monkeypatch.setattr(writer_module, "LOOKAHEAD_BYTES", budget_holding(held))
+    """What libx264 wrote in its settings (the stream's SEI) on a 16-CPU machine: lookahead and threads within the
+    frame budget, and the low-memory setting when too few frames fit."""
+    require("libx264" in av.codecs_available, "FFmpeg's libx264 encoder")
+    cpus, size = 16, (256, 64)   # x264 runs up to 4 frame threads on frames 256 rows high
+    monkeypatch.setattr(writer_module, "_cpu_count", lambda: cpus)
+    monkeypatch.setattr(writer_module, "LOOKAHEAD_BYTES", budget_holding(held, size))
     out = tmp_path / "x.mp4"
     with VideoWriter(out, 25) as writer:
-        writer.write(synthetic_frames(5))
-    settings = out.read_bytes().split(b"options: ", 1)[1].split(b"\0", 1)[0].decode().split()
+        writer.write(np.resize(synthetic_frames(5), (5, *size, 3)))
+    settings = dict(item.split("=", 1) for item in
+                    out.read_bytes().split(b"options: ", 1)[1].split(b"\0", 1)[0].decode().split() if "=" in item)
+    assert settings["crf"].startswith(str(writer_module.X264_CRF)), settings
     if held < writer_module.X264_MIN_LOOKAHEAD:
-        assert {"ref=2", "bframes=1", "rc_lookahead=1"} <= set(settings), settings
+        assert (settings["ref"], settings["bframes"], settings["rc_lookahead"]) == ("2", "1", "1"), settings
     else:
-        assert f"rc_lookahead={min(writer_module.X264_LOOKAHEAD, held)}" in settings, settings
+        assert settings["rc_lookahead"] == str(min(writer_module.X264_LOOKAHEAD, held)), settings
+    if held < cpus * 3 // 2:
+        assert int(settings["threads"]) <= held, settings
 
 
 @pytest.mark.parametrize("held", [0, 3])
 def test_vp9_of_frames_too_big_for_the_budget_lags_fewer_frames(monkeypatch, held):
-    """libvpx gives its first packet after its lag in frames (25 by default): after ``held`` + 1 under the budget."""
-    codec = "libvpx-vp9" if "libvpx-vp9" in av.codecs_available else "libvpx"
+    """libvpx-vp9 gives its first packet after its lag in frames (25 by default): after ``held`` under the budget."""
+    require("libvpx-vp9" in av.codecs_available, "FFmpeg's libvpx-vp9 encoder")
     monkeypatch.setattr(writer_module, "LOOKAHEAD_BYTES", budget_holding(held))
-    stream = av.open(io.BytesIO(), "w", format="webm").add_stream(
-        codec, rate=25, options=writer_module.frame_size_options(codec, *SIZE))
-    stream.width, stream.height, stream.pix_fmt = SIZE[1], SIZE[0], "yuv420p"
-    fed = 0
-    for frame in synthetic_frames(writer_module.VPX_LAG):
-        fed += 1
-        if stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-            break
+    with av.open(io.BytesIO(), "w", format="webm") as container:
+        stream = container.add_stream("libvpx-vp9", rate=25,
+                                      options=writer_module.frame_size_options("libvpx-vp9", *SIZE))
+        stream.width, stream.height, stream.pix_fmt = SIZE[1], SIZE[0], "yuv420p"
+        fed = 0
+        for frame in synthetic_frames(writer_module.VPX_LAG):
+            fed += 1
+            if stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                break
+        stream.encode()
     assert fed <= held + 1
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 
 from golden_fixtures import MEDIA
 from reenact_core.cli import main

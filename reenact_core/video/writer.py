@@ -26,8 +26,8 @@ X264_CRF = 18  # libx264 constant rate factor: visually near-lossless (x264/FFmp
 X264_LOOKAHEAD = 40  # libx264's default rc-lookahead (preset medium): frames it holds before encoding one
 LOOKAHEAD_BYTES = 256 * 2**20  # yuv420p bytes of the frames an encoder holds for lookahead or threads, at most
 X264_MIN_LOOKAHEAD = 12  # frames of lookahead below which frame_size_options switches libx264 to X264_LOW_MEMORY
-X264_LOW_MEMORY = "ref=2:bframes=1:rc-lookahead=1"  # x264-params of huge frames: ~20 yuv420p frames held, not ~40
-VPX_LAG = 25  # libvpx's default lag-in-frames: frames it holds before encoding one
+X264_LOW_MEMORY = "ref=2:bframes=1:rc-lookahead=1"  # x264-params of huge frames: ~20 frames held, not ~40 (2 CPUs)
+VPX_LAG = 25  # libvpx-vp9's default lag-in-frames: frames it holds before encoding one
 MPEG4_QSCALE = 2  # MPEG-4 Part 2 constant quantiser, 2 (best) .. 31, for builds without libx264
 VP9_CRF = 31  # libvpx-vp9 constant quality (0..63; FFmpeg's VP9 guide suggests 31 for 1080p, lower is better)
 VP9_SPEED = 4  # libvpx cpu-used: 0 (slowest, best) .. 8; 4 keeps CPU encoding a few times faster than 1
@@ -127,20 +127,19 @@ def frame_size_options(codec: str, height: int, width: int) -> dict[str, str]:
     24-MP video would hold 2-3 GB. Lookahead and threads are cut so that the frames held for them stay within
     :data:`LOOKAHEAD_BYTES` (frames up to 4.4 MP keep x264's defaults); frames so big that fewer than
     :data:`X264_MIN_LOOKAHEAD` fit (above ~15 MP) are encoded with :data:`X264_LOW_MEMORY` (2 references, 1
-    B-frame, 1 frame of lookahead: at 24 MP the encoder holds ~0.75 GiB instead of ~1.4 GiB). libvpx (VP9, VP8)
-    holds ``lag-in-frames`` frames (25) beyond its fixed ~1.7 GiB at 24 MP: cut to fit :data:`LOOKAHEAD_BYTES`.
-    Other encoders hold one frame or two: no options.
+    B-frame, 1 frame of lookahead: at 24 MP on 2 CPUs the encoder holds ~0.75 GiB, ~1.4 GiB with only lookahead
+    and threads cut). libvpx-vp9 holds ``lag-in-frames`` frames (25) beyond its fixed ~1.7 GiB at 24 MP: cut to
+    fit :data:`LOOKAHEAD_BYTES`. Other encoders (VP8 included) hold one frame or two: no options.
     """
     held = LOOKAHEAD_BYTES // (height * width * 3 // 2)
-    if codec in ("libvpx-vp9", "libvpx"):
+    if codec == "libvpx-vp9":
         return {"lag-in-frames": str(held)} if held < VPX_LAG else {}
     if codec != "libx264":
         return {}
-    if held < X264_MIN_LOOKAHEAD:
-        return {"x264-params": X264_LOW_MEMORY}
-    options = {"rc-lookahead": str(min(X264_LOOKAHEAD, held))}
+    options = ({"x264-params": X264_LOW_MEMORY} if held < X264_MIN_LOOKAHEAD
+               else {"rc-lookahead": str(min(X264_LOOKAHEAD, held))})
     if held < _cpu_count() * 3 // 2:   # x264's automatic thread count
-        options["threads"] = str(held)
+        options["threads"] = str(max(1, held))   # 0 would be x264's automatic count
     return options
 
 
