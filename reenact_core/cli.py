@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -101,6 +102,7 @@ def _reenact(args: argparse.Namespace) -> int:
     from .faces.images import read_image, save_image
     from .memory import fix_heap_threshold
     from .pipeline import reenact_file
+    from .video import IMAGE_SUFFIXES
     from .weights import find_lpips
 
     check_reenact_arguments(args)   # before any model is loaded
@@ -145,8 +147,10 @@ def _reenact(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
-    print(f"wrote {summary.output}: {count(summary.frames, 'frame')} at {float(summary.fps):.3f} fps ({counts})"
-          f"{_audio_note(summary)}")
+    made = ("an image" if summary.output.suffix.lower() in IMAGE_SUFFIXES
+            else f"{count(summary.frames, 'frame')} at {float(summary.fps):.3f} fps")
+    frames = "" if args.png_frames is None else f"; PNG frames in {args.png_frames}"
+    print(f"wrote {summary.output}: {made} ({counts}){_audio_note(summary)}{frames}")
     return 0
 
 
@@ -331,6 +335,25 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     add_argument(parser, options.THREADS, "--threads", default=None)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, ``docker stop``, job schedulers) during a command: it stops as Ctrl-C does,
+    every output left as it was and nothing partial beside it; exit status 143 (128 + SIGTERM)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+def _stop_on_sigterm():
+    """Makes SIGTERM raise :class:`Terminated` in the main thread for the command's run; returns the function that
+    puts back the caller's handler (main() may be called in a process that goes on). Elsewhere: no change."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:   # not the main thread
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -338,18 +361,22 @@ def main(argv: list[str] | None = None) -> int:
 
     limit_openmp_spinning()   # before torch is imported
     args = build_parser().parse_args(argv)
-    restore = _set_threads(args)
+    restores = [_set_threads(args), _stop_on_sigterm()]
     try:
         with logging_redirect_tqdm():   # warnings are printed above a progress bar, not through it
             return args.run(args)
     except ReenactError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
-        restore()
+        for restore in restores:
+            restore()
 
 
 def _set_threads(args: argparse.Namespace):
@@ -364,3 +391,7 @@ def _set_threads(args: argparse.Namespace):
     previous = torch.get_num_threads()
     use_threads(args.threads)
     return lambda: torch.set_num_threads(previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

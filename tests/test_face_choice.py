@@ -25,6 +25,7 @@ from reenact_core.landmarks.backend import WEAK_SCORE
 
 # Small faces: (face box side in px, canvas (height, width)); the first detection pass sees them below 80 px.
 SMALL = [(40, (768, 1024)), (48, (1080, 1920)), (56, (1000, 1000))]
+WIDE = [(2000, 12000), (1500, 5000)]   # (H, W) of wide images whose smallest face found is over 40 px
 MIN_IOU = 0.5  # a found box overlaps the expected one at least this much
 HEAD_MARGIN = 60  # px around the astronaut's face box kept in a cut-out head
 
@@ -153,6 +154,27 @@ def test_two_small_faces_in_a_two_person_shot_are_found(backend, astronaut_face)
     expected = [astronaut_face * small.shape[1] / data.astronaut().shape[1] + [x, y, x, y] for x, y in spots]
     found = detect_faces(canvas, backend)
     assert all(any(box_iou(f.box, e) >= MIN_IOU for f in found) for e in expected), (found, expected)
+
+
+@pytest.mark.parametrize("hw", WIDE)
+def test_no_face_in_a_source_says_which_faces_that_size_misses(backend, astronaut_face, models_dir, hw):
+    """A face too small for its wide image: the error names the smallest face found at that size, and a face a
+    little above it in the same image is found."""
+    from reenact_core.engine import load_reenact_models, prepare_source
+    from reenact_core.errors import NoFaceError
+
+    def canvas(face_px: float) -> tuple[np.ndarray, np.ndarray]:
+        small = scaled(data.astronaut(), face_px / (astronaut_face[2] - astronaut_face[0]))
+        at = (hw[1] // 2, 0)
+        expected = astronaut_face * small.shape[1] / data.astronaut().shape[1] + [*at, *at]
+        return canvas_with([(small, at)], hw), expected
+
+    side = backend.min_face_side(*hw)
+    with pytest.raises(NoFaceError) as error:
+        prepare_source(canvas(side * 0.6)[0], load_reenact_models([models_dir]), backend=backend)
+    assert f"faces under about {side:.0f} px are not found in a {hw[1]}×{hw[0]} image" in str(error.value)
+    image, expected = canvas(side * 1.3)
+    assert any(box_iou(f.box, expected) >= MIN_IOU for f in detect_faces(image, backend))
 
 
 # --- the command line --------------------------------------------------------------------------------------------

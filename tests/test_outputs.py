@@ -4,6 +4,10 @@ media and ``skimage.data.astronaut()``; expectations come from those inputs, nev
 from __future__ import annotations
 
 import io
+import signal
+import subprocess
+import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -445,6 +449,29 @@ def test_ctrl_c_mid_write_leaves_the_previous_outputs(tmp_path, models_dir, caps
     assert snapshot(outputs) == before and leftovers(tmp_path) == []
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
+def test_a_terminated_run_leaves_the_previous_outputs(tmp_path, models_dir, capsys, shared_dir):
+    """SIGTERM (kill, timeout, a job scheduler) once the outputs are being written stops the command line as Ctrl-C
+    does: exit 143, every earlier output intact, nothing partial left."""
+    source = portrait(tmp_path, "rgb")
+    outputs, before = previous_outputs(tmp_path, capsys, models_dir, source)
+    driver = media_driver(tmp_path / "d.mp4", real_frames(DRIVER_FRAMES))
+    run = subprocess.Popen([sys.executable, "-m", "reenact_core", "reenact", "--models", str(models_dir),
+                            "--source-in", str(outputs[2]), "--driving", str(driver), "--out", str(outputs[0]),
+                            "--png-frames", str(outputs[1]), "--frames", str(10 ** 6), "--length", "loop"],
+                           cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        while not leftovers(tmp_path) and run.poll() is None:   # the outputs' temporaries: writing has begun
+            time.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 128 + signal.SIGTERM and "terminated" in err, err
+    assert snapshot(outputs) == before and leftovers(tmp_path) == []
+
+
 def test_ctrl_c_while_the_prepared_source_is_saved_leaves_the_previous_one(tmp_path, models_dir, capsys, shared_dir,
                                                                             monkeypatch):
     source = portrait(tmp_path, "rgb")
@@ -475,6 +502,17 @@ def test_rgba_source_keeps_its_alpha_in_png_outputs(tmp_path, models_dir, capsys
         assert frame.shape == alpha.shape + (4,)
         np.testing.assert_array_equal(frame[..., 3], alpha)
     assert read_back(tmp_path / "o.mp4")["pix_fmt"] == "yuv420p"            # the video: 8-bit RGB content
+
+
+def test_command_line_summary_says_what_it_wrote(tmp_path, models_dir, capsys, shared_dir):
+    """A one-frame driver into an image: "an image", no frame rate; the PNG frames folder named."""
+    Image.fromarray(real_frames(1)[0]).save(tmp_path / "driver.png")
+    out, frames = tmp_path / "o.png", tmp_path / "png"
+    code, printed, err = reenact(capsys, models_dir, "--source", portrait(tmp_path, "rgb"), "--driving",
+                                 tmp_path / "driver.png", "--out", out, "--png-frames", frames)
+    assert code == 0, err
+    assert f"wrote {out}: an image (" in printed and "fps" not in printed, printed
+    assert f"PNG frames in {frames}" in printed, printed
 
 
 def test_16_bit_source_gives_16_bit_png_outputs(tmp_path, models_dir, shared_dir):

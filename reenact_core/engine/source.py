@@ -14,7 +14,7 @@ from ..faces.images import check_image, to_uint8_rgb
 from ..faces.reference_crop import CropTransform, crop_using_landmarks
 from ..faces.tracking import FaceTracker
 from ..imaging import image_to_tensor
-from ..landmarks import DEFAULT_BACKEND, LandmarkBackend, detect_faces
+from ..landmarks import DEFAULT_BACKEND, LandmarkBackend, detect_faces, smallest_face_note
 from ..method import TRUNCATION
 from ..options import FACE, face_select
 from ..params import FaceParams
@@ -97,7 +97,7 @@ def prepare_source(
     if landmarks is None:
         faces = detect_faces(rgb, backend)
         if not faces:
-            raise NoFaceError("no face found in the source image")
+            raise NoFaceError("no face found in the source image" + smallest_face_note(*rgb.shape[:2], backend))
         landmarks = FaceTracker(select=face_select(select)).update([faces])[0].face.landmarks
     landmarks = np.asarray(landmarks, dtype=np.float32)
     crop, transform = crop_using_landmarks(rgb, landmarks)

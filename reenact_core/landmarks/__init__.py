@@ -6,9 +6,11 @@ commercial use) and ``"face-alignment"`` (the FAN network of the optional ``face
 weights must already be on disk). Backends are built lazily and cached per process, so nothing is loaded at
 import time. The interface and registry are in ``backend``; each built-in backend is a module of its own.
 """
-from .backend import DEFAULT_BACKEND, LandmarkBackend, backend_names, detect_faces, get_backend, register_backend
+from .backend import (DEFAULT_BACKEND, LandmarkBackend, backend_names, detect_faces, get_backend, register_backend,
+                      smallest_face_note)
 
-__all__ = ["DEFAULT_BACKEND", "LandmarkBackend", "backend_names", "detect_faces", "get_backend", "register_backend"]
+__all__ = ["DEFAULT_BACKEND", "LandmarkBackend", "backend_names", "detect_faces", "get_backend", "register_backend",
+           "smallest_face_note"]
 
 
 def _dlib_backend(**options) -> LandmarkBackend:

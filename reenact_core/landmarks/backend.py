@@ -29,6 +29,11 @@ class LandmarkBackend(ABC):
     def predict_landmarks(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
         """The (68, 2) float32 iBUG-68 points ``(x, y)`` of the face in ``box``, in pixels of ``rgb``."""
 
+    def min_face_side(self, height: int, width: int) -> float | None:
+        """Side in pixels of the smallest face box this backend finds in a ``height`` × ``width`` frame; None when
+        it cannot say."""
+        return None
+
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Every face of a (H, W, 3) uint8 RGB frame with its landmarks, unfiltered and in detector order."""
         return [Face(box, float(score), self.predict_landmarks(rgb, box)) for box, score in self.detect_boxes(rgb)]
@@ -85,3 +90,10 @@ def detect_faces(image: np.ndarray, backend: str | LandmarkBackend = DEFAULT_BAC
     if best > 0:
         faces = [face for face in faces if face.score >= WEAK_SCORE * best]
     return sorted(faces, key=lambda face: face.box[0] + face.box[2])
+
+
+def smallest_face_note(height: int, width: int, backend: str | LandmarkBackend = DEFAULT_BACKEND) -> str:
+    """What to add to "no face found" for a ``height`` × ``width`` image: the size below which ``backend`` finds no
+    face there (a small face in a very large or wide image), or "" when the backend cannot say."""
+    side = (get_backend(backend) if isinstance(backend, str) else backend).min_face_side(height, width)
+    return "" if side is None else f" (faces under about {side:.0f} px are not found in a {width}×{height} image)"

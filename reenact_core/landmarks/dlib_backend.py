@@ -89,13 +89,20 @@ class DlibBackend(LandmarkBackend):
         self.smallest_face = smallest_face
 
     def detect_boxes(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
-        long_side = max(rgb.shape[:2])
-        first = min(1.0, self.max_detect_side / long_side)
+        first, second = self._scales(max(rgb.shape[:2]))
         boxes = self._detect_at(rgb, first)
-        if boxes or self.smallest_face <= 0:
-            return boxes
-        second = min(HOG_WINDOW / self.smallest_face, SECOND_PASS_MAX_SIDE / long_side)
-        return self._detect_at(rgb, second) if second > first else boxes
+        return self._detect_at(rgb, second) if not boxes and second > first else boxes
+
+    def min_face_side(self, height: int, width: int) -> float:
+        """The HOG window at the larger of the two passes' scales, in frame pixels."""
+        return HOG_WINDOW / max(self._scales(max(height, width)))
+
+    def _scales(self, long_side: int) -> tuple[float, float]:
+        """Scale factors of the first pass and of the second (0 when switched off) for a frame's long side."""
+        first = min(1.0, self.max_detect_side / long_side)
+        if self.smallest_face <= 0:
+            return first, 0.0
+        return first, min(HOG_WINDOW / self.smallest_face, SECOND_PASS_MAX_SIDE / long_side)
 
     def _detect_at(self, rgb: np.ndarray, factor: float) -> list[tuple[np.ndarray, float]]:
         """HOG boxes of ``rgb`` scaled by ``factor``, in pixels of ``rgb``."""

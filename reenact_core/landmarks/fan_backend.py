@@ -107,6 +107,10 @@ class FanBackend(LandmarkBackend):
         self._s3fd = _load_s3fd(s3fd_path, self.device) if s3fd_path is not None else None
         self._hog = DlibBackend(models_dir, max_detect_side) if s3fd_path is None else None
 
+    def min_face_side(self, height: int, width: int) -> float | None:
+        """dlib's with the dlib detector; None with S3FD."""
+        return None if self._hog is None else self._hog.min_face_side(height, width)
+
     def detect_boxes(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         if self._hog is not None:
             return self._hog.detect_boxes(rgb)

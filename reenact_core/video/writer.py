@@ -258,8 +258,9 @@ class VideoWriter(_FrameSink):
     are 8-bit RGB content (yuv420p, or pal8 for GIF): deeper or alpha frames are not accepted. Frames are timed
     at the exact rational ``fps`` (frame ``i`` has timestamp ``i / fps``), or at the times given to ``write`` (a
     variable frame rate: timestamps in units of ``time_base``, rounded, and kept strictly increasing).
-    yuv420p needs even sizes: an odd height or width is padded by repeating the last row or column, so 63×47
-    frames are stored as 64×48 (crop the last row/column on reading to get the input back).
+    libx264 takes only even sizes: there an odd height or width is padded by repeating the last row or column, so
+    63×47 frames are stored as 64×48 (crop the last row/column on reading to get the input back); the other
+    encoders keep the frames' size.
 
     Audio: the first audio stream of ``audio_from`` (the driver), kept in sync with its first video frame.
     Packets are copied without re-encoding when the container takes the codec as it is (AAC in mp4/m4v/mov,
@@ -320,7 +321,7 @@ class VideoWriter(_FrameSink):
     def _start(self, height: int, width: int) -> None:
         options = {**_ENCODER_OPTIONS.get(self.codec, {}), **frame_size_options(self.codec, height, width)}
         self._video = self._container.add_stream(self.codec, rate=self.fps, options=options)
-        even = self._format.pix_fmt == "yuv420p"
+        even = self.codec == "libx264"
         self._video.width, self._video.height = width + even * (width % 2), height + even * (height % 2)
         self._video.pix_fmt = self._format.pix_fmt
         self._video.codec_context.time_base = self.time_base
