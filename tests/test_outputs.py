@@ -472,6 +472,21 @@ def test_a_terminated_run_leaves_the_previous_outputs(tmp_path, models_dir, caps
     assert snapshot(outputs) == before and leftovers(tmp_path) == []
 
 
+def test_the_command_line_takes_sigterm_for_its_run_only(monkeypatch):
+    seen = []
+    monkeypatch.setattr("reenact_core.cli._doctor", lambda args: seen.append(signal.getsignal(signal.SIGTERM)) or 0)
+
+    def callers(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, callers)
+    try:
+        assert main(["doctor"]) == 0
+        assert seen and seen[0] is not callers and signal.getsignal(signal.SIGTERM) is callers
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_ctrl_c_while_the_prepared_source_is_saved_leaves_the_previous_one(tmp_path, models_dir, capsys, shared_dir,
                                                                             monkeypatch):
     source = portrait(tmp_path, "rgb")
