@@ -11,12 +11,16 @@ def image_to_tensor(crop_u8) -> torch.Tensor:
     """uint8 RGB crops to the [-1, 1] range of e4e and StyleGAN (official ``image_to_tensor``: ``u8/255·2 − 1``).
 
     Args:
-        crop_u8: (H, W, 3) or (B, H, W, 3) uint8 RGB, numpy array or tensor.
+        crop_u8: (H, W, 3) or (B, H, W, 3) uint8 RGB, numpy array (read-only ones too) or tensor.
 
     Returns:
         (B, 3, H, W) float32 tensor in [-1, 1], on the input's device (CPU for numpy).
     """
-    crop = torch.as_tensor(np.asarray(crop_u8) if not isinstance(crop_u8, torch.Tensor) else crop_u8)
+    if isinstance(crop_u8, torch.Tensor):
+        crop = crop_u8
+    else:   # torch warns on wrapping a read-only array (a decoded frame, a memory map): such crops are copied
+        array = np.asarray(crop_u8)
+        crop = torch.from_numpy(array if array.flags.writeable else array.copy())
     if crop.dtype != torch.uint8:
         raise InputError(f"crop must be uint8, got {crop.dtype}")
     if crop.ndim == 3:

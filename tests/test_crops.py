@@ -1,6 +1,10 @@
 """Face crops: the reference 256 crop (bit-exact), its transform back to the frame, and DECA's 224 crop."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -129,6 +133,16 @@ def test_crop_box_follows_the_official_rule():
 def test_reference_crop_rejects_bad_inputs(image, landmarks):
     with pytest.raises(InputError):
         crop_using_landmarks(image, landmarks)
+
+
+def test_image_to_tensor_takes_read_only_arrays_without_a_warning():
+    """In a fresh process (torch warns once per process), where a UserWarning is an error."""
+    script = ("import numpy as np; from reenact_core.imaging import image_to_tensor; "
+              "a = np.full((4, 4, 3), 255, np.uint8); a.flags.writeable = False; "
+              "assert float(image_to_tensor(a).min()) == 1.0")
+    run = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", script], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr
 
 
 def test_image_to_tensor_and_deca_input_ranges():
