@@ -158,9 +158,9 @@ def test_two_small_faces_in_a_two_person_shot_are_found(backend, astronaut_face)
 
 @pytest.mark.parametrize("hw", WIDE)
 def test_no_face_in_a_source_says_which_faces_that_size_misses(backend, astronaut_face, models_dir, hw):
-    """A face too small for its wide image: the error names the smallest face found at that size, and a face a
-    little above it in the same image is found."""
-    from reenact_core.engine import load_reenact_models, prepare_source
+    """A face too small for its wide image, as source or as every driver frame: the error names the smallest face
+    found at that size, and a face a little above it in the same image is found."""
+    from reenact_core.engine import DriveOptions, DriveSession, load_reenact_models, prepare_source
     from reenact_core.errors import NoFaceError
 
     def canvas(face_px: float) -> tuple[np.ndarray, np.ndarray]:
@@ -169,12 +169,18 @@ def test_no_face_in_a_source_says_which_faces_that_size_misses(backend, astronau
         expected = astronaut_face * small.shape[1] / data.astronaut().shape[1] + [*at, *at]
         return canvas_with([(small, at)], hw), expected
 
-    side = backend.min_face_side(*hw)
-    with pytest.raises(NoFaceError) as error:
-        prepare_source(canvas(side * 0.6)[0], load_reenact_models([models_dir]), backend=backend)
-    assert f"faces under about {side:.0f} px are not found in a {hw[1]}×{hw[0]} image" in str(error.value)
+    side, models = backend.min_face_side(*hw), load_reenact_models([models_dir])
+    note = f"faces under about {side:.0f} px are not found in a {hw[1]}×{hw[0]} image"
+    too_small = canvas(side * 0.6)[0]
+    with pytest.raises(NoFaceError, match=note):
+        prepare_source(too_small, models, backend=backend)
     image, expected = canvas(side * 1.3)
     assert any(box_iou(f.box, expected) >= MIN_IOU for f in detect_faces(image, backend))
+    session = DriveSession(models, prepare_source(image, models, backend=backend),
+                           DriveOptions(no_face="hold", backend=backend, batch_size=2))
+    session.process([too_small] * 2)
+    with pytest.raises(NoFaceError, match=note):   # the driver too
+        session.finish()
 
 
 # --- the command line --------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import InputError, NoFaceError
 from ..faces.alignment import AlignedFace, FaceAligner
-from ..landmarks import DEFAULT_BACKEND, LandmarkBackend
+from ..landmarks import DEFAULT_BACKEND, LandmarkBackend, smallest_face_note
 from ..method import CROP_SIZE
 from ..options import (BATCH_SIZE, FACE, FPS, MODE, NO_FACE, SMOOTHING, STRENGTH, TRUNCATION, face_select)
 from .composite import composite_frame
@@ -190,7 +190,8 @@ class DriveSession:
         out = _Outputs(self.source, self._paste)
         self._flush(out)
         if self._waiting:
-            raise NoFaceError(f"no face found in any of the {self.frames_seen} driver frames")
+            raise NoFaceError(f"no face found in any of the {self.frames_seen} driver frames"
+                              + smallest_face_note(*self._aligner.frame_size, self.options.backend))
         return out.chunk()
 
     def output_frames(self, chunk: DrivenChunk) -> Iterator[np.ndarray]:

@@ -59,6 +59,7 @@ class FaceAligner:
         NO_FACE.check(no_face)
         self.backend = backend
         self.frames_seen = 0
+        self.frame_size: tuple[int, int] | None = None   # (H, W) of the last frame aligned
         self._tracker = FaceTracker(select, "raise" if no_face == "raise" else "pass")
         self._smoother = SequenceSmoother("landmarks", smoothing, fps)
 
@@ -74,6 +75,7 @@ class FaceAligner:
         rgb = to_uint8_rgb(check_image(frame))
         index = self.frames_seen
         self.frames_seen += 1
+        self.frame_size = rgb.shape[:2]
         face = self._tracker.update([detect_faces(rgb, self.backend)])[0].face
         if face is None:
             return None
