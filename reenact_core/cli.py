@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from .command import COMMAND
 from .wording import count
 from .errors import ReenactError
 from .options import add_argument
+from .signals import SIGTERM_EXIT, Terminated, stop_on_sigterm
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -335,25 +335,6 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     add_argument(parser, options.THREADS, "--threads", default=None)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, ``timeout``, ``docker stop``, job schedulers) during a command: it stops as Ctrl-C does,
-    every output left as it was and nothing partial beside it; exit status 143 (128 + SIGTERM)."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated
-
-
-def _stop_on_sigterm():
-    """Makes SIGTERM raise :class:`Terminated` in the main thread for the command's run; returns the function that
-    puts back the caller's handler (main() may be called in a process that goes on). Elsewhere: no change."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:   # not the main thread
-        return lambda: None
-    return lambda: signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: list[str] | None = None) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -361,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
 
     limit_openmp_spinning()   # before torch is imported
     args = build_parser().parse_args(argv)
-    restores = [_set_threads(args), _stop_on_sigterm()]
+    restores = [_set_threads(args), stop_on_sigterm()]
     try:
         with logging_redirect_tqdm():   # warnings are printed above a progress bar, not through it
             return args.run(args)
@@ -370,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Terminated:
         print("terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        return SIGTERM_EXIT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

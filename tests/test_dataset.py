@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -292,6 +294,34 @@ def test_workers_share_the_videos_each_done_once(tmp_path, models_dir, video_tre
     for video in iter_videos(prepared):
         again = json.loads((tmp_path / "out" / ID / video.video / MANIFEST).read_text())
         assert again["samples"] == video.manifest["samples"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
+def test_sigterm_stops_every_worker_at_once_leaving_whole_files(tmp_path, models_dir, shared_dir):
+    """SIGTERM to the command alone (as kill, timeout or docker stop send it, not to its process group) once the
+    workers write: the workers stop too, well before the end, through their clean-up: exit 143, no traceback, no
+    temporary, no summary."""
+    tree, out = tmp_path / "videos", tmp_path / "out"
+    (tree / ID).mkdir(parents=True)
+    for video in sorted(MEDIA.glob("*.mp4")):
+        (tree / ID / video.name).symlink_to(video)
+    total = sum(VideoReader(v).frame_count or 0 for v in (tree / ID).iterdir())
+    run = subprocess.Popen([sys.executable, "-m", "reenact_core", "dataset", "prepare", "--models", str(models_dir),
+                            "--device", "cpu", "--stride", "1", "--workers", "2", str(tree), str(out)],
+                           cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        while run.poll() is None and not any(out.rglob("*.png")):   # the workers have begun writing
+            time.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=300)
+    finally:
+        run.kill()
+    assert run.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
+    written = [p for p in out.rglob(f"{FRAMES_DIR}/*.png") if ".partial" not in p.name]
+    assert len(written) < total / 2, (len(written), total)   # a whole run writes nearly every frame
+    assert not (out / MANIFEST).exists() and [p for p in out.rglob("*") if ".partial" in p.name] == []
 
 
 @pytest.mark.ddp

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 
 import torch
@@ -22,6 +22,7 @@ import torch
 from ..engine.models import ReenactModels
 from ..errors import InputError
 from ..memory import fix_heap_threshold
+from ..signals import worker_signals
 from ..weights import find_model_file, load_model
 from ..files import probe_writable, write_text
 from .layout import (COUNT_FIELDS, FORMAT_VERSION, MANIFEST, SKIP_REASONS, SUMMARY_FIELDS, SUMMARY_FORMAT,
@@ -202,10 +203,16 @@ def run_prepare(videos: str | Path, out: str | Path | None, *, options: PrepareO
     own_group = False
     if workers > 1:
         threads = max(1, torch.get_num_threads() // workers)
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        children_before = set(active_children())
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=worker_signals) as pool:
             futures = [pool.submit(run_shard, device=_device_for(device, r), rank=r, world_size=workers,
                                    threads=threads, **common) for r in range(workers)]
-            parts = [f.result() for f in futures]
+            try:
+                parts = [f.result() for f in futures]
+            except BaseException:   # an error, Ctrl-C or SIGTERM: every worker stops now, through its clean-up
+                for worker in set(active_children()) - children_before:
+                    worker.terminate()
+                raise
         stats = ShardStats.total(parts)
     else:
         own_group = _join_group(world_size)
