@@ -298,10 +298,12 @@ def test_workers_share_the_videos_each_done_once(tmp_path, models_dir, video_tre
 
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
-def test_sigterm_stops_every_worker_at_once_leaving_whole_files(tmp_path, models_dir, shared_dir):
-    """SIGTERM to the command alone (as kill, timeout or docker stop send it, not to its process group) once the
-    workers write: the workers stop too, well before the end, through their clean-up: exit 143, no traceback, no
-    temporary, no summary."""
+@pytest.mark.parametrize("stop, whole_group, status", [("SIGTERM", False, 143), ("SIGINT", True, 130)])
+def test_a_stop_ends_every_worker_at_once_leaving_whole_files(tmp_path, models_dir, shared_dir, stop, whole_group,
+                                                               status):
+    """Once the workers write, SIGTERM to the command alone (kill, timeout, docker stop) or Ctrl-C (SIGINT to the
+    whole process group) stops every worker too, well before the end, through their clean-up: the command's exit
+    status, no traceback, no temporary, no summary."""
     tree, out = tmp_path / "videos", tmp_path / "out"
     (tree / ID).mkdir(parents=True)
     for video in sorted(MEDIA.glob("*.mp4")):
@@ -310,15 +312,18 @@ def test_sigterm_stops_every_worker_at_once_leaving_whole_files(tmp_path, models
     run = subprocess.Popen([sys.executable, "-m", "reenact_core", "dataset", "prepare", "--models", str(models_dir),
                             "--device", "cpu", "--stride", "1", "--workers", "2", str(tree), str(out)],
                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         while run.poll() is None and not any(out.rglob("*.png")):   # the workers have begun writing
             time.sleep(0.05)
-        run.send_signal(signal.SIGTERM)
+        if whole_group:
+            os.killpg(run.pid, getattr(signal, stop))
+        else:
+            run.send_signal(getattr(signal, stop))
         _, err = run.communicate(timeout=300)
     finally:
         run.kill()
-    assert run.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
+    assert run.returncode == status and "Traceback" not in err, err
     written = [p for p in out.rglob(f"{FRAMES_DIR}/*.png") if ".partial" not in p.name]
     assert len(written) < total / 2, (len(written), total)   # a whole run writes nearly every frame
     assert not (out / MANIFEST).exists() and [p for p in out.rglob("*") if ".partial" in p.name] == []
