@@ -18,16 +18,21 @@ def _raise_terminated(signum, frame):
     raise Terminated
 
 
-def stop_on_sigterm() -> Callable[[], None]:
-    """Makes SIGTERM raise :class:`Terminated` in the main thread; returns the function that puts back the caller's
-    handler (the command line may run in a process that goes on). Outside the main thread: no change."""
+def handle(signum: int, handler: Callable) -> Callable[[], None]:
+    """Sets ``handler`` for signal ``signum`` in the main thread; returns the function that puts back the caller's
+    handler (the command may run in a process that goes on). Outside the main thread: no change."""
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        previous = signal.signal(signum, handler)
     except ValueError:   # not the main thread
         return lambda: None
     if previous is None:   # a handler installed from C: it cannot be put back from Python
         return lambda: None
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    return lambda: signal.signal(signum, previous)
+
+
+def stop_on_sigterm() -> Callable[[], None]:
+    """Makes SIGTERM raise :class:`Terminated` (see :func:`handle`); returns the function that undoes it."""
+    return handle(signal.SIGTERM, _raise_terminated)
 
 
 def _exit_terminated(signum, frame):

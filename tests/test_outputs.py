@@ -487,6 +487,15 @@ def test_the_command_line_takes_sigterm_for_its_run_only(monkeypatch):
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_a_handler_installed_from_c_is_left_in_place(monkeypatch):
+    """signal.signal gives None for a handler set from C (an embedding host): nothing to put back, no TypeError."""
+    calls = []
+    monkeypatch.setattr(signals.signal, "signal", lambda signum, handler: calls.append(handler))
+    restore = signals.handle(signal.SIGTERM, signals._raise_terminated)
+    restore()
+    assert calls == [signals._raise_terminated]
+
+
 def test_ctrl_c_while_the_prepared_source_is_saved_leaves_the_previous_one(tmp_path, models_dir, capsys, shared_dir,
                                                                             monkeypatch):
     source = portrait(tmp_path, "rgb")

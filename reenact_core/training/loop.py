@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..signals import handle
 from .checkpoint import load_training_checkpoint, rng_states, save_checkpoint, set_rng_states
 from .config import TrainConfig, write_config_file
 from .distributed import DistContext, any_rank, reduce_mean
@@ -77,22 +78,18 @@ class _StopFlag:
 
     def __init__(self):
         self.raised = False
-        self._old = {}
+        self._restores = []
 
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:   # not the main thread: keep the default handlers
-                pass
+    def __enter__(self):   # outside the main thread the default handlers stay
+        self._restores = [handle(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)]
         return self
 
     def _handle(self, signum, frame):
         self.raised = True
 
     def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
+        for restore in self._restores:
+            restore()
 
 
 def train(method: TrainingMethod, out_dir: str | Path, ctx: DistContext, resume: str | Path | None = None,
